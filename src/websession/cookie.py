@@ -1,0 +1,380 @@
+"""Signed cookies, byte-compatible with Remix v2 and React Router 7/8.
+
+A :class:`Cookie` turns a value into a ``Set-Cookie`` header and reads it back from a
+``Cookie`` header. The value is JSON, base64-encoded and signed with HMAC-SHA256 using the
+first secret; every secret is tried when verifying, so secrets can rotate without logging
+anyone out. Reading never raises, whatever bytes the header holds.
+
+Example::
+
+    >>> cookie = create_cookie("sess", secrets=["s1", "s2"])
+    >>> header = cookie.serialize({"n": 1})
+    >>> header
+    'sess=eyJuIjoxfQ%3D%3D.lYDlF8cufw96%2FKyvlK9iekRgV7uNy%2BUw0nercrDluB8; Path=/; HttpOnly; SameSite=Lax'
+    >>> cookie.parse(header.split(";")[0])
+    {'n': 1}
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import math
+import re
+import warnings
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from typing import Any, Literal, Union
+from urllib.parse import quote, unquote
+
+from . import codec
+
+SameSite = Union[Literal["lax", "strict", "none"], bool, None]  # noqa: UP007 - a runtime alias on 3.10
+Priority = Literal["low", "medium", "high"]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_ATTRIBUTE_VALUE = re.compile(r"[\x21-\x3a\x3c-\x7e]*")  # visible ASCII except ";"
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_SAME_SITE = {True: "Strict", "lax": "Lax", "strict": "Strict", "none": "None"}
+_PRIORITY = {"low": "Low", "medium": "Medium", "high": "High"}
+# encodeURIComponent leaves these unescaped, besides letters and digits.
+_URI_COMPONENT_SAFE = "-_.!~*'()"
+
+_warned_unsigned: set[str] = set()
+
+
+@dataclass(frozen=True, slots=True)
+class CookieOptions:
+    """The attributes of a cookie. Any of them can be overridden when serializing."""
+
+    max_age: float | None = None
+    expires: datetime | None = None
+    domain: str | None = None
+    path: str | None = "/"
+    http_only: bool = True
+    secure: bool = False
+    same_site: SameSite = "lax"
+    partitioned: bool = False
+    priority: Priority | None = None
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` for an attribute no browser would accept."""
+        for name in ("domain", "path"):
+            value = getattr(self, name)
+            if value is not None and not _ATTRIBUTE_VALUE.fullmatch(value):
+                raise ValueError(f"cookie {name} {value!r} contains a forbidden character")
+        if self.max_age is not None and not math.isfinite(self.max_age):
+            raise ValueError("cookie max_age must be a finite number")
+        if self.expires is not None and self.expires.tzinfo is None:
+            raise ValueError("cookie expires must be a timezone-aware datetime")
+        if self.same_site not in _SAME_SITE and self.same_site not in (False, None):
+            raise ValueError(f"cookie same_site {self.same_site!r} is not lax, strict or none")
+        if self.priority is not None and self.priority not in _PRIORITY:
+            raise ValueError(f"cookie priority {self.priority!r} is not low, medium or high")
+
+    def attributes(self) -> str:
+        """The attribute part of Set-Cookie, in the order Remix's `cookie` package writes."""
+        parts = []
+        if self.max_age is not None:
+            parts.append(f"Max-Age={math.floor(self.max_age)}")
+        if self.domain:
+            parts.append(f"Domain={self.domain}")
+        if self.path:
+            parts.append(f"Path={self.path}")
+        if self.expires is not None:
+            parts.append(f"Expires={format_datetime(self.expires.astimezone(timezone.utc), usegmt=True)}")
+        if self.http_only:
+            parts.append("HttpOnly")
+        if self.secure:
+            parts.append("Secure")
+        if self.partitioned:
+            parts.append("Partitioned")
+        if self.priority:
+            parts.append(f"Priority={_PRIORITY[self.priority]}")
+        if self.same_site:
+            parts.append(f"SameSite={_SAME_SITE[self.same_site]}")
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A cookie value that verified. ``stale`` means an older secret signed it."""
+
+    value: Any
+    stale: bool = False
+
+
+class Cookie:
+    """A named, optionally signed cookie in the Remix wire format.
+
+    Build one with :func:`create_cookie`.
+    """
+
+    def __init__(self, name: str, secrets: tuple[str, ...], options: CookieOptions) -> None:
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"cookie name {name!r} is not a valid token")
+        if any(not isinstance(s, str) or not s for s in secrets):
+            raise ValueError("cookie secrets must be non-empty strings")
+        options.validate()
+        self.name = name
+        self.secrets = secrets
+        self.options = options
+        self._keys = tuple(s.encode("utf-8") for s in secrets)
+        self._prefix = f"{name}="
+
+    def __repr__(self) -> str:
+        return f"Cookie({self.name!r}, signed={self.is_signed})"
+
+    @property
+    def is_signed(self) -> bool:
+        """True when the cookie has at least one secret."""
+        return bool(self._keys)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def parse(self, header: str | bytes | None) -> Any | None:
+        """Return the value in a Cookie header, or None when it is absent or does not verify.
+
+        Example::
+
+            >>> create_cookie("sess").parse("sess=eyJhIjoxfQ%3D%3D")
+            {'a': 1}
+        """
+        verified = self.read(header)
+        return None if verified is None else verified.value
+
+    def read(self, header: str | bytes | None) -> Verified | None:
+        """Like :meth:`parse`, but also says whether a retired secret signed the value.
+
+        Example::
+
+            >>> old = create_cookie("s", secrets=["old"]).serialize(1).split(";")[0]
+            >>> create_cookie("s", secrets=["new", "old"]).read(old)
+            Verified(value=1, stale=True)
+        """
+        raw = find_cookie(header, self.name)
+        if raw is None or raw == "":
+            return None
+        return self.unsign(raw)
+
+    def unsign(self, raw: str) -> Verified | None:
+        """Verify and decode a percent-decoded cookie value; None when it fails in any way."""
+        payload = raw
+        stale = False
+        if self._keys:
+            payload, dot, signature = raw.rpartition(".")
+            if not dot:
+                return None
+            index = _verify(payload, signature, self._keys)
+            if index is None:
+                return None
+            stale = index > 0
+        value = _decode_payload(payload)
+        if value is _INVALID:
+            return None
+        return Verified(value, stale)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def sign(self, value: Any) -> str:
+        """Encode and sign ``value``: the cookie value before percent-encoding.
+
+        Example::
+
+            >>> create_cookie("s").sign({"a": 1})
+            'eyJhIjoxfQ=='
+        """
+        payload = base64.b64encode(codec.dumps(value).encode("utf-8")).decode("ascii")
+        if not self._keys:
+            return payload
+        return f"{payload}.{_signature(payload, self._keys[0])}"
+
+    def serialize(self, value: Any, **overrides: Any) -> str:
+        """Return a Set-Cookie header value holding ``value``.
+
+        ``overrides`` replace any attribute for this header only (``max_age=0``, ``path=...``).
+
+        Example::
+
+            >>> create_cookie("s", http_only=False).serialize("abc", max_age=60)
+            's=ImFiYyI%3D; Max-Age=60; Path=/; SameSite=Lax'
+        """
+        return self.serialize_raw(self.sign(value), **overrides)
+
+    def serialize_raw(self, signed: str, **overrides: Any) -> str:
+        """Return a Set-Cookie header for an already signed value."""
+        options = self.with_overrides(overrides)
+        encoded = quote(signed, safe=_URI_COMPONENT_SAFE)
+        attributes = options.attributes()
+        return f"{self.name}={encoded}; {attributes}" if attributes else f"{self.name}={encoded}"
+
+    def serialize_expired(self, **overrides: Any) -> str:
+        """Return a Set-Cookie header that makes the browser forget the cookie.
+
+        Example::
+
+            >>> create_cookie("s").serialize_expired()
+            's=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Lax'
+        """
+        options = self.with_overrides({**overrides, "max_age": None, "expires": EPOCH})
+        return f"{self.name}=; {options.attributes()}"
+
+    def with_overrides(self, overrides: dict[str, Any]) -> CookieOptions:
+        """The cookie's options with ``overrides`` applied and checked."""
+        if not overrides:
+            return self.options
+        options = replace(self.options, **overrides)
+        options.validate()
+        return options
+
+    def expires_at(self, now: datetime, overrides: dict[str, Any] | None = None) -> datetime | None:
+        """When a value serialized now expires: from max_age, else expires, else never (None).
+
+        Example::
+
+            >>> create_cookie("s", max_age=60).expires_at(EPOCH)
+            datetime.datetime(1970, 1, 1, 0, 1, tzinfo=datetime.timezone.utc)
+        """
+        options = self.with_overrides(overrides or {})
+        if options.max_age is not None:
+            return now + timedelta(seconds=options.max_age)
+        return options.expires
+
+    def warn_if_unsigned(self) -> None:
+        """Warn once per cookie name when an unsigned cookie carries session ids, as Remix does."""
+        if self._keys or self.name in _warned_unsigned:
+            return
+        _warned_unsigned.add(self.name)
+        warnings.warn(
+            f'The "{self.name}" cookie is not signed, but session cookies should be signed to '
+            "prevent tampering on the client before they are sent back to the server. "
+            "Pass secrets=[...] to create_cookie.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def create_cookie(
+    name: str,
+    *,
+    secrets: list[str] | tuple[str, ...] = (),
+    max_age: float | None = None,
+    expires: datetime | None = None,
+    domain: str | None = None,
+    path: str | None = "/",
+    http_only: bool = True,
+    secure: bool = False,
+    same_site: SameSite = "lax",
+    partitioned: bool = False,
+    priority: Priority | None = None,
+) -> Cookie:
+    """Create a cookie. Defaults are safe: HttpOnly, SameSite=Lax, Path=/.
+
+    ``secrets`` sign the value: the first one signs, all of them verify, so put a new secret
+    first and keep the old ones until their cookies have expired.
+
+    Example::
+
+        >>> cookie = create_cookie("__session", secrets=["s3cret"], max_age=604800)
+        >>> cookie.serialize("abc").split("; ")[1:]
+        ['Max-Age=604800', 'Path=/', 'HttpOnly', 'SameSite=Lax']
+    """
+    options = CookieOptions(
+        max_age=max_age,
+        expires=expires,
+        domain=domain,
+        path=path,
+        http_only=http_only,
+        secure=secure,
+        same_site=same_site,
+        partitioned=partitioned,
+        priority=priority,
+    )
+    return Cookie(name, tuple(secrets), options)
+
+
+def find_cookie(header: str | bytes | None, name: str) -> str | None:
+    """Return the percent-decoded value of ``name`` in a Cookie header; the first one wins.
+
+    Follows the npm ``cookie`` package that Remix uses: pairs split on ``;``, spaces and tabs
+    trimmed, surrounding double quotes removed, and percent-decoding applied only when a ``%``
+    is present and the escapes are valid UTF-8 (otherwise the raw text is kept). Never raises.
+
+    Example::
+
+        >>> find_cookie('a=1; sess="x%2By"; sess=2', "sess")
+        'x+y'
+    """
+    if isinstance(header, (bytes, bytearray)):
+        header = bytes(header).decode("latin-1")
+    if not isinstance(header, str) or name not in header:
+        return None
+    for pair in header.split(";"):
+        key, eq, value = pair.partition("=")
+        if not eq or key.strip(" \t") != name:
+            continue
+        value = value.strip(" \t")
+        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+            value = value[1:-1]
+        return _decode_uri_component(value)
+    return None
+
+
+def _decode_uri_component(value: str) -> str:
+    if "%" not in value or _BAD_ESCAPE.search(value):
+        return value
+    try:
+        return unquote(value, errors="strict")
+    except UnicodeDecodeError:
+        return value
+
+
+def _signature(payload: str, key: bytes) -> str:
+    digest = hmac.digest(key, payload.encode("utf-8", "surrogatepass"), hashlib.sha256)
+    return base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+def _verify(payload: str, signature: str, keys: tuple[bytes, ...]) -> int | None:
+    """Return the index of the secret that signed ``payload``, comparing in constant time."""
+    try:
+        given = signature.encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    for index, key in enumerate(keys):
+        if hmac.compare_digest(_signature(payload, key).encode("ascii"), given):
+            return index
+    return None
+
+
+_INVALID = object()
+
+
+def _decode_payload(payload: str) -> Any:
+    """Decode base64 → UTF-8 → JSON; ``_INVALID`` when any step fails."""
+    try:
+        padded = payload + "=" * (-len(payload) % 4)
+        return codec.loads(base64.b64decode(padded, validate=True))
+    except (ValueError, binascii.Error, UnicodeError):
+        return _INVALID
+
+
+CookieLike = Union[Cookie, "dict[str, Any]", None]
+
+
+def as_cookie(cookie: CookieLike) -> Cookie:
+    """Accept a :class:`Cookie`, or Remix-style options (``{"name": ..., "secrets": [...]}``).
+
+    Example::
+
+        >>> as_cookie({"name": "__session", "secrets": ["k"]}).name
+        '__session'
+    """
+    if isinstance(cookie, Cookie):
+        return cookie
+    options = dict(cookie or {})
+    return create_cookie(options.pop("name", "__session"), **options)

@@ -1,0 +1,56 @@
+"""The exception hierarchy.
+
+Every exception websession raises derives from :class:`SessionError`. Each one can carry a
+``solution``: one sentence on how to fix the cause, shown after the message.
+
+Example::
+
+    try:
+        storage.commit_session(session)
+    except StoreUnavailableError:
+        ...  # answer 503 and let the client retry
+"""
+
+from __future__ import annotations
+
+
+class SessionError(Exception):
+    """Base class of every websession error."""
+
+    solution: str | None = None
+
+    def __init__(self, message: str, *, solution: str | None = None) -> None:
+        super().__init__(message)
+        if solution is not None:
+            self.solution = solution
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        return f"{message} ({self.solution})" if self.solution else message
+
+
+class ConfigurationError(SessionError):
+    """The storage or cookie was built with options that cannot work together."""
+
+
+class CookieTooLargeError(SessionError):
+    """A Set-Cookie header would exceed the 4096 bytes browsers keep."""
+
+    solution = "store less in the session, or use a server-side store"
+
+
+class SessionStoreError(SessionError):
+    """The store answered, but refused or failed the operation."""
+
+
+class StoreUnavailableError(SessionStoreError):
+    """The store could not be reached: connection refused, timeout, or a restart.
+
+    Middleware turns it into a 503 response. The original exception is ``__cause__``.
+    """
+
+
+class RecordTooLargeError(SessionStoreError):
+    """A session record is larger than the store's item limit."""
+
+    solution = "store less in the session"

@@ -1,0 +1,299 @@
+"""Session: the data of one visitor, as a dict, plus Remix's has/get/set/flash/unset.
+
+A session remembers what this request changed (keys set, keys removed) so that a commit can
+apply exactly those changes to what is stored now. Values must be JSON-serialisable; anything
+else is refused when it is set.
+
+Example::
+
+    >>> session = Session({"user": 7, "__flash_notice__": "Saved"})
+    >>> session.get("notice"), session.get("notice")
+    ('Saved', None)
+    >>> session["cart"] = [1]
+    >>> sorted(session.changes.set), sorted(session.changes.removed)
+    (['cart'], ['__flash_notice__'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Any
+
+from . import codec
+from .changes import Changes
+from .stores.base import Record
+
+_MISSING: Any = object()
+
+
+def flash_key(name: str) -> str:
+    """The stored key of a flash value, as Remix names it.
+
+    Example::
+
+        >>> flash_key("error")
+        '__flash_error__'
+    """
+    return f"__flash_{name}__"
+
+
+class Session(MutableMapping[str, Any]):
+    """The data of one session. Dict-like, with Remix's has/get/set/flash/unset.
+
+    Storages create sessions; applications read and change them, then commit them.
+    """
+
+    __slots__ = (
+        "_data",
+        "_destroyed",
+        "_id",
+        "_lent",
+        "_record",
+        "_regenerate",
+        "_removed",
+        "_set",
+        "resign",
+        "stale_cookie",
+    )
+
+    def __init__(
+        self,
+        data: Mapping[str, Any] | None = None,
+        id: str | None = None,
+        *,
+        record: Record | None = None,
+    ) -> None:
+        self._data: dict[str, Any] = dict(data) if data else {}
+        self._id = id
+        self._record = record
+        self._set: dict[str, Any] = {}
+        self._removed: set[str] = set()
+        self._lent: dict[str, str] | None = None
+        self._destroyed = False
+        self._regenerate = False
+        #: The request carried a session cookie that led to no stored session.
+        self.stale_cookie = False
+        #: The cookie verified only with a retired secret; the next commit re-signs it.
+        self.resign = False
+
+    def __repr__(self) -> str:
+        short = f"{self._id[:8]}…" if self._id else None
+        return f"<Session id={short} keys={sorted(self._data)}>"
+
+    # -- identity and state ----------------------------------------------------------------
+
+    @property
+    def id(self) -> str | None:
+        """The session id, or None for a session that has not been stored yet."""
+        return self._id
+
+    @property
+    def is_new(self) -> bool:
+        """True when no stored record backs this session (yet)."""
+        return self._record is None
+
+    @property
+    def record(self) -> Record | None:
+        """The record as it was read from (or last written to) the store."""
+        return self._record
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """A shallow copy of the data, flash values included."""
+        return dict(self._data)
+
+    @property
+    def modified(self) -> bool:
+        """True when this request changed the data."""
+        return bool(self._set) or bool(self._removed) or self._lent_changed()
+
+    @property
+    def changes(self) -> Changes:
+        """The keys set and removed during this request, including in-place edits of values
+        that were read from the session (``session["cart"].append(...)``)."""
+        changed = dict(self._set)
+        if self._lent:
+            for key, before in self._lent.items():
+                if key in self._data and key not in changed and codec.dumps(self._data[key]) != before:
+                    changed[key] = self._data[key]
+        return Changes(changed, frozenset(self._removed))
+
+    @property
+    def destroyed(self) -> bool:
+        """True once :meth:`destroy` was called (or the store found the session gone)."""
+        return self._destroyed
+
+    @property
+    def regenerating(self) -> bool:
+        """True when the next commit moves the data to a new id."""
+        return self._regenerate
+
+    def regenerate(self) -> None:
+        """Move this session to a fresh id at the next commit and delete the old record.
+
+        Call it when privileges change (sign-in) to defeat session fixation.
+
+        Example::
+
+            >>> session = Session()
+            >>> session.regenerate()
+            >>> session.regenerating
+            True
+        """
+        self._regenerate = True
+
+    def destroy(self) -> None:
+        """Drop all data; the next commit deletes the record and expires the cookie.
+
+        Example::
+
+            >>> session = Session({"a": 1})
+            >>> session.destroy()
+            >>> len(session), session.destroyed
+            (0, True)
+        """
+        self.clear()
+        self._destroyed = True
+
+    # -- Remix verbs -----------------------------------------------------------------------
+
+    def has(self, name: str) -> bool:
+        """True when ``name`` holds a value or an unread flash.
+
+        Example::
+
+            >>> Session({"__flash_x__": 1}).has("x")
+            True
+        """
+        return name in self._data or flash_key(name) in self._data
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """Return the value of ``name``; a flash value is returned once and then removed.
+
+        Example::
+
+            >>> Session({"a": 1}).get("a"), Session().get("b", 0)
+            (1, 0)
+        """
+        if name in self._data:
+            return self._lend(name)
+        key = flash_key(name)
+        if key in self._data:
+            value = self._data.pop(key)
+            self._record_removal(key)
+            return value
+        return default
+
+    def set(self, name: str, value: Any) -> None:
+        """Set ``name`` to a JSON-serialisable value (same as ``session[name] = value``).
+
+        Example::
+
+            >>> session = Session()
+            >>> session.set("user", 7)
+            >>> session["user"]
+            7
+        """
+        self[name] = value
+
+    def flash(self, name: str, value: Any) -> None:
+        """Set a value that the next :meth:`get` of ``name`` returns and removes.
+
+        Example::
+
+            >>> session = Session()
+            >>> session.flash("notice", "Saved")
+            >>> session.data
+            {'__flash_notice__': 'Saved'}
+        """
+        self[flash_key(name)] = value
+
+    def unset(self, name: str) -> None:
+        """Remove ``name`` if it is there (flash values are not touched).
+
+        Example::
+
+            >>> session = Session({"a": 1})
+            >>> session.unset("a"); session.unset("missing")
+            >>> session.data
+            {}
+        """
+        if name in self._data:
+            del self[name]
+
+    # -- MutableMapping --------------------------------------------------------------------
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._data:
+            raise KeyError(name)
+        return self._lend(name)
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        codec.check_value(name, value)
+        self._data[name] = value
+        self._set[name] = value
+        self._removed.discard(name)
+        if self._lent:
+            self._lent.pop(name, None)
+
+    def __delitem__(self, name: str) -> None:
+        del self._data[name]
+        self._record_removal(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._data
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._data))
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def clear(self) -> None:
+        for name in list(self._data):
+            del self[name]
+
+    # -- used by storages ------------------------------------------------------------------
+
+    def _lend(self, name: str) -> Any:
+        """Return a value; remember the JSON of mutable ones to detect in-place edits."""
+        value = self._data[name]
+        if isinstance(value, (list, dict)) and name not in self._set:
+            if self._lent is None:
+                self._lent = {}
+            if name not in self._lent:
+                self._lent[name] = codec.dumps(value)
+        return value
+
+    def _lent_changed(self) -> bool:
+        if not self._lent:
+            return False
+        return any(
+            key in self._data and codec.dumps(self._data[key]) != before
+            for key, before in self._lent.items()
+            if key not in self._set
+        )
+
+    def _record_removal(self, name: str) -> None:
+        self._set.pop(name, None)
+        self._removed.add(name)
+        if self._lent:
+            self._lent.pop(name, None)
+
+    def _committed(self, id: str | None, record: Record | None) -> None:
+        """Reset change tracking after a commit wrote ``record`` under ``id``."""
+        self._id = id
+        self._record = record
+        self._set = {}
+        self._removed = set()
+        self._lent = None
+        self._regenerate = False
+        self.stale_cookie = False
+        self.resign = False
+        if record is not None:
+            self._data = dict(record.data)
+
+    def _mark_destroyed(self) -> None:
+        self._data.clear()
+        self._committed(None, None)
+        self._destroyed = True

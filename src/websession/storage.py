@@ -1,0 +1,400 @@
+"""SessionStorage: get_session, commit_session and destroy_session over any store.
+
+One storage object has two doors: ``get_session`` / ``commit_session`` / ``destroy_session``
+for sync code and ``aget_session`` / ``acommit_session`` / ``adestroy_session`` for async code.
+Both doors share every decision; only the store call differs. The decisions follow the commit
+table in DESIGN.md:
+
+=================================  ======================================  =====================
+situation                          store                                   Set-Cookie
+=================================  ======================================  =====================
+no cookie, session untouched       nothing                                 none
+new session with data              create                                  id cookie
+existing session, changed          update(changes), atomically             if rolling / re-sign
+existing session, unchanged        touched inside read when rolling        if rolling / re-sign
+destroyed                          delete                                  expired cookie
+regenerated                        create new id with the data, delete old new id cookie
+=================================  ======================================  =====================
+
+Example::
+
+    >>> from websession import create_cookie, create_memory_session_storage
+    >>> storage = create_memory_session_storage(cookie=create_cookie("s", secrets=["k"]))
+    >>> session = storage.get_session(None)
+    >>> session["user"] = 7
+    >>> header = storage.commit_session(session)
+    >>> storage.get_session(header.split(";")[0])["user"]
+    7
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from .changes import Changes
+from .cookie import Cookie, find_cookie
+from .errors import CookieTooLargeError
+from .session import Session
+from .stores.base import Clock, Record, Store, utcnow
+
+#: Browsers keep cookies up to 4096 bytes, name, value and attributes together.
+MAX_COOKIE_SIZE = 4096
+
+_LIFETIME_OPTIONS = ("max_age", "expires")
+
+
+class _Op(enum.Enum):
+    NONE = "none"
+    CREATE = "create"
+    UPDATE = "update"
+    REGENERATE = "regenerate"
+    DELETE = "delete"
+
+
+@dataclass(slots=True)
+class _Step:
+    """What a commit must do: one store operation and what it needs."""
+
+    op: _Op
+    header: str | None = None
+    data: dict[str, Any] | None = None
+    changes: Changes | None = None
+    expires: datetime | None = None
+    send_cookie: bool = False
+
+
+@dataclass(slots=True)
+class _Lookup:
+    """What a Cookie header asks for: the id to read and the expiry to roll it to."""
+
+    id: str
+    touch: datetime | None
+    resign: bool
+
+
+class _Stale:
+    """The request carried a session cookie that cannot lead to a stored session."""
+
+
+_STALE = _Stale()
+
+
+class _StorageBase:
+    """What cookie storage and store-backed storage share: the cookie and the rules."""
+
+    def __init__(
+        self,
+        *,
+        cookie: Cookie,
+        rolling: bool = True,
+        save_uninitialized: bool = False,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.cookie = cookie
+        self.rolling = rolling
+        self.save_uninitialized = save_uninitialized
+        self.clock = clock
+
+    def _rolls(self, overrides: dict[str, Any]) -> bool:
+        """Whether an unchanged session's cookie is re-sent: rolling with a max_age."""
+        return self.rolling and self.cookie.with_overrides(overrides).max_age is not None
+
+    def _cookie_due(self, session: Session, overrides: dict[str, Any]) -> bool:
+        return session.resign or bool(overrides) or self._rolls(overrides)
+
+
+class SessionStorage(_StorageBase):
+    """Sessions whose data lives in a :class:`~websession.stores.base.Store`; the cookie holds
+    only the signed id.
+
+    ``rolling`` (default True) refreshes the record's expiry whenever the session is used and
+    re-sends the cookie with a fresh Max-Age. ``save_uninitialized`` (default False) stores new
+    sessions even when nothing was set in them.
+
+    Example::
+
+        >>> from websession import create_cookie
+        >>> from websession.stores.memory import MemoryStore
+        >>> storage = SessionStorage(cookie=create_cookie("s", secrets=["k"]), store=MemoryStore())
+        >>> storage.commit_session(storage.get_session(None)) is None
+        True
+    """
+
+    def __init__(
+        self,
+        *,
+        cookie: Cookie,
+        store: Store,
+        rolling: bool = True,
+        save_uninitialized: bool = False,
+    ) -> None:
+        super().__init__(
+            cookie=cookie, rolling=rolling, save_uninitialized=save_uninitialized, clock=store.clock
+        )
+        self.store = store
+        cookie.warn_if_unsigned()
+
+    def __repr__(self) -> str:
+        return f"SessionStorage(cookie={self.cookie!r}, store={type(self.store).__name__})"
+
+    # -- the sync door ---------------------------------------------------------------------
+
+    def get_session(self, cookie_header: str | bytes | None = None) -> Session:
+        """Return the session named by a Cookie header; a new one when there is none.
+
+        No cookie means no store I/O. A cookie that does not verify, or names an unknown or
+        expired id, gives a fresh session: its id is never reused.
+        """
+        lookup = self._lookup(cookie_header)
+        if not isinstance(lookup, _Lookup):
+            return self._fresh(lookup)
+        return self._found(lookup, self.store.read(lookup.id, lookup.touch))
+
+    def commit_session(self, session: Session, **overrides: Any) -> str | None:
+        """Store what this request changed and return the Set-Cookie value, or None when the
+        browser's cookie can stay as it is.
+
+        ``overrides`` change cookie attributes for this response (``max_age=...``).
+        """
+        step = self._plan(session, overrides)
+        store = self.store
+        if step.op is _Op.NONE:
+            return step.header
+        if step.op is _Op.DELETE:
+            if session.id is not None:
+                store.delete(session.id)
+            return self._expire(session, overrides)
+        if step.op is _Op.UPDATE:
+            assert session.id is not None and step.changes is not None and session.record is not None
+            record = store.update(session.id, step.changes, step.expires, session.record)
+            return self._updated(session, record, step, overrides)
+        assert step.data is not None
+        old_id = session.id
+        new_id = store.create(step.data, step.expires)
+        if step.op is _Op.REGENERATE and old_id is not None:
+            store.delete(old_id)
+        return self._created(session, new_id, step, overrides)
+
+    def destroy_session(self, session: Session, **overrides: Any) -> str:
+        """Delete the session's record and return a Set-Cookie value that expires the cookie."""
+        session.destroy()
+        header = self.commit_session(session, **overrides)
+        assert header is not None
+        return header
+
+    # -- the async door --------------------------------------------------------------------
+
+    async def aget_session(self, cookie_header: str | bytes | None = None) -> Session:
+        """Async twin of :meth:`get_session`."""
+        lookup = self._lookup(cookie_header)
+        if not isinstance(lookup, _Lookup):
+            return self._fresh(lookup)
+        return self._found(lookup, await self.store.aread(lookup.id, lookup.touch))
+
+    async def acommit_session(self, session: Session, **overrides: Any) -> str | None:
+        """Async twin of :meth:`commit_session`."""
+        step = self._plan(session, overrides)
+        store = self.store
+        if step.op is _Op.NONE:
+            return step.header
+        if step.op is _Op.DELETE:
+            if session.id is not None:
+                await store.adelete(session.id)
+            return self._expire(session, overrides)
+        if step.op is _Op.UPDATE:
+            assert session.id is not None and step.changes is not None and session.record is not None
+            record = await store.aupdate(session.id, step.changes, step.expires, session.record)
+            return self._updated(session, record, step, overrides)
+        assert step.data is not None
+        old_id = session.id
+        new_id = await store.acreate(step.data, step.expires)
+        if step.op is _Op.REGENERATE and old_id is not None:
+            await store.adelete(old_id)
+        return self._created(session, new_id, step, overrides)
+
+    async def adestroy_session(self, session: Session, **overrides: Any) -> str:
+        """Async twin of :meth:`destroy_session`."""
+        session.destroy()
+        header = await self.acommit_session(session, **overrides)
+        assert header is not None
+        return header
+
+    def close(self) -> None:
+        """Close the store's connections."""
+        self.store.close()
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        await self.store.aclose()
+
+    # -- decisions shared by both doors ----------------------------------------------------
+
+    def expires_at(self, overrides: dict[str, Any] | None = None) -> datetime | None:
+        """When a record committed now expires: the cookie's lifetime, else the store's
+        ``default_ttl``, else never (None)."""
+        now = self.clock()
+        expires = self.cookie.expires_at(now, overrides)
+        if expires is None and self.store.default_ttl is not None:
+            expires = now + timedelta(seconds=self.store.default_ttl)
+        return expires
+
+    def _lookup(self, header: str | bytes | None) -> _Lookup | _Stale | None:
+        verified = self.cookie.read(header)
+        if verified is None:
+            # A cookie of ours that does not verify is stale; no cookie at all is not.
+            return _STALE if find_cookie(header, self.cookie.name) else None
+        if not self.store.is_valid_id(verified.value):
+            return _STALE
+        touch = self.expires_at() if self.rolling else None
+        return _Lookup(verified.value, touch, verified.stale)
+
+    def _fresh(self, lookup: _Stale | None) -> Session:
+        session = Session()
+        session.stale_cookie = lookup is _STALE
+        return session
+
+    def _found(self, lookup: _Lookup, record: Record | None) -> Session:
+        if record is None or (record.expires is not None and record.expires <= self.clock()):
+            return self._fresh(_STALE)
+        session = Session(record.data, lookup.id, record=record)
+        session.resign = lookup.resign
+        return session
+
+    def _plan(self, session: Session, overrides: dict[str, Any]) -> _Step:
+        if session.destroyed:
+            return _Step(_Op.DELETE)
+        expires = self.expires_at(overrides)
+        if expires is not None and expires <= self.clock():
+            # An already-expired lifetime: delete rather than write (never a zero TTL).
+            return _Step(_Op.DELETE)
+        if session.is_new:
+            if session or self.save_uninitialized:
+                return _Step(_Op.CREATE, data=session.data, expires=expires)
+            if session.stale_cookie:
+                return _Step(_Op.NONE, header=self.cookie.serialize_expired(**overrides))
+            return _Step(_Op.NONE)
+        if session.regenerating:
+            return _Step(_Op.REGENERATE, data=session.data, expires=expires)
+        changes = session.changes
+        lifetime_override = any(name in overrides for name in _LIFETIME_OPTIONS)
+        if changes or lifetime_override:
+            return _Step(
+                _Op.UPDATE, changes=changes, expires=expires, send_cookie=self._cookie_due(session, overrides)
+            )
+        if self._cookie_due(session, overrides):
+            assert session.id is not None
+            return _Step(_Op.NONE, header=self.cookie.serialize(session.id, **overrides))
+        return _Step(_Op.NONE)
+
+    def _created(self, session: Session, new_id: str, step: _Step, overrides: dict[str, Any]) -> str:
+        assert step.data is not None
+        session._committed(new_id, Record(step.data, step.expires))
+        return self.cookie.serialize(new_id, **overrides)
+
+    def _updated(
+        self, session: Session, record: Record | None, step: _Step, overrides: dict[str, Any]
+    ) -> str | None:
+        if record is None:
+            # Another request destroyed the session (or it expired): never bring it back.
+            return self._expire(session, overrides)
+        session_id = session.id
+        assert session_id is not None
+        session._committed(session_id, record)
+        return self.cookie.serialize(session_id, **overrides) if step.send_cookie else None
+
+    def _expire(self, session: Session, overrides: dict[str, Any]) -> str:
+        session._mark_destroyed()
+        return self.cookie.serialize_expired(**_without_lifetime(overrides))
+
+
+class CookieSessionStorage(_StorageBase):
+    """Sessions whose data lives in the signed cookie itself; no server-side store.
+
+    The cookie is the source of truth, so concurrent requests cannot be merged: the last
+    response the browser receives wins. A Set-Cookie over 4096 bytes raises
+    :class:`~websession.errors.CookieTooLargeError`.
+
+    Example::
+
+        >>> from websession import create_cookie
+        >>> storage = CookieSessionStorage(cookie=create_cookie("s", secrets=["k"]))
+        >>> session = storage.get_session(None)
+        >>> session["n"] = 1
+        >>> storage.get_session(storage.commit_session(session))["n"]
+        1
+    """
+
+    #: Cookie data cannot be merged between concurrent requests.
+    atomic_changes = False
+
+    def __repr__(self) -> str:
+        return f"CookieSessionStorage(cookie={self.cookie!r})"
+
+    def get_session(self, cookie_header: str | bytes | None = None) -> Session:
+        """Return the session carried by a Cookie header; a new one when there is none."""
+        verified = self.cookie.read(cookie_header)
+        if verified is None or not isinstance(verified.value, dict):
+            session = Session()
+            session.stale_cookie = bool(find_cookie(cookie_header, self.cookie.name))
+            return session
+        session = Session(verified.value, record=Record(verified.value))
+        session.resign = verified.stale
+        return session
+
+    def commit_session(self, session: Session, **overrides: Any) -> str | None:
+        """Return the Set-Cookie value carrying the session's data, or None when unchanged."""
+        if session.destroyed:
+            return self.destroy_session(session, **overrides)
+        expires = self.cookie.expires_at(self.clock(), overrides)
+        if expires is not None and expires <= self.clock():
+            return self.destroy_session(session, **overrides)
+        if session.is_new and not (session or session.modified or self.save_uninitialized):
+            return (
+                self.cookie.serialize_expired(**_without_lifetime(overrides))
+                if session.stale_cookie
+                else None
+            )
+        unchanged = not session.is_new and not session.modified and not session.regenerating
+        if unchanged and not self._cookie_due(session, overrides):
+            return None
+        header = self.cookie.serialize(session.data, **overrides)
+        if len(header.encode("utf-8")) > MAX_COOKIE_SIZE:
+            raise CookieTooLargeError(
+                f"the {self.cookie.name!r} cookie would be {len(header.encode('utf-8'))} bytes; "
+                f"browsers keep at most {MAX_COOKIE_SIZE}"
+            )
+        session._committed(None, Record(session.data, expires))
+        return header
+
+    def destroy_session(self, session: Session, **overrides: Any) -> str:
+        """Return a Set-Cookie value that expires the cookie."""
+        session._mark_destroyed()
+        return self.cookie.serialize_expired(**_without_lifetime(overrides))
+
+    async def aget_session(self, cookie_header: str | bytes | None = None) -> Session:
+        """Async twin of :meth:`get_session` (cookie storage does no I/O)."""
+        return self.get_session(cookie_header)
+
+    async def acommit_session(self, session: Session, **overrides: Any) -> str | None:
+        """Async twin of :meth:`commit_session`."""
+        return self.commit_session(session, **overrides)
+
+    async def adestroy_session(self, session: Session, **overrides: Any) -> str:
+        """Async twin of :meth:`destroy_session`."""
+        return self.destroy_session(session, **overrides)
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
+
+def _without_lifetime(overrides: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in overrides.items() if k not in _LIFETIME_OPTIONS}
+
+
+__all__ = ["MAX_COOKIE_SIZE", "CookieSessionStorage", "SessionStorage"]

@@ -1,0 +1,187 @@
+"""The store contract: four operations that every backend supplies, in sync and async.
+
+Everything above a store (cookies, flash, expiry maths, rolling, regenerate, the commit
+table) lives in :mod:`websession.storage`, once. A store only creates, reads, updates and
+deletes records. ``update`` receives the request's :class:`~websession.changes.Changes` and
+applies them to what is stored *now*, atomically, and never brings back a deleted record.
+
+A store whose I/O blocks gets its async door for free: the base class runs the sync method in
+a worker thread. Stores with native async clients override the ``a*`` methods.
+
+Example (a store that keeps records in a dict, without locking)::
+
+    class DictStore(Store):
+        atomic_changes = False
+
+        def __init__(self):
+            super().__init__()
+            self.records = {}
+
+        def create(self, data, expires):
+            id = self.new_id()
+            self.records[id] = Record(dict(data), expires)
+            return id
+
+        def read(self, id, touch):
+            return self.records.get(id)
+
+        def update(self, id, changes, expires, seen):
+            if id not in self.records:
+                return None
+            record = Record(changes.apply(self.records[id].data), expires)
+            self.records[id] = record
+            return record
+
+        def delete(self, id):
+            self.records.pop(id, None)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+from ..changes import Changes
+from ..ids import generate_id, is_valid_id
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC: the default clock."""
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A stored session: its data, when it expires (None: never or unknown), and a version.
+
+    ``version`` is opaque to everything but the store that made it (a digest, a CAS token).
+    """
+
+    data: dict[str, Any]
+    expires: datetime | None = None
+    version: Any = None
+
+
+class Store(ABC):
+    """Base class of every backend. Subclasses implement create/read/update/delete.
+
+    Class attributes tell the conformance suite (and the docs) what a store guarantees.
+    """
+
+    #: update() applies changes atomically against concurrent requests.
+    atomic_changes: ClassVar[bool] = True
+    #: The store expires records itself (Redis, memcached); otherwise expiry is checked on read.
+    native_ttl: ClassVar[bool] = False
+    #: A short name for logs and errors.
+    kind: ClassVar[str] = "store"
+
+    def __init__(self, *, default_ttl: float | None = None, clock: Clock = utcnow) -> None:
+        #: Record lifetime in seconds used when the cookie sets neither max_age nor expires.
+        self.default_ttl = default_ttl
+        self.clock = clock
+
+    # -- ids -------------------------------------------------------------------------------
+
+    def new_id(self) -> str:
+        """A fresh random id for a new record."""
+        return generate_id()
+
+    def is_valid_id(self, value: object) -> bool:
+        """Whether ``value`` (from a cookie) is an id this store could have issued."""
+        return is_valid_id(value)
+
+    # -- the sync door ---------------------------------------------------------------------
+
+    @abstractmethod
+    def create(self, data: Mapping[str, Any], expires: datetime | None) -> str:
+        """Store ``data`` under a new id, expiring at ``expires``, and return the id."""
+
+    @abstractmethod
+    def read(self, id: str, touch: datetime | None) -> Record | None:
+        """Return the live record for ``id`` or None. When ``touch`` is given, move its
+        expiry there (rolling sessions), in the same round trip where the store allows."""
+
+    @abstractmethod
+    def update(self, id: str, changes: Changes, expires: datetime | None, seen: Record) -> Record | None:
+        """Apply ``changes`` to the stored record atomically and set its expiry.
+
+        ``seen`` is the record as this request read it. Return the record now stored, or
+        None when the record is gone (deleted or expired): it must not be recreated.
+        """
+
+    @abstractmethod
+    def delete(self, id: str) -> None:
+        """Delete the record for ``id``; deleting a missing record is not an error."""
+
+    def close(self) -> None:
+        """Release connections and files the store opened itself."""
+
+    # -- the async door --------------------------------------------------------------------
+
+    async def acreate(self, data: Mapping[str, Any], expires: datetime | None) -> str:
+        return await asyncio.to_thread(self.create, data, expires)
+
+    async def aread(self, id: str, touch: datetime | None) -> Record | None:
+        return await asyncio.to_thread(self.read, id, touch)
+
+    async def aupdate(
+        self, id: str, changes: Changes, expires: datetime | None, seen: Record
+    ) -> Record | None:
+        return await asyncio.to_thread(self.update, id, changes, expires, seen)
+
+    async def adelete(self, id: str) -> None:
+        await asyncio.to_thread(self.delete, id)
+
+    async def aclose(self) -> None:
+        self.close()
+
+    # -- maintenance (optional) ------------------------------------------------------------
+
+    def scan(self) -> Iterator[tuple[str, Record]]:
+        """Yield ``(id, record)`` for every live record, streaming. Used by the CLI."""
+        raise NotImplementedError(f"the {self.kind} store cannot list its records")
+
+    def purge_expired(self) -> int:
+        """Delete expired records and return how many; a no-op on stores with native TTL."""
+        return 0
+
+    # -- helpers for subclasses ------------------------------------------------------------
+
+    def seconds_until(self, expires: datetime | None) -> int | None:
+        """Whole seconds from now until ``expires``, rounded up and at least 1; None: never."""
+        if expires is None:
+            return None
+        seconds = (expires - self.clock()).total_seconds()
+        return max(1, int(seconds + 0.999))
+
+    def is_expired(self, expires: datetime | None) -> bool:
+        """True when ``expires`` is in the past by this store's clock."""
+        return expires is not None and expires <= self.clock()
+
+
+def touch_due(current: datetime | None, touch: datetime, now: datetime, interval: float) -> bool:
+    """Whether a rolling read should rewrite a stored expiry (for stores where that is a write).
+
+    It moves when it would move by more than ``interval`` seconds or a tenth of the session's
+    lifetime, whichever is smaller, so short sessions roll precisely and long ones are not
+    rewritten on every request.
+
+    Example::
+
+        >>> from datetime import timedelta
+        >>> t = utcnow()
+        >>> touch_due(t + timedelta(days=7), t + timedelta(days=7, seconds=5), t, 60)
+        False
+        >>> touch_due(t + timedelta(seconds=2), t + timedelta(seconds=4), t, 60)
+        True
+    """
+    if current is None:
+        return True
+    threshold = min(interval, (touch - now).total_seconds() / 10)
+    return abs((touch - current).total_seconds()) > threshold

@@ -1,0 +1,168 @@
+"""The memory store: records in this process's memory, for tests and single-process apps.
+
+Records are kept as encoded JSON, so what comes back is a copy and what cannot be stored
+fails the same way as on a real store. Expiry is checked on read; ``max_entries`` bounds the
+number of records by evicting the least recently used one.
+
+Example::
+
+    >>> from websession import create_cookie, create_memory_session_storage
+    >>> storage = create_memory_session_storage(cookie=create_cookie("s", secrets=["k"]), max_entries=10_000)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import SplitResult
+
+from .. import codec
+from ..changes import Changes
+from ..cookie import CookieLike, as_cookie
+from ..errors import ConfigurationError
+from ..storage import SessionStorage
+from ..urls import cookie_from_options, reject_unknown, storage_options
+from .base import Clock, Record, Store, utcnow
+
+
+class MemoryStore(Store):
+    """Records in a dict guarded by a lock. Changes are applied atomically."""
+
+    kind = "memory"
+
+    def __init__(
+        self,
+        *,
+        max_entries: int | None = None,
+        default_ttl: float | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        super().__init__(default_ttl=default_ttl, clock=clock)
+        if max_entries is not None and max_entries < 1:
+            raise ConfigurationError("max_entries must be at least 1")
+        self.max_entries = max_entries
+        self._records: OrderedDict[str, tuple[bytes, datetime | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def create(self, data: Mapping[str, Any], expires: datetime | None) -> str:
+        raw = codec.encode(data)
+        with self._lock:
+            id = self.new_id()
+            while id in self._records:  # pragma: no cover - 128 random bits
+                id = self.new_id()
+            self._records[id] = (raw, expires)
+            self._evict()
+        return id
+
+    def read(self, id: str, touch: datetime | None) -> Record | None:
+        with self._lock:
+            entry = self._live(id)
+            if entry is None:
+                return None
+            raw, expires = entry
+            if touch is not None:
+                expires = touch
+                self._records[id] = (raw, expires)
+            self._records.move_to_end(id)
+        return Record(codec.decode_record(raw), expires, raw)
+
+    def update(self, id: str, changes: Changes, expires: datetime | None, seen: Record) -> Record | None:
+        with self._lock:
+            entry = self._live(id)
+            if entry is None:
+                return None
+            data = changes.apply(codec.decode_record(entry[0])) if changes else codec.decode_record(entry[0])
+            raw = codec.encode(data) if changes else entry[0]
+            self._records[id] = (raw, expires)
+            self._records.move_to_end(id)
+        return Record(data, expires, raw)
+
+    def delete(self, id: str) -> None:
+        with self._lock:
+            self._records.pop(id, None)
+
+    # The memory store never blocks, so its async door calls the sync one directly.
+    async def acreate(self, data: Mapping[str, Any], expires: datetime | None) -> str:
+        return self.create(data, expires)
+
+    async def aread(self, id: str, touch: datetime | None) -> Record | None:
+        return self.read(id, touch)
+
+    async def aupdate(
+        self, id: str, changes: Changes, expires: datetime | None, seen: Record
+    ) -> Record | None:
+        return self.update(id, changes, expires, seen)
+
+    async def adelete(self, id: str) -> None:
+        self.delete(id)
+
+    def scan(self) -> Iterator[tuple[str, Record]]:
+        with self._lock:
+            items = list(self._records.items())
+        for id, (raw, expires) in items:
+            if not self.is_expired(expires):
+                yield id, Record(codec.decode_record(raw), expires, raw)
+
+    def purge_expired(self) -> int:
+        with self._lock:
+            dead = [id for id, (_, expires) in self._records.items() if self.is_expired(expires)]
+            for id in dead:
+                del self._records[id]
+        return len(dead)
+
+    def _live(self, id: str) -> tuple[bytes, datetime | None] | None:
+        entry = self._records.get(id)
+        if entry is not None and self.is_expired(entry[1]):
+            del self._records[id]
+            return None
+        return entry
+
+    def _evict(self) -> None:
+        if self.max_entries is not None:
+            while len(self._records) > self.max_entries:
+                self._records.popitem(last=False)
+
+
+def create_memory_session_storage(
+    *,
+    cookie: CookieLike = None,
+    max_entries: int | None = None,
+    default_ttl: float | None = None,
+    rolling: bool = True,
+    save_uninitialized: bool = False,
+    clock: Clock = utcnow,
+) -> SessionStorage:
+    """Sessions kept in this process's memory (lost on restart; not shared between workers).
+
+    Example::
+
+        >>> from websession import create_cookie
+        >>> storage = create_memory_session_storage(cookie=create_cookie("s", secrets=["k"]))
+        >>> storage.get_session(None).is_new
+        True
+    """
+    store = MemoryStore(max_entries=max_entries, default_ttl=default_ttl, clock=clock)
+    return SessionStorage(
+        cookie=as_cookie(cookie), store=store, rolling=rolling, save_uninitialized=save_uninitialized
+    )
+
+
+def open_url(url: SplitResult, options: dict[str, Any]) -> SessionStorage:
+    """``memory://?max_entries=10000&ttl=3600``"""
+    cookie = cookie_from_options(options)
+    shared = storage_options(options)
+    max_entries = options.pop("max_entries", None)
+    ttl = options.pop("ttl", None)
+    reject_unknown("memory", options)
+    return create_memory_session_storage(
+        cookie=cookie,
+        max_entries=None if max_entries is None else int(max_entries),
+        default_ttl=None if ttl is None else float(ttl),
+        **shared,
+    )

@@ -1,0 +1,293 @@
+"""The SQLite store: the embedded default, on the standard library's sqlite3.
+
+One table (``websession_sessions`` by default) holds ``id``, ``data`` (JSON text) and
+``expires`` (Unix seconds, indexed). The database runs in WAL mode so readers never wait for
+writers. Changes are applied inside ``BEGIN IMMEDIATE`` transactions, so concurrent requests
+(threads or processes) never undo each other. Expired rows are invisible;
+``purge_expired()`` deletes them in batches.
+
+Example::
+
+    >>> import tempfile, os
+    >>> from websession import create_cookie, create_sqlite_session_storage
+    >>> path = os.path.join(tempfile.mkdtemp(), "sessions.db")
+    >>> storage = create_sqlite_session_storage(cookie=create_cookie("s", secrets=["k"]), path=path)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import SplitResult
+
+from .. import codec
+from ..changes import Changes
+from ..cookie import CookieLike, as_cookie
+from ..errors import ConfigurationError, SessionStoreError, StoreUnavailableError
+from ..storage import SessionStorage
+from ..urls import cookie_from_options, reject_unknown, storage_options, url_path
+from .base import Clock, Record, Store, touch_due, utcnow
+
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_PURGE_BATCH = 1000
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
+def _moment(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
+
+
+class SqliteStore(Store):
+    """Records in a SQLite table. Each thread gets its own connection."""
+
+    kind = "sqlite"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        table: str = "websession_sessions",
+        default_ttl: float | None = None,
+        touch_interval: float = 60.0,
+        timeout: float = 5.0,
+        clock: Clock = utcnow,
+    ) -> None:
+        super().__init__(default_ttl=default_ttl, clock=clock)
+        if not _TABLE_NAME.fullmatch(table):
+            raise ConfigurationError(f"table name {table!r} is not a plain SQL identifier")
+        self.path = os.fspath(path)
+        self.table = table
+        self.touch_interval = touch_interval
+        self.timeout = timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._setup()
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({self.path!r}, table={self.table!r})"
+
+    def create(self, data: Mapping[str, Any], expires: datetime | None) -> str:
+        text = codec.dumps(data)
+        with self._errors():
+            while True:
+                id = self.new_id()
+                try:
+                    self._db().execute(
+                        f"INSERT INTO {self.table} (id, data, expires) VALUES (?, ?, ?)",
+                        (id, text, _epoch(expires)),
+                    )
+                    return id
+                except sqlite3.IntegrityError:  # pragma: no cover - 128 random bits
+                    continue
+
+    def read(self, id: str, touch: datetime | None) -> Record | None:
+        now = self.clock().timestamp()
+        with self._errors():
+            db = self._db()
+            row = db.execute(
+                f"SELECT data, expires FROM {self.table} WHERE id = ? AND (expires IS NULL OR expires > ?)",
+                (id, now),
+            ).fetchone()
+            if row is None:
+                return None
+            text, expires = row
+            new_expiry = _epoch(touch)
+            if touch is not None and touch_due(_moment(expires), touch, self.clock(), self.touch_interval):
+                # Rolling: move the expiry, but only when it moves enough to matter.
+                db.execute(
+                    f"UPDATE {self.table} SET expires = ? WHERE id = ? AND (expires IS NULL OR expires > ?)",
+                    (new_expiry, id, now),
+                )
+                expires = new_expiry
+        data = self._decode(id, text)
+        return None if data is None else Record(data, _moment(expires), text)
+
+    def update(self, id: str, changes: Changes, expires: datetime | None, seen: Record) -> Record | None:
+        now = self.clock().timestamp()
+        with self._errors():
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute(
+                    f"SELECT data FROM {self.table} WHERE id = ? AND (expires IS NULL OR expires > ?)",
+                    (id, now),
+                ).fetchone()
+                stored = None if row is None else self._decode(id, row[0])
+                if stored is None:
+                    db.execute("ROLLBACK")
+                    return None
+                data = stored
+                if changes:
+                    data = changes.apply(stored)
+                    text = codec.dumps(data)
+                    db.execute(
+                        f"UPDATE {self.table} SET data = ?, expires = ? WHERE id = ?",
+                        (text, _epoch(expires), id),
+                    )
+                else:
+                    text = row[0]
+                    db.execute(f"UPDATE {self.table} SET expires = ? WHERE id = ?", (_epoch(expires), id))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        return Record(data, expires, text)
+
+    def delete(self, id: str) -> None:
+        with self._errors():
+            self._db().execute(f"DELETE FROM {self.table} WHERE id = ?", (id,))
+
+    def scan(self) -> Iterator[tuple[str, Record]]:
+        """Stream live records in id order, a page at a time."""
+        after = ""
+        while True:
+            with self._errors():
+                rows = (
+                    self._db()
+                    .execute(
+                        f"SELECT id, data, expires FROM {self.table} WHERE id > ? "
+                        "AND (expires IS NULL OR expires > ?) ORDER BY id LIMIT 500",
+                        (after, self.clock().timestamp()),
+                    )
+                    .fetchall()
+                )
+            if not rows:
+                return
+            for id, text, expires in rows:
+                data = self._decode(id, text)
+                if data is not None:
+                    yield id, Record(data, _moment(expires), text)
+            after = rows[-1][0]
+
+    def purge_expired(self) -> int:
+        """Delete expired rows in batches of 1000; return how many were deleted."""
+        total = 0
+        now = self.clock().timestamp()
+        while True:
+            with self._errors():
+                cursor = self._db().execute(
+                    f"DELETE FROM {self.table} WHERE id IN "
+                    f"(SELECT id FROM {self.table} WHERE expires <= ? LIMIT {_PURGE_BATCH})",
+                    (now,),
+                )
+            total += cursor.rowcount
+            if cursor.rowcount < _PURGE_BATCH:
+                return total
+
+    def close(self) -> None:
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        with self._errors():
+            db = self._db()
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table} "
+                "(id TEXT PRIMARY KEY, data TEXT NOT NULL, expires REAL) WITHOUT ROWID"
+            )
+            db.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_expires ON {self.table} (expires)")
+
+    def _db(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+            connection.execute("PRAGMA synchronous=NORMAL")
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    def _decode(self, id: str, text: str) -> dict[str, Any] | None:
+        try:
+            return codec.decode_record(text)
+        except codec.CorruptRecordError as exc:
+            codec.log_corrupt(self.kind, id, exc)
+            return None
+
+    def _errors(self) -> _SqliteErrors:
+        return _SqliteErrors(self.path)
+
+
+class _SqliteErrors:
+    """Turn sqlite3 errors into websession's: a busy or unopenable database is unavailable."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
+        if isinstance(error, sqlite3.OperationalError):
+            raise StoreUnavailableError(f"sqlite database {self.path!r}: {error}") from error
+        if isinstance(error, sqlite3.Error):
+            raise SessionStoreError(f"sqlite database {self.path!r}: {error}") from error
+
+
+__all__ = ["SqliteStore"]
+
+
+def create_sqlite_session_storage(
+    *,
+    path: str | os.PathLike[str],
+    cookie: CookieLike = None,
+    table: str = "websession_sessions",
+    default_ttl: float | None = None,
+    touch_interval: float = 60.0,
+    rolling: bool = True,
+    save_uninitialized: bool = False,
+    clock: Clock = utcnow,
+) -> SessionStorage:
+    """Sessions in a SQLite database file: the embedded default.
+
+    Example::
+
+        >>> import os, tempfile
+        >>> from websession import create_cookie
+        >>> path = os.path.join(tempfile.mkdtemp(), "sessions.db")
+        >>> storage = create_sqlite_session_storage(path=path, cookie=create_cookie("s", secrets=["k"]))
+        >>> session = storage.get_session(None)
+        >>> session["n"] = 1
+        >>> storage.get_session(storage.commit_session(session))["n"]
+        1
+    """
+    store = SqliteStore(
+        path, table=table, default_ttl=default_ttl, touch_interval=touch_interval, clock=clock
+    )
+    return SessionStorage(
+        cookie=as_cookie(cookie), store=store, rolling=rolling, save_uninitialized=save_uninitialized
+    )
+
+
+def open_url(url: SplitResult, options: dict[str, Any]) -> SessionStorage:
+    """``sqlite:///var/lib/app/sessions.db`` (absolute) or ``sqlite://./sessions.db``."""
+    cookie = cookie_from_options(options)
+    shared = storage_options(options)
+    ttl = options.pop("ttl", None)
+    table = options.pop("table", "websession_sessions")
+    reject_unknown("sqlite", options)
+    return create_sqlite_session_storage(
+        path=url_path(url),
+        cookie=cookie,
+        table=table,
+        default_ttl=None if ttl is None else float(ttl),
+        **shared,
+    )

@@ -1,0 +1,427 @@
+"""The conformance suite: every store, through the sync door and the async door.
+
+Each test receives ``case`` (the store), ``door`` (sync or async) and ``storage``. A store
+joins by adding a module under ``tests/conformance/cases/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import pytest
+
+from websession import create_cookie, generate_id
+from websession.cookie import find_cookie
+
+from .cases import StoreCase
+from .conftest import COOKIE_NAME, SECRETS
+from .harness import Browser, Door, FakeClock
+
+FIDELITY = {
+    "empty_list": [],
+    "empty_dict": {},
+    "big_int": 2**63 - 1,
+    "bigger_int": 2**64 + 1,
+    "float": 0.1 + 0.2,
+    "text": 'ü€😀 \u2028 "quoted" \\ back',
+    "nested": {"a": [1, {"b": []}], "c": None, "d": True},
+}
+
+
+def store_of(storage: Any) -> Any:
+    return getattr(storage, "store", storage)
+
+
+def atomic(storage: Any) -> bool:
+    return bool(store_of(storage).atomic_changes)
+
+
+def wait_out(clock: Any, seconds: float) -> None:
+    """Let ``seconds`` pass: move a fake clock, or really wait for a server's TTL."""
+    if isinstance(clock, FakeClock):
+        clock.advance(seconds)
+    else:
+        time.sleep(seconds)
+
+
+class Counting:
+    """Counts calls to a store's operations, both doors."""
+
+    NAMES = ("create", "read", "update", "delete")
+
+    def __init__(self, store: Any, door: Door) -> None:
+        self.calls: list[str] = []
+        for name in self.NAMES:
+            self._wrap(store, f"a{name}" if door.name == "async" else name)
+
+    def _wrap(self, store: Any, method: str) -> None:
+        original = getattr(store, method)
+        calls = self.calls
+        if method.startswith("a"):
+
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                calls.append(method[1:])
+                return await original(*args, **kwargs)
+        else:
+
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                calls.append(method)
+                return original(*args, **kwargs)
+
+        setattr(store, method, wrapper)
+
+
+# -- round trips ---------------------------------------------------------------------------
+
+
+def test_round_trip(door: Door, storage: Any, browser: Browser) -> None:
+    first = door.get(storage, None)
+    assert first.is_new
+    first.update(user=42, name="Ada")
+    browser.receive(door.commit(storage, first))
+    assert browser.value is not None and not first.is_new
+    again = door.get(storage, browser.header)
+    assert not again.is_new
+    assert dict(again) == {"user": 42, "name": "Ada"}
+    assert again.get("user") == 42
+
+
+def test_values_keep_their_type_and_value_across_updates(door: Door, storage: Any, browser: Browser) -> None:
+    door.request(storage, browser, lambda s: s.update(FIDELITY))
+    for n in range(4):
+        door.request(storage, browser, lambda s, n=n: s.set("counter", n))
+    session = door.get(storage, browser.header)
+    for key, value in FIDELITY.items():
+        assert session[key] == value and type(session[key]) is type(value), key
+    assert session["counter"] == 3
+
+
+def test_no_cookie_means_no_store_io(door: Door, storage: Any, case: StoreCase) -> None:
+    counter = Counting(store_of(storage), door) if case.server_side else None
+    session = door.get(storage, None)
+    assert session.is_new and len(session) == 0
+    assert door.commit(storage, session) is None
+    session = door.get(storage, "other=1; another=2")
+    assert door.commit(storage, session) is None
+    if counter is not None:
+        assert counter.calls == []
+
+
+def test_unchanged_session_costs_one_read_and_no_write(
+    door: Door, make_storage: Any, browser: Browser, case: StoreCase
+) -> None:
+    if not case.server_side:
+        pytest.skip("cookie storage has no store I/O to count")
+    storage = make_storage(rolling=False)
+    door.request(storage, browser, lambda s: s.set("a", 1))
+    counter = Counting(store_of(storage), door)
+    session = door.get(storage, browser.header)
+    assert session["a"] == 1
+    assert door.commit(storage, session) is None
+    assert counter.calls == ["read"]
+
+
+def test_changed_session_is_one_read_and_one_update(
+    door: Door, make_storage: Any, browser: Browser, case: StoreCase
+) -> None:
+    if not case.server_side:
+        pytest.skip("cookie storage has no store I/O to count")
+    storage = make_storage(rolling=False)
+    door.request(storage, browser, lambda s: s.set("a", 1))
+    counter = Counting(store_of(storage), door)
+    session = door.get(storage, browser.header)
+    session["b"] = 2
+    assert door.commit(storage, session) is None  # not rolling: the cookie stays as it is
+    assert counter.calls == ["read", "update"]
+    assert dict(door.get(storage, browser.header)) == {"a": 1, "b": 2}
+
+
+# -- Remix verbs across requests ------------------------------------------------------------
+
+
+def test_flash_is_read_once_across_two_requests(door: Door, storage: Any, browser: Browser) -> None:
+    door.request(storage, browser, lambda s: (s.set("user", 1), s.flash("notice", "Saved")))
+    seen: list[Any] = []
+    door.request(storage, browser, lambda s: (seen.append(s.has("notice")), seen.append(s.get("notice"))))
+    door.request(storage, browser, lambda s: (seen.append(s.has("notice")), seen.append(s.get("notice"))))
+    assert seen == [True, "Saved", False, None]
+    assert dict(door.get(storage, browser.header)) == {"user": 1}
+
+
+def test_unset_and_has(door: Door, storage: Any, browser: Browser) -> None:
+    door.request(storage, browser, lambda s: s.update(a=1, b=2))
+    door.request(storage, browser, lambda s: (s.unset("a"), s.unset("missing")))
+    session = door.get(storage, browser.header)
+    assert not session.has("a") and session.has("b")
+    assert dict(session) == {"b": 2}
+
+
+def test_del_removes_a_key(door: Door, storage: Any, browser: Browser) -> None:
+    door.request(storage, browser, lambda s: s.update(a=1, b=2))
+
+    def drop(session: Any) -> None:
+        del session["a"]
+
+    door.request(storage, browser, drop)
+    assert dict(door.get(storage, browser.header)) == {"b": 2}
+
+
+def test_in_place_edit_of_a_read_value_is_committed(door: Door, storage: Any, browser: Browser) -> None:
+    door.request(storage, browser, lambda s: s.set("cart", ["apple"]))
+    door.request(storage, browser, lambda s: s["cart"].append("pear"))
+    assert door.get(storage, browser.header)["cart"] == ["apple", "pear"]
+
+
+def test_destroy(door: Door, storage: Any, browser: Browser) -> None:
+    door.request(storage, browser, lambda s: s.set("user", 1))
+    old_header = browser.header
+    session = door.get(storage, browser.header)
+    header = door.destroy(storage, session)
+    assert "Expires=Thu, 01 Jan 1970 00:00:00 GMT" in header and "Max-Age" not in header
+    browser.receive(header)
+    assert browser.value is None
+    if store_of(storage) is not storage:  # server-side: the old cookie is dead too
+        replay = door.get(storage, old_header)
+        assert replay.is_new and len(replay) == 0
+
+
+def test_destroy_through_session_destroy(door: Door, storage: Any, browser: Browser) -> None:
+    door.request(storage, browser, lambda s: s.set("user", 1))
+    door.request(storage, browser, lambda s: s.destroy())
+    assert browser.value is None
+
+
+def test_regenerate_moves_data_to_a_new_id(
+    door: Door, storage: Any, browser: Browser, case: StoreCase
+) -> None:
+    door.request(storage, browser, lambda s: s.set("cart", [1]))
+    old_header = browser.header
+    old_id = door.get(storage, old_header).id
+    door.request(storage, browser, lambda s: (s.regenerate(), s.set("user", 7)))
+    assert browser.header != old_header
+    session = door.get(storage, browser.header)
+    assert dict(session) == {"cart": [1], "user": 7}
+    if case.server_side:
+        assert session.id != old_id
+        stale = door.get(storage, old_header)
+        assert stale.is_new and len(stale) == 0
+
+
+# -- expiry ----------------------------------------------------------------------------------
+
+
+def test_expired_session_is_never_returned(
+    door: Door, make_storage: Any, browser: Browser, clock: Any, case: StoreCase
+) -> None:
+    if not case.server_side:
+        pytest.skip("cookie storage: the browser drops an expired cookie; nothing server-side")
+    storage = make_storage(max_age=2, rolling=False)
+    door.request(storage, browser, lambda s: s.set("user", 1))
+    assert door.get(storage, browser.header)["user"] == 1
+    wait_out(clock, 3.2)
+    session = door.get(storage, browser.header)
+    assert session.is_new and len(session) == 0
+    # The dead id is never written again.
+    door.request(storage, browser, lambda s: s.set("user", 2))
+    assert door.get(storage, browser.header).id != find_cookie(browser.header, COOKIE_NAME)
+
+
+def test_rolling_keeps_an_active_session_alive(
+    door: Door, make_storage: Any, browser: Browser, clock: Any, case: StoreCase
+) -> None:
+    if not case.server_side:
+        pytest.skip("cookie storage has no server-side expiry")
+    storage = make_storage(max_age=4)
+    door.request(storage, browser, lambda s: s.set("user", 1))
+    for _ in range(3):
+        wait_out(clock, 1.6)
+        session = door.get(storage, browser.header)
+        assert session.get("user") == 1
+        header = door.commit(storage, session)
+        assert header is not None and "Max-Age=4" in header  # re-sent with a fresh Max-Age
+        browser.receive(header)
+
+
+def test_not_rolling_unchanged_sends_no_cookie(door: Door, make_storage: Any, browser: Browser) -> None:
+    storage = make_storage(rolling=False)
+    door.request(storage, browser, lambda s: s.set("user", 1))
+    assert door.commit(storage, door.get(storage, browser.header)) is None
+
+
+def test_commit_with_an_expired_lifetime_deletes(door: Door, storage: Any, browser: Browser) -> None:
+    door.request(storage, browser, lambda s: s.set("user", 1))
+    session = door.get(storage, browser.header)
+    header = door.commit(storage, session, max_age=0)
+    assert header is not None and "Expires=Thu, 01 Jan 1970" in header
+    browser.receive(header)
+    assert browser.value is None
+
+
+# -- hostile and stale cookies ------------------------------------------------------------
+
+
+def hostile_headers(valid: str) -> list[str | bytes]:
+    name, _, value = valid.partition("=")
+    payload, _, signature = value.rpartition(".")
+    flipped = signature[:-1] + ("A" if signature[-1] != "A" else "B")
+    return [
+        f"{name}={payload}.{flipped}",  # one character of the signature changed
+        f"{name}={payload[:-3]}.{signature}",  # truncated payload
+        f"{name}={value[:-5]}",  # truncated signature
+        f"{name}={payload}",  # signature removed
+        f"{name}={payload}.",
+        f"{name}=.{signature}",
+        f"{name}=%ZZ%00garbage",
+        f"{name}=" + "A" * 10_000,
+        f"{name}={payload}.{'€' * 43}",
+        (f"{name}=\xff\xfe\x00;".encode("latin-1") + b"\x80\x81"),
+        f"{name}={base64.b64encode(b'not json').decode()}.{signature}",
+        f'{name}="{value}',
+        f"{name}=;{name}={value}",  # an empty first value wins and means no session
+    ]
+
+
+def test_tampered_garbage_and_oversized_cookies_give_a_fresh_session(
+    door: Door, storage: Any, browser: Browser
+) -> None:
+    door.request(storage, browser, lambda s: s.set("user", 1))
+    assert browser.header is not None
+    for header in hostile_headers(browser.header):
+        session = door.get(storage, header)
+        assert session.is_new and len(session) == 0, header
+        door.commit(storage, session)  # committing a fresh session never raises either
+
+
+def test_cookie_signed_with_an_unknown_secret_gives_a_fresh_session(
+    door: Door, make_storage: Any, browser: Browser
+) -> None:
+    door.request(storage := make_storage(secrets=["a"]), browser, lambda s: s.set("user", 1))
+    other = make_storage(secrets=["b"])
+    assert door.get(other, browser.header).is_new
+    assert door.get(storage, browser.header)["user"] == 1
+
+
+def test_unknown_id_is_replaced(door: Door, storage: Any, case: StoreCase) -> None:
+    if not case.server_side:
+        pytest.skip("cookie storage has no ids")
+    planted = generate_id()
+    header = storage.cookie.serialize(planted).split(";")[0]
+    session = door.get(storage, header)
+    assert session.is_new and session.id is None
+    session["user"] = 1
+    set_cookie = door.commit(storage, session)
+    assert set_cookie is not None
+    assert session.id is not None and session.id != planted
+    assert door.get(storage, header).is_new  # the planted id still leads nowhere
+
+
+def test_malformed_id_never_reaches_the_store(door: Door, storage: Any, case: StoreCase) -> None:
+    if not case.server_side:
+        pytest.skip("cookie storage has no ids")
+    counter = Counting(store_of(storage), door)
+    for bad in ["../../etc/passwd", "a" * 10_000, "0123\x00abcd" * 4, "a/b", 42, None, ["x"]]:
+        header = storage.cookie.serialize(bad).split(";")[0]
+        assert door.get(storage, header).is_new
+    assert counter.calls == []
+
+
+def test_stale_cookie_is_cleared_when_nothing_is_saved(door: Door, storage: Any, case: StoreCase) -> None:
+    header = f"{COOKIE_NAME}=garbage"
+    set_cookie = door.commit(storage, door.get(storage, header))
+    assert set_cookie is not None and set_cookie.startswith(f"{COOKIE_NAME}=;")
+
+
+# -- secrets ----------------------------------------------------------------------------------
+
+
+def test_rotated_secret_keeps_users_signed_in_and_resigns(
+    door: Door, make_storage: Any, browser: Browser
+) -> None:
+    old = make_storage(secrets=["old-secret"], rolling=False)
+    door.request(old, browser, lambda s: s.set("user", 1))
+    rotated = make_storage(secrets=SECRETS, rolling=False)
+    if getattr(rotated, "store", None) is not None and getattr(old, "store", None) is not None:
+        rotated.store = old.store  # the same records, a new cookie configuration
+    session = door.get(rotated, browser.header)
+    assert session["user"] == 1 and session.resign
+    header = door.commit(rotated, session)
+    assert header is not None  # re-signed with the new secret
+    browser.receive(header)
+    assert create_cookie(COOKIE_NAME, secrets=["new-secret"]).parse(browser.header) is not None
+
+
+# -- save_uninitialized -----------------------------------------------------------------------
+
+
+def test_save_uninitialized_off_stores_nothing(door: Door, make_storage: Any) -> None:
+    storage = make_storage(save_uninitialized=False)
+    assert door.commit(storage, door.get(storage, None)) is None
+
+
+def test_save_uninitialized_on_stores_an_empty_session(
+    door: Door, make_storage: Any, browser: Browser
+) -> None:
+    storage = make_storage(save_uninitialized=True)
+    session = door.get(storage, None)
+    browser.receive(door.commit(storage, session))
+    assert browser.value is not None
+    again = door.get(storage, browser.header)
+    assert not again.is_new and len(again) == 0
+
+
+# -- concurrency ------------------------------------------------------------------------------
+
+
+def require_atomic(storage: Any, case: StoreCase) -> None:
+    if not atomic(storage):
+        pytest.skip(
+            f"declared: the {case.name} store does not apply changes atomically (atomic_changes=False)"
+        )
+
+
+def test_concurrent_changes_to_different_keys_both_survive(
+    door: Door, storage: Any, browser: Browser, case: StoreCase
+) -> None:
+    require_atomic(storage, case)
+    door.request(storage, browser, lambda s: s.set("base", 0))
+    door.concurrently(storage, browser.header, [lambda s: s.set("x", 1), lambda s: s.set("y", 2)])
+    assert dict(door.get(storage, browser.header)) == {"base": 0, "x": 1, "y": 2}
+
+
+def test_many_parallel_requests_each_keep_their_key(
+    door: Door, storage: Any, browser: Browser, case: StoreCase
+) -> None:
+    require_atomic(storage, case)
+    door.request(storage, browser, lambda s: s.set("base", 0))
+    mutations = [lambda s, i=i: s.set(f"k{i}", i) for i in range(20)]
+    door.concurrently(storage, browser.header, mutations)
+    data = dict(door.get(storage, browser.header))
+    assert data == {"base": 0, **{f"k{i}": i for i in range(20)}}
+
+
+def test_concurrent_removal_and_set_both_apply(
+    door: Door, storage: Any, browser: Browser, case: StoreCase
+) -> None:
+    require_atomic(storage, case)
+    door.request(storage, browser, lambda s: (s.set("a", 1), s.flash("notice", "hi")))
+    door.concurrently(storage, browser.header, [lambda s: s.get("notice"), lambda s: s.set("b", 2)])
+    assert dict(door.get(storage, browser.header)) == {"a": 1, "b": 2}
+
+
+def test_destroy_wins_over_a_later_update(
+    door: Door, storage: Any, browser: Browser, case: StoreCase
+) -> None:
+    require_atomic(storage, case)
+    door.request(storage, browser, lambda s: s.set("user", 1))
+    header = browser.header
+    first = door.get(storage, header)
+    second = door.get(storage, header)
+    door.destroy(storage, first)
+    second["cart"] = [1]
+    set_cookie = door.commit(storage, second)
+    assert set_cookie is not None and "Expires=Thu, 01 Jan 1970" in set_cookie
+    assert second.destroyed
+    replay = door.get(storage, header)
+    assert replay.is_new and len(replay) == 0
