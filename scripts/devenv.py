@@ -96,9 +96,13 @@ def ensure_services() -> None:
         for version in os.listdir("/etc/postgresql"):
             subprocess.call(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"])
         wait_for_port(5432)
-    interop = os.path.join(ROOT, "tests", "interop")
-    if os.path.exists(os.path.join(interop, "package.json")) and not os.path.isdir(
-        os.path.join(interop, "node_modules")
-    ):
-        npm = shutil.which("npm") or sys.exit("npm is needed for the interop tests")
-        run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=interop)
+    ensure_node_projects()
+
+
+def ensure_node_projects() -> None:
+    """`npm ci` every Node project under tests/ (the real npm packages for interop tests)."""
+    for folder, dirs, files in os.walk(os.path.join(ROOT, "tests")):
+        dirs[:] = [d for d in dirs if d != "node_modules"]
+        if "package-lock.json" in files and not os.path.isdir(os.path.join(folder, "node_modules")):
+            npm = shutil.which("npm") or sys.exit("npm is needed for the interop tests")
+            run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=folder)

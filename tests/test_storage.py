@@ -1,0 +1,122 @@
+"""The commit table and the expiry rules, on the memory store with a fake clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from websession import CookieTooLargeError, create_cookie, create_cookie_session_storage
+from websession.storage import SessionStorage
+from websession.stores.memory import MemoryStore
+
+from .conformance.harness import FakeClock
+
+
+def make(clock: FakeClock, **cookie_options: Any) -> SessionStorage:
+    options = {"secrets": ["k"], "max_age": 60, **cookie_options}
+    return SessionStorage(cookie=create_cookie("s", **options), store=MemoryStore(clock=clock))
+
+
+def pair(header: str | None) -> str:
+    assert header is not None
+    return header.split(";")[0]
+
+
+def test_expiry_passed_to_the_store_comes_from_max_age_at_commit_time() -> None:
+    clock = FakeClock()
+    storage = make(clock)
+    session = storage.get_session(None)
+    session["a"] = 1
+    clock.advance(30)  # time spent in the request counts from the commit
+    header = storage.commit_session(session)
+    record = storage.store.read(session.id, None)  # type: ignore[arg-type]
+    assert record is not None and record.expires is not None
+    assert (record.expires - clock.now).total_seconds() == 60
+    assert "Max-Age=60" in (header or "")
+
+
+def test_expires_option_is_used_when_there_is_no_max_age() -> None:
+    clock = FakeClock()
+    at = clock.now.replace(microsecond=0)
+    storage = make(clock, max_age=None, expires=at.replace(year=at.year + 1))
+    session = storage.get_session(None)
+    session["a"] = 1
+    storage.commit_session(session)
+    record = storage.store.read(session.id, None)  # type: ignore[arg-type]
+    assert record is not None and record.expires == at.replace(year=at.year + 1)
+
+
+def test_browser_session_cookie_uses_the_store_default_ttl() -> None:
+    clock = FakeClock()
+    storage = SessionStorage(
+        cookie=create_cookie("s", secrets=["k"]), store=MemoryStore(clock=clock, default_ttl=10)
+    )
+    session = storage.get_session(None)
+    session["a"] = 1
+    header = pair(storage.commit_session(session))
+    clock.advance(11)
+    assert storage.get_session(header).is_new
+
+
+def test_remember_me_override_moves_the_expiry_without_a_data_change() -> None:
+    clock = FakeClock()
+    storage = make(clock, max_age=60)
+    session = storage.get_session(None)
+    session["a"] = 1
+    header = pair(storage.commit_session(session))
+    again = storage.get_session(header)
+    set_cookie = storage.commit_session(again, max_age=3600)
+    assert set_cookie is not None and "Max-Age=3600" in set_cookie
+    clock.advance(120)
+    assert storage.get_session(header)["a"] == 1
+
+
+def test_update_of_a_record_that_expired_meanwhile_is_not_written() -> None:
+    clock = FakeClock()
+    storage = make(clock, max_age=10)
+    session = storage.get_session(None)
+    session["a"] = 1
+    header = pair(storage.commit_session(session))
+    loaded = storage.get_session(header)
+    clock.advance(11)
+    loaded["b"] = 2
+    set_cookie = storage.commit_session(loaded)
+    assert set_cookie is not None and "Expires=Thu, 01 Jan 1970" in set_cookie
+    assert len(storage.store) == 0  # type: ignore[arg-type]
+
+
+def test_second_commit_in_one_request_applies_only_new_changes() -> None:
+    clock = FakeClock()
+    storage = make(clock)
+    session = storage.get_session(None)
+    session["a"] = 1
+    header = pair(storage.commit_session(session))
+    loaded = storage.get_session(header)
+    loaded["b"] = 2
+    storage.commit_session(loaded)
+    assert not loaded.modified
+    loaded["c"] = 3
+    storage.commit_session(loaded)
+    assert dict(storage.get_session(header)) == {"a": 1, "b": 2, "c": 3}
+
+
+def test_cookie_storage_refuses_more_than_4096_bytes() -> None:
+    storage = create_cookie_session_storage(cookie=create_cookie("s", secrets=["k"]))
+    session = storage.get_session(None)
+    session["blob"] = "x" * 2900
+    assert len(storage.commit_session(session) or "") <= 4096
+    session = storage.get_session(None)
+    session["blob"] = "x" * 3100
+    with pytest.raises(CookieTooLargeError):
+        storage.commit_session(session)
+
+
+def test_cookie_storage_unchanged_and_not_rolling_sends_nothing() -> None:
+    storage = create_cookie_session_storage(
+        cookie=create_cookie("s", secrets=["k"], max_age=60), rolling=False
+    )
+    session = storage.get_session(None)
+    session["a"] = 1
+    header = pair(storage.commit_session(session))
+    assert storage.commit_session(storage.get_session(header)) is None
