@@ -120,3 +120,50 @@ def test_cookie_storage_unchanged_and_not_rolling_sends_nothing() -> None:
     session["a"] = 1
     header = pair(storage.commit_session(session))
     assert storage.commit_session(storage.get_session(header)) is None
+
+
+def test_absolute_timeout_ends_an_active_session() -> None:
+    clock = FakeClock()
+    storage = SessionStorage(
+        cookie=create_cookie("s", secrets=["k"], max_age=60),
+        store=MemoryStore(clock=clock),
+        absolute_timeout=150,
+    )
+    session = storage.get_session(None)
+    session["user"] = 1
+    header = pair(storage.commit_session(session))
+    for _ in range(4):  # active every 40 s: the idle timeout alone would never end it
+        clock.advance(40)
+        active = storage.get_session(header)
+        if active.is_new:
+            break
+        storage.commit_session(active)
+    assert active.is_new
+    record_lifetimes = [r.expires for _, r in storage.store.scan()]
+    assert record_lifetimes == []  # the store's expiry was capped at the absolute deadline
+
+
+def test_absolute_timeout_caps_the_store_expiry_from_the_start() -> None:
+    clock = FakeClock()
+    storage = SessionStorage(
+        cookie=create_cookie("s", secrets=["k"], max_age=3600),
+        store=MemoryStore(clock=clock),
+        absolute_timeout=100,
+    )
+    session = storage.get_session(None)
+    session["user"] = 1
+    storage.commit_session(session)
+    [(_, record)] = list(storage.store.scan())
+    assert record.expires is not None and (record.expires - clock.now).total_seconds() <= 100
+
+
+def test_binding_refuses_a_cookie_replayed_from_another_client() -> None:
+    clock = FakeClock()
+    storage = make(clock)
+    session = storage.get_session(None, binding="Firefox/130")
+    session["user"] = 1
+    header = pair(storage.commit_session(session))
+    assert storage.get_session(header, binding="Firefox/130")["user"] == 1
+    stolen = storage.get_session(header, binding="curl/8")
+    assert stolen.is_new and stolen.stale_cookie
+    assert storage.get_session(header).is_new  # unbound reads refuse bound cookies too

@@ -137,7 +137,7 @@ class Cookie:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def parse(self, header: str | bytes | None) -> Any | None:
+    def parse(self, header: str | bytes | None, *, binding: str | None = None) -> Any | None:
         """Return the value in a Cookie header, or None when it is absent or does not verify.
 
         Example::
@@ -145,11 +145,14 @@ class Cookie:
             >>> create_cookie("sess").parse("sess=eyJhIjoxfQ%3D%3D")
             {'a': 1}
         """
-        verified = self.read(header)
+        verified = self.read(header, binding=binding)
         return None if verified is None else verified.value
 
-    def read(self, header: str | bytes | None) -> Verified | None:
+    def read(self, header: str | bytes | None, *, binding: str | None = None) -> Verified | None:
         """Like :meth:`parse`, but also says whether a retired secret signed the value.
+
+        ``binding`` (for example the client's user agent) must be the one the value was signed
+        with; see :meth:`sign`.
 
         Example::
 
@@ -160,9 +163,9 @@ class Cookie:
         raw = find_cookie(header, self.name)
         if raw is None or raw == "":
             return None
-        return self.unsign(raw)
+        return self.unsign(raw, binding=binding)
 
-    def unsign(self, raw: str) -> Verified | None:
+    def unsign(self, raw: str, *, binding: str | None = None) -> Verified | None:
         """Verify and decode a percent-decoded cookie value; None when it fails in any way."""
         payload = raw
         stale = False
@@ -170,7 +173,7 @@ class Cookie:
             payload, dot, signature = raw.rpartition(".")
             if not dot:
                 return None
-            index = _verify(payload, signature, self._keys)
+            index = _verify(_message(payload, binding), signature, self._keys)
             if index is None:
                 return None
             stale = index > 0
@@ -181,8 +184,12 @@ class Cookie:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def sign(self, value: Any) -> str:
+    def sign(self, value: Any, *, binding: str | None = None) -> str:
         """Encode and sign ``value``: the cookie value before percent-encoding.
+
+        With a ``binding`` the signature also covers that text (say, the client's user agent),
+        so the cookie verifies only when the same binding is given again. The value format is
+        unchanged, but JavaScript apps cannot verify bound cookies.
 
         Example::
 
@@ -192,9 +199,9 @@ class Cookie:
         payload = base64.b64encode(codec.dumps(value).encode("utf-8")).decode("ascii")
         if not self._keys:
             return payload
-        return f"{payload}.{_signature(payload, self._keys[0])}"
+        return f"{payload}.{_signature(_message(payload, binding), self._keys[0])}"
 
-    def serialize(self, value: Any, **overrides: Any) -> str:
+    def serialize(self, value: Any, *, binding: str | None = None, **overrides: Any) -> str:
         """Return a Set-Cookie header value holding ``value``.
 
         ``overrides`` replace any attribute for this header only (``max_age=0``, ``path=...``).
@@ -204,7 +211,7 @@ class Cookie:
             >>> create_cookie("s", http_only=False).serialize("abc", max_age=60)
             's=ImFiYyI%3D; Max-Age=60; Path=/; SameSite=Lax'
         """
-        return self.serialize_raw(self.sign(value), **overrides)
+        return self.serialize_raw(self.sign(value, binding=binding), **overrides)
 
     def serialize_raw(self, signed: str, **overrides: Any) -> str:
         """Return a Set-Cookie header for an already signed value."""
@@ -332,6 +339,14 @@ def _decode_uri_component(value: str) -> str:
         return unquote(value, errors="strict")
     except UnicodeDecodeError:
         return value
+
+
+def _message(payload: str, binding: str | None) -> str:
+    """What the HMAC covers: the payload, plus a digest of the binding when there is one."""
+    if binding is None:
+        return payload
+    bound = hashlib.sha256(binding.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{payload}\x00{bound}"
 
 
 def _signature(payload: str, key: bytes) -> str:

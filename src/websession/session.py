@@ -52,6 +52,7 @@ class Session(MutableMapping[str, Any]):
         "_regenerate",
         "_removed",
         "_set",
+        "binding",
         "resign",
         "stale_cookie",
     )
@@ -75,6 +76,8 @@ class Session(MutableMapping[str, Any]):
         self.stale_cookie = False
         #: The cookie verified only with a retired secret; the next commit re-signs it.
         self.resign = False
+        #: What the cookie's signature is bound to (a client fingerprint), if anything.
+        self.binding: str | None = None
 
     def __repr__(self) -> str:
         short = f"{self._id[:8]}…" if self._id else None

@@ -37,6 +37,7 @@ from typing import Any
 from .changes import Changes
 from .cookie import Cookie, find_cookie
 from .errors import CookieTooLargeError
+from .ids import created_at
 from .session import Session
 from .stores.base import Clock, Record, Store, utcnow
 
@@ -98,6 +99,9 @@ class _StorageBase:
         self.save_uninitialized = save_uninitialized
         self.clock = clock
 
+    def _serialize(self, value: Any, session: Session, overrides: dict[str, Any]) -> str:
+        return self.cookie.serialize(value, binding=session.binding, **overrides)
+
     def _rolls(self, overrides: dict[str, Any]) -> bool:
         """Whether an unchanged session's cookie is re-sent: rolling with a max_age."""
         return self.rolling and self.cookie.with_overrides(overrides).max_age is not None
@@ -111,8 +115,10 @@ class SessionStorage(_StorageBase):
     only the signed id.
 
     ``rolling`` (default True) refreshes the record's expiry whenever the session is used and
-    re-sends the cookie with a fresh Max-Age. ``save_uninitialized`` (default False) stores new
-    sessions even when nothing was set in them.
+    re-sends the cookie with a fresh Max-Age: the record lifetime is then an idle timeout.
+    ``save_uninitialized`` (default False) stores new sessions even when nothing was set in them.
+    ``absolute_timeout`` (seconds) ends every session that long after its id was issued, however
+    active it is; the store's expiry is never set beyond it.
 
     Example::
 
@@ -130,11 +136,13 @@ class SessionStorage(_StorageBase):
         store: Store,
         rolling: bool = True,
         save_uninitialized: bool = False,
+        absolute_timeout: float | None = None,
     ) -> None:
         super().__init__(
             cookie=cookie, rolling=rolling, save_uninitialized=save_uninitialized, clock=store.clock
         )
         self.store = store
+        self.absolute_timeout = None if absolute_timeout is None else timedelta(seconds=absolute_timeout)
         cookie.warn_if_unsigned()
 
     def __repr__(self) -> str:
@@ -142,16 +150,17 @@ class SessionStorage(_StorageBase):
 
     # -- the sync door ---------------------------------------------------------------------
 
-    def get_session(self, cookie_header: str | bytes | None = None) -> Session:
+    def get_session(self, cookie_header: str | bytes | None = None, *, binding: str | None = None) -> Session:
         """Return the session named by a Cookie header; a new one when there is none.
 
         No cookie means no store I/O. A cookie that does not verify, or names an unknown or
-        expired id, gives a fresh session: its id is never reused.
+        expired id, gives a fresh session: its id is never reused. ``binding`` (a client
+        fingerprint such as the user agent) must match the one the cookie was issued with.
         """
-        lookup = self._lookup(cookie_header)
+        lookup = self._lookup(cookie_header, binding)
         if not isinstance(lookup, _Lookup):
-            return self._fresh(lookup)
-        return self._found(lookup, self.store.read(lookup.id, lookup.touch))
+            return self._fresh(lookup, binding)
+        return self._found(lookup, self.store.read(lookup.id, lookup.touch), binding)
 
     def commit_session(self, session: Session, **overrides: Any) -> str | None:
         """Store what this request changed and return the Set-Cookie value, or None when the
@@ -187,12 +196,14 @@ class SessionStorage(_StorageBase):
 
     # -- the async door --------------------------------------------------------------------
 
-    async def aget_session(self, cookie_header: str | bytes | None = None) -> Session:
+    async def aget_session(
+        self, cookie_header: str | bytes | None = None, *, binding: str | None = None
+    ) -> Session:
         """Async twin of :meth:`get_session`."""
-        lookup = self._lookup(cookie_header)
+        lookup = self._lookup(cookie_header, binding)
         if not isinstance(lookup, _Lookup):
-            return self._fresh(lookup)
-        return self._found(lookup, await self.store.aread(lookup.id, lookup.touch))
+            return self._fresh(lookup, binding)
+        return self._found(lookup, await self.store.aread(lookup.id, lookup.touch), binding)
 
     async def acommit_session(self, session: Session, **overrides: Any) -> str | None:
         """Async twin of :meth:`commit_session`."""
@@ -232,41 +243,61 @@ class SessionStorage(_StorageBase):
 
     # -- decisions shared by both doors ----------------------------------------------------
 
-    def expires_at(self, overrides: dict[str, Any] | None = None) -> datetime | None:
+    def expires_at(
+        self, overrides: dict[str, Any] | None = None, session_id: str | None = None
+    ) -> datetime | None:
         """When a record committed now expires: the cookie's lifetime, else the store's
-        ``default_ttl``, else never (None)."""
+        ``default_ttl``, else never (None); never after the absolute timeout of ``session_id``
+        (or of a session created now)."""
         now = self.clock()
         expires = self.cookie.expires_at(now, overrides)
         if expires is None and self.store.default_ttl is not None:
             expires = now + timedelta(seconds=self.store.default_ttl)
+        deadline = self._deadline(session_id, now)
+        if deadline is not None and (expires is None or deadline < expires):
+            expires = deadline
         return expires
 
-    def _lookup(self, header: str | bytes | None) -> _Lookup | _Stale | None:
-        verified = self.cookie.read(header)
+    def _deadline(self, session_id: str | None, now: datetime) -> datetime | None:
+        """The absolute end of a session: its id's creation time plus ``absolute_timeout``."""
+        if self.absolute_timeout is None:
+            return None
+        created = created_at(session_id) if session_id is not None else now
+        return (created or now) + self.absolute_timeout
+
+    def _lookup(self, header: str | bytes | None, binding: str | None) -> _Lookup | _Stale | None:
+        verified = self.cookie.read(header, binding=binding)
         if verified is None:
             # A cookie of ours that does not verify is stale; no cookie at all is not.
             return _STALE if find_cookie(header, self.cookie.name) else None
-        if not self.store.is_valid_id(verified.value):
+        session_id = verified.value
+        if not self.store.is_valid_id(session_id):
             return _STALE
-        touch = self.expires_at() if self.rolling else None
-        return _Lookup(verified.value, touch, verified.stale)
+        deadline = self._deadline(session_id, self.clock())
+        if deadline is not None and deadline <= self.clock():
+            return _STALE  # past its absolute timeout: not even worth a read
+        touch = self.expires_at(None, session_id) if self.rolling else None
+        return _Lookup(session_id, touch, verified.stale)
 
-    def _fresh(self, lookup: _Stale | None) -> Session:
+    def _fresh(self, lookup: _Stale | None, binding: str | None) -> Session:
         session = Session()
         session.stale_cookie = lookup is _STALE
+        session.binding = binding
         return session
 
-    def _found(self, lookup: _Lookup, record: Record | None) -> Session:
+    def _found(self, lookup: _Lookup, record: Record | None, binding: str | None) -> Session:
         if record is None or (record.expires is not None and record.expires <= self.clock()):
-            return self._fresh(_STALE)
+            return self._fresh(_STALE, binding)
         session = Session(record.data, lookup.id, record=record)
         session.resign = lookup.resign
+        session.binding = binding
         return session
 
     def _plan(self, session: Session, overrides: dict[str, Any]) -> _Step:
         if session.destroyed:
             return _Step(_Op.DELETE)
-        expires = self.expires_at(overrides)
+        keeps_id = not session.is_new and not session.regenerating
+        expires = self.expires_at(overrides, session.id if keeps_id else None)
         if expires is not None and expires <= self.clock():
             # An already-expired lifetime: delete rather than write (never a zero TTL).
             return _Step(_Op.DELETE)
@@ -286,13 +317,13 @@ class SessionStorage(_StorageBase):
             )
         if self._cookie_due(session, overrides):
             assert session.id is not None
-            return _Step(_Op.NONE, header=self.cookie.serialize(session.id, **overrides))
+            return _Step(_Op.NONE, header=self._serialize(session.id, session, overrides))
         return _Step(_Op.NONE)
 
     def _created(self, session: Session, new_id: str, step: _Step, overrides: dict[str, Any]) -> str:
         assert step.data is not None
         session._committed(new_id, Record(step.data, step.expires))
-        return self.cookie.serialize(new_id, **overrides)
+        return self._serialize(new_id, session, overrides)
 
     def _updated(
         self, session: Session, record: Record | None, step: _Step, overrides: dict[str, Any]
@@ -303,7 +334,7 @@ class SessionStorage(_StorageBase):
         session_id = session.id
         assert session_id is not None
         session._committed(session_id, record)
-        return self.cookie.serialize(session_id, **overrides) if step.send_cookie else None
+        return self._serialize(session_id, session, overrides) if step.send_cookie else None
 
     def _expire(self, session: Session, overrides: dict[str, Any]) -> str:
         session._mark_destroyed()
@@ -333,15 +364,16 @@ class CookieSessionStorage(_StorageBase):
     def __repr__(self) -> str:
         return f"CookieSessionStorage(cookie={self.cookie!r})"
 
-    def get_session(self, cookie_header: str | bytes | None = None) -> Session:
+    def get_session(self, cookie_header: str | bytes | None = None, *, binding: str | None = None) -> Session:
         """Return the session carried by a Cookie header; a new one when there is none."""
-        verified = self.cookie.read(cookie_header)
+        verified = self.cookie.read(cookie_header, binding=binding)
         if verified is None or not isinstance(verified.value, dict):
             session = Session()
             session.stale_cookie = bool(find_cookie(cookie_header, self.cookie.name))
-            return session
-        session = Session(verified.value, record=Record(verified.value))
-        session.resign = verified.stale
+        else:
+            session = Session(verified.value, record=Record(verified.value))
+            session.resign = verified.stale
+        session.binding = binding
         return session
 
     def commit_session(self, session: Session, **overrides: Any) -> str | None:
@@ -360,7 +392,7 @@ class CookieSessionStorage(_StorageBase):
         unchanged = not session.is_new and not session.modified and not session.regenerating
         if unchanged and not self._cookie_due(session, overrides):
             return None
-        header = self.cookie.serialize(session.data, **overrides)
+        header = self._serialize(session.data, session, overrides)
         if len(header.encode("utf-8")) > MAX_COOKIE_SIZE:
             raise CookieTooLargeError(
                 f"the {self.cookie.name!r} cookie would be {len(header.encode('utf-8'))} bytes; "
@@ -374,9 +406,11 @@ class CookieSessionStorage(_StorageBase):
         session._mark_destroyed()
         return self.cookie.serialize_expired(**_without_lifetime(overrides))
 
-    async def aget_session(self, cookie_header: str | bytes | None = None) -> Session:
+    async def aget_session(
+        self, cookie_header: str | bytes | None = None, *, binding: str | None = None
+    ) -> Session:
         """Async twin of :meth:`get_session` (cookie storage does no I/O)."""
-        return self.get_session(cookie_header)
+        return self.get_session(cookie_header, binding=binding)
 
     async def acommit_session(self, session: Session, **overrides: Any) -> str | None:
         """Async twin of :meth:`commit_session`."""

@@ -89,8 +89,8 @@ class Store(ABC):
     # -- ids -------------------------------------------------------------------------------
 
     def new_id(self) -> str:
-        """A fresh random id for a new record."""
-        return generate_id()
+        """A fresh random id for a new record, stamped with this store's clock."""
+        return generate_id(self.clock().timestamp())
 
     def is_valid_id(self, value: object) -> bool:
         """Whether ``value`` (from a cookie) is an id this store could have issued."""
