@@ -45,6 +45,7 @@ from .stores.base import Clock, Record, Store, utcnow
 MAX_COOKIE_SIZE = 4096
 
 _LIFETIME_OPTIONS = ("max_age", "expires")
+_NO_CHANGES = Changes()
 
 
 class _Op(enum.Enum):
@@ -309,8 +310,8 @@ class SessionStorage(_StorageBase):
             return _Step(_Op.NONE)
         if session.regenerating:
             return _Step(_Op.REGENERATE, data=session.data, expires=expires)
-        changes = session.changes
-        lifetime_override = any(name in overrides for name in _LIFETIME_OPTIONS)
+        changes = session.changes if session.modified else _NO_CHANGES
+        lifetime_override = bool(overrides) and any(name in overrides for name in _LIFETIME_OPTIONS)
         if changes or lifetime_override:
             return _Step(
                 _Op.UPDATE, changes=changes, expires=expires, send_cookie=self._cookie_due(session, overrides)
