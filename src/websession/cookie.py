@@ -128,7 +128,8 @@ class Cookie:
         self.name = name
         self.secrets = secrets
         self.options = options
-        self._keys = tuple(s.encode("utf-8") for s in secrets)
+        # Keyed once: copying a keyed HMAC skips the key schedule on every cookie.
+        self._keys = tuple(hmac.new(s.encode("utf-8"), digestmod=hashlib.sha256) for s in secrets)
         self._attributes = options.attributes()
         # Session ids are signed again on every rolling response: remember recent ones.
         self._signed_ids: dict[tuple[str, str | None], str] = {}
@@ -371,12 +372,13 @@ def _message(payload: str, binding: str | None) -> str:
     return f"{payload}\x00{bound}"
 
 
-def _signature(payload: str, key: bytes) -> str:
-    digest = hmac.digest(key, payload.encode("utf-8", "surrogatepass"), hashlib.sha256)
-    return base64.b64encode(digest).decode("ascii").rstrip("=")
+def _signature(payload: str, key: hmac.HMAC) -> str:
+    mac = key.copy()
+    mac.update(payload.encode("utf-8", "surrogatepass"))
+    return base64.b64encode(mac.digest()).decode("ascii").rstrip("=")
 
 
-def _verify(payload: str, signature: str, keys: tuple[bytes, ...]) -> int | None:
+def _verify(payload: str, signature: str, keys: tuple[hmac.HMAC, ...]) -> int | None:
     """Return the index of the secret that signed ``payload``, comparing in constant time."""
     try:
         given = signature.encode("ascii")
