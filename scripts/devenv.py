@@ -32,12 +32,17 @@ def ensure_venv(extras: str) -> str:
     if not os.path.exists(python):
         print(f"creating {VENV}", flush=True)
         venv.create(VENV, with_pip=True)
-    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as handle:
-        digest = hashlib.sha256(handle.read()).hexdigest()[:16]
+    hasher = hashlib.sha256()
+    for name in ("pyproject.toml", "constraints.txt"):
+        with open(os.path.join(ROOT, name), "rb") as handle:
+            hasher.update(handle.read())
+    digest = hasher.hexdigest()[:16]
     stamp = os.path.join(VENV, f".installed-{extras}-{digest}")
     if not os.path.exists(stamp):
         run([python, "-m", "pip", "install", "-q", "--upgrade", "pip"])
-        run([python, "-m", "pip", "install", "-q", "-e", f".[{extras}]"])
+        # constraints.txt pins a set of versions known to work together, so installs are
+        # reproducible and pip never has to backtrack through old releases.
+        run([python, "-m", "pip", "install", "-q", "-c", "constraints.txt", "-e", f".[{extras}]"])
         open(stamp, "w").close()
     return python
 
