@@ -209,7 +209,9 @@ class Cookie:
             if cached is not None:
                 return cached
         payload = base64.b64encode(codec.dumps(value).encode("utf-8")).decode("ascii")
-        signed = f"{payload}.{_signature(_message(payload, binding), self._keys[0])}" if self._keys else payload
+        signed = payload
+        if self._keys:
+            signed = f"{payload}.{_signature(_message(payload, binding), self._keys[0])}"
         if cacheable:
             if len(self._signed_ids) >= _CACHED_IDS:
                 self._signed_ids.clear()
