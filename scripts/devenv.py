@@ -102,3 +102,8 @@ def ensure_services() -> None:
     ):
         npm = shutil.which("npm") or sys.exit("npm is needed for the interop tests")
         run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=interop)
+    # The Workers KV tests run Cloudflare's KV simulator (Miniflare) behind a local REST server.
+    interop_kv = os.path.join(ROOT, "tests", "interop-kv")
+    if not os.path.isdir(os.path.join(interop_kv, "node_modules", "miniflare")):
+        npm = shutil.which("npm") or sys.exit("npm is needed for the Workers KV tests")
+        run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=interop_kv)

@@ -48,14 +48,16 @@ def moto_endpoint() -> Iterator[str]:
     if not os.path.exists(executable):
         pytest.fail("moto_server is not installed; install the dev extra (pip install 'moto[server]')")
     port = _free_port()
-    log = tempfile.TemporaryFile()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
     process = subprocess.Popen(
         [executable, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=log
     )
     try:
         if not _wait_for(port, process, 30):
             log.seek(0)
-            pytest.fail(f"moto_server did not start on port {port}: {log.read().decode(errors='replace')[-2000:]}")
+            pytest.fail(
+                f"moto_server did not start on port {port}: {log.read().decode(errors='replace')[-2000:]}"
+            )
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()

@@ -46,7 +46,9 @@ def kv_server() -> Iterator[KVServer]:
     """The Miniflare-backed KV REST server for this test run; an error when it cannot start."""
     node = shutil.which("node")
     if node is None:
-        pytest.fail("Node.js is needed for the Workers KV tests; run `python3 scripts/test.py`, which installs it")
+        pytest.fail(
+            "Node.js is needed for the Workers KV tests; run `python3 scripts/test.py`, which installs it"
+        )
     if not os.path.isdir(os.path.join(KV_DIR, "node_modules", "miniflare")):
         pytest.fail(f"Miniflare is not installed; run `npm ci` in {KV_DIR} (scripts/test.py does)")
     server = KVServer(0, "test-account", f"ns-{secrets.token_hex(4)}", secrets.token_hex(16))
@@ -56,7 +58,7 @@ def kv_server() -> Iterator[KVServer]:
         "KV_NAMESPACE_ID": server.namespace_id,
         "KV_API_TOKEN": server.api_token,
     }
-    log = tempfile.TemporaryFile()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
     process = subprocess.Popen(
         [node, "server.mjs", "0"], cwd=KV_DIR, env=env, stdout=subprocess.PIPE, stderr=log
     )
@@ -73,7 +75,9 @@ def kv_server() -> Iterator[KVServer]:
                 line += chunk
         if not line.startswith(b"listening "):
             log.seek(0)
-            pytest.fail(f"the KV server did not start: {line!r} {log.read().decode(errors='replace')[-2000:]}")
+            pytest.fail(
+                f"the KV server did not start: {line!r} {log.read().decode(errors='replace')[-2000:]}"
+            )
         yield KVServer(int(line.split()[1]), server.account_id, server.namespace_id, server.api_token)
     finally:
         process.terminate()

@@ -60,7 +60,7 @@ FIDELITY = {
     "bigger": 2**64 + 1,
     "float": 0.1 + 0.2,
     "small": 1.5e-7,
-    "text": "ü€😀 \u2028 \"q\" \\",
+    "text": 'ü€😀 \u2028 "q" \\',
     "empty_text": "",
     "nested": {"a": [1, {"b": []}], "c": None, "d": True},
 }
@@ -111,7 +111,7 @@ def test_numbers_dynamodb_cannot_hold_are_refused_naming_the_key(
 
 
 def test_marshal_refuses_what_is_not_json() -> None:
-    with pytest.raises(SessionStoreError, match="'k'.*set"):
+    with pytest.raises(SessionStoreError, match=r"'k'.*set"):
         marshal("k", {1, 2})
 
 
@@ -150,7 +150,9 @@ def test_an_item_written_by_remix_is_read(store: DynamoDBStore, dynamodb_client,
     assert record.expires == datetime.fromtimestamp(ttl, timezone.utc)
 
 
-def test_a_foreign_type_is_a_corrupt_record(store: DynamoDBStore, dynamodb_client, dynamodb_table: str) -> None:
+def test_a_foreign_type_is_a_corrupt_record(
+    store: DynamoDBStore, dynamodb_client, dynamodb_table: str
+) -> None:
     id = secrets.token_hex(16)
     dynamodb_client.put_item(TableName=dynamodb_table, Item={"_idx": {"S": id}, "tags": {"SS": ["a"]}})
     assert store.read(id, None) is None
@@ -171,7 +173,9 @@ def test_update_sets_and_removes_keys_on_the_stored_item(store: DynamoDBStore, c
     assert result.expires is not None and result.expires >= expires
 
 
-def test_update_without_expiry_removes_the_ttl(store: DynamoDBStore, dynamodb_client, dynamodb_table, clock) -> None:
+def test_update_without_expiry_removes_the_ttl(
+    store: DynamoDBStore, dynamodb_client, dynamodb_table, clock
+) -> None:
     id = store.create({"a": 1}, clock.now + timedelta(seconds=60))
     seen = store.read(id, None)
     assert seen is not None
@@ -285,7 +289,7 @@ def test_async_setup_creates_the_table(moto_endpoint: str, dynamodb_client) -> N
 
 def test_missing_table_says_how_to_create_it(dynamodb_client) -> None:
     store = DynamoDBStore(table="no-such-table", client=dynamodb_client)
-    with pytest.raises(SessionStoreError, match="does not exist.*create_dynamodb_table"):
+    with pytest.raises(SessionStoreError, match=r"does not exist.*create_dynamodb_table"):
         store.read("0" * 32, None)
 
 
@@ -301,14 +305,18 @@ def test_sync_client_only_gives_a_clear_error_on_the_async_door(dynamodb_client,
     assert dynamodb_client.describe_table(TableName=dynamodb_table)  # not closed by the store
 
 
-def test_async_client_only_gives_a_clear_error_on_the_sync_door(moto_endpoint: str, dynamodb_table: str) -> None:
+def test_async_client_only_gives_a_clear_error_on_the_sync_door(
+    moto_endpoint: str, dynamodb_table: str
+) -> None:
     from aiobotocore.session import get_session
 
     async def main() -> None:
         async with get_session().create_client(
             "dynamodb", region_name=MOTO_REGION, endpoint_url=moto_endpoint, **MOTO_CLIENT_OPTIONS
         ) as client:
-            storage = create_dynamodb_session_storage(table=dynamodb_table, async_client=client, cookie=COOKIE)
+            storage = create_dynamodb_session_storage(
+                table=dynamodb_table, async_client=client, cookie=COOKIE
+            )
             session = await storage.aget_session(None)
             session["a"] = 1
             header = (await storage.acommit_session(session)).split(";")[0]

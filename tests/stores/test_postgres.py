@@ -78,7 +78,7 @@ EXACT = {
     "small": 1.5e-7,
     "empty_list": [],
     "empty_dict": {},
-    "text": "ü€😀 \u2028 \"q\" \\",
+    "text": 'ü€😀 \u2028 "q" \\',
     "nested": {"a": [1, {"b": [], "c": 2.5e-10}], "n": None, "t": True},
     "": "empty key",
 }
@@ -105,7 +105,7 @@ def test_negative_zero_becomes_zero_as_documented(store: PostgresStore) -> None:
 
 def test_jsonb_text_writes_exponent_floats_positionally() -> None:
     assert jsonb_text({"a": 1e300})[:8] == '{"a":100'
-    assert jsonb_text({"a": 1e300}).endswith('.0}')
+    assert jsonb_text({"a": 1e300}).endswith(".0}")
     assert jsonb_text([5e-324]) == "[0." + "0" * 323 + "5]"
     assert jsonb_text({"plain": 0.5, "s": "1e5"}) == '{"plain":0.5,"s":"1e5"}'
 
@@ -113,7 +113,7 @@ def test_jsonb_text_writes_exponent_floats_positionally() -> None:
 def test_nul_character_is_refused_and_nothing_is_written(
     store: PostgresStore, postgres_dsn: str, table: str
 ) -> None:
-    with pytest.raises(SessionStoreError, match="'bad'.*U\\+0000"):
+    with pytest.raises(SessionStoreError, match=r"'bad'.*U\+0000"):
         store.create({"ok": 1, "bad": ["x\x00y"]}, None)
     id = store.create({"ok": 1}, None)
     record = store.read(id, None)
@@ -124,7 +124,9 @@ def test_nul_character_is_refused_and_nothing_is_written(
     assert raw(postgres_dsn, f"SELECT count(*) FROM {table}") == [(1,)]
 
 
-def test_update_leaves_untouched_values_as_stored(store: PostgresStore, postgres_dsn: str, table: str) -> None:
+def test_update_leaves_untouched_values_as_stored(
+    store: PostgresStore, postgres_dsn: str, table: str
+) -> None:
     """A value Python would write differently (1.10) keeps its stored form: only changed keys
     are sent, and the jsonb operators never round-trip the rest through Python."""
     id = store.create({"a": 1}, None)
@@ -176,7 +178,9 @@ def test_rolling_read_moves_expiry_only_when_it_matters(
     assert touched is not None and touched.expires == later
 
 
-def test_purge_expired_deletes_in_batches(store: PostgresStore, clock: Clock, postgres_dsn: str, table: str) -> None:
+def test_purge_expired_deletes_in_batches(
+    store: PostgresStore, clock: Clock, postgres_dsn: str, table: str
+) -> None:
     store.setup()
     past = clock.now - timedelta(seconds=1)
     raw(

@@ -54,7 +54,9 @@ def requests_seen() -> list[str]:
 
 @pytest.fixture
 def store(kv_server: KVServer, clock: Clock, prefix: str, requests_seen: list[str]):
-    client = httpx.Client(event_hooks={"request": [lambda r: requests_seen.append(f"{r.method} {r.url.path}")]})
+    client = httpx.Client(
+        event_hooks={"request": [lambda r: requests_seen.append(f"{r.method} {r.url.path}")]}
+    )
     store = WorkersKVStore(
         base_url=kv_server.base_url, api_token=kv_server.api_token, prefix=prefix, client=client, clock=clock
     )
@@ -230,7 +232,7 @@ def test_async_door_round_trip(kv_server: KVServer, prefix: str) -> None:
 def test_wrong_token_is_a_store_error_that_says_what_to_check(kv_server: KVServer) -> None:
     store = WorkersKVStore(base_url=kv_server.base_url, api_token="wrong")
     try:
-        with pytest.raises(SessionStoreError, match="403.*api_token") as info:
+        with pytest.raises(SessionStoreError, match=r"403.*api_token") as info:
             store.read("0" * 32, None)
         assert not isinstance(info.value, StoreUnavailableError)
     finally:

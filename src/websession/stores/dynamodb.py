@@ -217,9 +217,9 @@ def _ttl_spec(ttl: str) -> dict[str, Any]:
 
 
 def _ttl_enabled(described: Mapping[str, Any], ttl: str) -> bool:
-    return described.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") and described.get(
-        "AttributeName"
-    ) == ttl
+    return (
+        described.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") and described.get("AttributeName") == ttl
+    )
 
 
 def _code(exc: ClientError) -> str:
@@ -319,8 +319,10 @@ class DynamoDBStore(Store):
         with self._errors():
             item = client.get_item(**self._get(id)).get("Item")
         record = self._record(id, item)
-        if record is None or touch is None or not touch_due(
-            record.expires, touch, self.clock(), self.touch_interval
+        if (
+            record is None
+            or touch is None
+            or not touch_due(record.expires, touch, self.clock(), self.touch_interval)
         ):
             return record
         try:
@@ -367,8 +369,10 @@ class DynamoDBStore(Store):
         with self._errors():
             item = (await client.get_item(**self._get(id))).get("Item")
         record = self._record(id, item)
-        if record is None or touch is None or not touch_due(
-            record.expires, touch, self.clock(), self.touch_interval
+        if (
+            record is None
+            or touch is None
+            or not touch_due(record.expires, touch, self.clock(), self.touch_interval)
         ):
             return record
         try:
@@ -525,8 +529,10 @@ class DynamoDBStore(Store):
             role = "key" if key == self.idx else "expiry" if key == self.ttl else "no"
             raise SessionStoreError(
                 f"session key {key!r} cannot be stored in DynamoDB: it would overwrite the "
-                f"item's {role} attribute" if key else "an empty session key cannot be stored in DynamoDB",
-                solution="rename the session key, or build the store with idx=/ttl= names your data does not use",
+                f"item's {role} attribute"
+                if key
+                else "an empty session key cannot be stored in DynamoDB",
+                solution="rename the session key, or pass idx=/ttl= names your data does not use",
             )
         return key
 
@@ -622,7 +628,7 @@ class _DynamoErrors:
             if code == "ResourceNotFoundException":
                 raise SessionStoreError(
                     f"{where} does not exist",
-                    solution="create it with websession.stores.dynamodb.create_dynamodb_table() or store.setup()",
+                    solution="create it with create_dynamodb_table() or store.setup()",
                 ) from error
             raise SessionStoreError(f"{where}: {error}") from error
         if isinstance(error, (ConnectionError, HTTPClientError)):

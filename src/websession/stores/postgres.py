@@ -430,7 +430,8 @@ class _Queries:
             # Two processes creating the table at once would collide in pg_type; serialise them.
             sql.SQL("SELECT pg_advisory_xact_lock(hashtext({}))").format(sql.Literal(lock_key)),
             sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, data jsonb NOT NULL, expires timestamptz)"
+                "CREATE TABLE IF NOT EXISTS {} "
+                "(id text PRIMARY KEY, data jsonb NOT NULL, expires timestamptz)"
             ).format(table),
             sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (expires) WHERE expires IS NOT NULL").format(
                 index, table
@@ -560,4 +561,3 @@ def open_url(url: SplitResult, options: dict[str, Any]) -> SessionStorage:
         touch_interval=touch_interval,
         **shared,
     )
-

@@ -126,9 +126,13 @@ class WorkersKVStore(Store):
                 raise ConfigurationError(
                     "the Workers KV store needs account_id= and namespace_id= (or base_url=)"
                 )
-            base_url = API_BASE.format(account_id=quote(account_id, safe=""), namespace_id=quote(namespace_id, safe=""))
+            base_url = API_BASE.format(
+                account_id=quote(account_id, safe=""), namespace_id=quote(namespace_id, safe="")
+            )
         if len((prefix + "0" * 32).encode("utf-8")) > MAX_KEY_BYTES:
-            raise ConfigurationError(f"prefix {prefix[:20]!r}... leaves no room for an id in KV's 512-byte keys")
+            raise ConfigurationError(
+                f"prefix {prefix[:20]!r}... leaves no room for an id in KV's 512-byte keys"
+            )
         self.base_url = base_url.rstrip("/")
         self.prefix = prefix
         self.timeout = timeout
@@ -347,7 +351,9 @@ class WorkersKVStore(Store):
         if status == 413:
             raise RecordTooLargeError(message)
         if status in (401, 403):
-            raise SessionStoreError(message, solution="check api_token: it needs Workers KV Storage edit rights")
+            raise SessionStoreError(
+                message, solution="check api_token: it needs Workers KV Storage edit rights"
+            )
         raise SessionStoreError(message)
 
     def _sync_client(self) -> httpx.Client:
