@@ -11,6 +11,7 @@
 // Usage: KV_ACCOUNT_ID=acc KV_NAMESPACE_ID=ns KV_API_TOKEN=tok node server.mjs [port]
 // Prints "listening <port>" once ready. Errors use Cloudflare's envelope:
 // {"success": false, "errors": [{"code": ..., "message": ...}], "messages": [], "result": null}.
+// HTTP statuses and messages are Miniflare's; the numeric error codes are approximations.
 
 import http from "node:http";
 import { Miniflare } from "miniflare";
