@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV = os.path.join(ROOT, ".venv")
 
 #: Debian packages that provide the servers and tools the tests start themselves.
-APT_PACKAGES = {"memcached": "memcached", "redis-server": "redis-server", "node": "nodejs"}
+APT_PACKAGES = {"memcached": "memcached", "redis-server": "redis-server", "node": "nodejs", "npm": "npm"}
 
 
 def run(command: list[str], *, check: bool = True, cwd: str | None = None) -> int:

@@ -52,7 +52,9 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover - each backend adds its factory here as it lands
-    pass
+    from .stores.dynamodb import create_dynamodb_session_storage as create_dynamodb_session_storage
+    from .stores.postgres import create_postgres_session_storage as create_postgres_session_storage
+    from .stores.workers_kv import create_workers_kv_session_storage as create_workers_kv_session_storage
 
 
 def __getattr__(name: str) -> Any:

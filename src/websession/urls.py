@@ -30,6 +30,10 @@ SCHEMES: dict[str, str] = {
     "memory": "websession.stores.memory:open_url",
     "file": "websession.stores.file:open_url",
     "sqlite": "websession.stores.sqlite:open_url",
+    "postgresql": "websession.stores.postgres:open_url",
+    "postgres": "websession.stores.postgres:open_url",
+    "dynamodb": "websession.stores.dynamodb:open_url",
+    "workers-kv": "websession.stores.workers_kv:open_url",
     "cookie": "websession.stores.cookie:open_url",
 }
 

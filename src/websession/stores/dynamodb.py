@@ -1,0 +1,737 @@
+"""The DynamoDB store: Remix's arc table layout, with boto3 (sync) and aiobotocore (async).
+
+An item is one session: the partition key attribute ``idx`` (conventionally ``_idx``) holds
+the id, every session key is a top-level attribute, and the ``ttl`` attribute (conventionally
+``_ttl``) holds the expiry in epoch seconds, as Remix's ``createArcTableSessionStorage`` writes
+it. A Remix app and a Python service can share the table.
+
+- Values are stored as native DynamoDB types (S, N, BOOL, NULL, L, M), as the JavaScript
+  document client writes them. Numbers are sent and read back as decimal text, never through
+  a binary float, so ``2**63-1``, ``2**64+1`` and ``0.1 + 0.2`` survive exactly. DynamoDB
+  numbers have no int/float distinction (neither does JavaScript): a float with an integral
+  value (``1.0``, ``1e20``) comes back as an int. Numbers DynamoDB cannot hold (more than 38
+  significant digits, magnitude from 1e126 up or below 1e-130) are refused at commit with
+  :class:`~websession.errors.SessionStoreError` naming the key.
+- A session key equal to the ``idx`` or ``ttl`` attribute name, or empty, is refused: it would
+  overwrite the item's key or expiry (Remix allows it and corrupts the item).
+- DynamoDB deletes expired items late (hours to days), so expiry is checked on every read and
+  in every update's condition.
+- ``create`` is a PutItem with ``attribute_not_exists``; a change set is one UpdateItem
+  (``SET`` the keys set, ``REMOVE`` the keys removed) conditioned on the item existing and
+  being unexpired, so concurrent requests never undo each other and a destroyed session is
+  never brought back.
+- Items over DynamoDB's 400 KB limit raise :class:`~websession.errors.RecordTooLargeError`.
+
+:func:`create_dynamodb_table` creates the table and enables TTL on the ``ttl`` attribute.
+
+Example (needs DynamoDB or an emulator, so not run as a doctest)::
+
+    from websession import create_cookie, create_dynamodb_session_storage
+
+    storage = create_dynamodb_session_storage(
+        cookie=create_cookie("__session", secrets=["s3cret"], max_age=3600),
+        table="sessions", region="eu-west-1",
+    )
+    storage.store.setup()      # create_dynamodb_table(...) with the store's client
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import SplitResult
+
+import boto3
+from aiobotocore.session import get_session
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+
+from ..changes import Changes
+from ..cookie import CookieLike, as_cookie
+from ..errors import ConfigurationError, RecordTooLargeError, SessionStoreError, StoreUnavailableError
+from ..storage import SessionStorage
+from ..urls import cookie_from_options, reject_unknown, storage_options
+from .base import Clock, Record, Store, touch_due, utcnow
+
+#: DynamoDB's item size limit (attribute names and values together).
+MAX_ITEM_BYTES = 400 * 1024
+
+_UNAVAILABLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+
+#: Used when the store opens its own clients: fail fast, so a request answers 503 in seconds.
+DEFAULT_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
+
+_MAX_DIGITS = 38
+
+
+# -- the value encoding ---------------------------------------------------------------------
+
+
+def marshal(key: str, value: Any) -> dict[str, Any]:
+    """A JSON value as a DynamoDB attribute value; ``key`` names it in errors.
+
+    Example::
+
+        >>> marshal("k", {"a": [1, 0.5, None, True, "x"]})
+        {'M': {'a': {'L': [{'N': '1'}, {'N': '0.5'}, {'NULL': True}, {'BOOL': True}, {'S': 'x'}]}}}
+    """
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int):
+        text = str(value)
+        if len(text.lstrip("-")) > _MAX_DIGITS:
+            raise _unstorable(key, f"{text[:20]}... has more than {_MAX_DIGITS} digits")
+        return {"N": text}
+    if isinstance(value, float):
+        magnitude = abs(value)
+        if magnitude != 0 and not 1e-130 <= magnitude < 1e126:
+            raise _unstorable(key, f"{value!r} is outside DynamoDB's number range (1e-130 to 1e126)")
+        return {"N": repr(value)}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, (list, tuple)):
+        return {"L": [marshal(key, item) for item in value]}
+    if isinstance(value, dict):
+        return {"M": {k: marshal(key, v) for k, v in value.items()}}
+    raise _unstorable(key, type(value).__name__)
+
+
+def unmarshal(attribute: Mapping[str, Any]) -> Any:
+    """A DynamoDB attribute value as JSON; numbers with a point or exponent become floats.
+
+    Example::
+
+        >>> unmarshal({"L": [{"N": "9223372036854775807"}, {"N": "0.30000000000000004"}]})
+        [9223372036854775807, 0.30000000000000004]
+    """
+    (kind, value), *rest = attribute.items()
+    if rest:
+        raise ValueError(f"attribute value with several types: {sorted(attribute)}")
+    if kind == "S":
+        return value
+    if kind == "N":
+        text = str(value)
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    if kind == "BOOL":
+        return bool(value)
+    if kind == "NULL":
+        return None
+    if kind == "L":
+        return [unmarshal(item) for item in value]
+    if kind == "M":
+        return {k: unmarshal(v) for k, v in value.items()}
+    raise ValueError(f"DynamoDB type {kind} has no JSON form")
+
+
+def _unstorable(key: str, problem: str) -> SessionStoreError:
+    return SessionStoreError(
+        f"session value for {key!r} cannot be stored in DynamoDB: {problem}",
+        solution="store it as a string",
+    )
+
+
+def _epoch(moment: datetime) -> int:
+    """Whole epoch seconds, rounded up so an item never expires early."""
+    return int(-(-moment.timestamp() // 1))
+
+
+def _moment(epoch: Any) -> datetime:
+    return datetime.fromtimestamp(float(epoch), timezone.utc)
+
+
+# -- the table helper -------------------------------------------------------------------------
+
+
+def create_dynamodb_table(
+    client: Any, table: str, *, idx: str = "_idx", ttl: str = "_ttl", wait: float = 60.0
+) -> None:
+    """Create an on-demand table keyed by ``idx`` and enable TTL on ``ttl`` (idempotent).
+
+    ``client`` is a boto3 DynamoDB client. Waits up to ``wait`` seconds for the table to be
+    ACTIVE.
+
+    Example (needs DynamoDB)::
+
+        import boto3
+        create_dynamodb_table(boto3.client("dynamodb"), "sessions")
+    """
+    try:
+        client.create_table(**_table_spec(table, idx))
+    except ClientError as exc:
+        if _code(exc) != "ResourceInUseException":
+            raise
+    deadline = time.monotonic() + wait
+    while client.describe_table(TableName=table)["Table"]["TableStatus"] != "ACTIVE":
+        if time.monotonic() > deadline:
+            raise SessionStoreError(f"DynamoDB table {table!r} did not become ACTIVE in {wait} s")
+        time.sleep(0.5)
+    described = client.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    if not _ttl_enabled(described, ttl):
+        client.update_time_to_live(TableName=table, TimeToLiveSpecification=_ttl_spec(ttl))
+
+
+async def acreate_dynamodb_table(
+    client: Any, table: str, *, idx: str = "_idx", ttl: str = "_ttl", wait: float = 60.0
+) -> None:
+    """Async twin of :func:`create_dynamodb_table`, for an aiobotocore client."""
+    try:
+        await client.create_table(**_table_spec(table, idx))
+    except ClientError as exc:
+        if _code(exc) != "ResourceInUseException":
+            raise
+    deadline = time.monotonic() + wait
+    while (await client.describe_table(TableName=table))["Table"]["TableStatus"] != "ACTIVE":
+        if time.monotonic() > deadline:
+            raise SessionStoreError(f"DynamoDB table {table!r} did not become ACTIVE in {wait} s")
+        await asyncio.sleep(0.5)
+    described = (await client.describe_time_to_live(TableName=table))["TimeToLiveDescription"]
+    if not _ttl_enabled(described, ttl):
+        await client.update_time_to_live(TableName=table, TimeToLiveSpecification=_ttl_spec(ttl))
+
+
+def _table_spec(table: str, idx: str) -> dict[str, Any]:
+    return {
+        "TableName": table,
+        "KeySchema": [{"AttributeName": idx, "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": idx, "AttributeType": "S"}],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
+def _ttl_spec(ttl: str) -> dict[str, Any]:
+    return {"Enabled": True, "AttributeName": ttl}
+
+
+def _ttl_enabled(described: Mapping[str, Any], ttl: str) -> bool:
+    return (
+        described.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") and described.get("AttributeName") == ttl
+    )
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+# -- the store --------------------------------------------------------------------------------
+
+
+class DynamoDBStore(Store):
+    """Sessions as items of a DynamoDB table in Remix's arc-table layout.
+
+    Clients: pass ``client=`` (boto3) and/or ``async_client=`` (aiobotocore, already entered).
+    A door without a client opens its own from ``region``, ``endpoint_url`` and
+    ``client_options`` (e.g. credentials), unless only the other door's client was passed and
+    none of those was; then that door raises :class:`~websession.errors.ConfigurationError`
+    saying what to pass. Clients passed in are never closed by the store.
+
+    Example (needs DynamoDB)::
+
+        store = DynamoDBStore(table="sessions", region="eu-west-1")
+        store.setup()
+    """
+
+    kind = "dynamodb"
+    atomic_changes = True
+    #: DynamoDB deletes expired items itself, late; expiry is also checked on read.
+    native_ttl = True
+
+    def __init__(
+        self,
+        *,
+        table: str,
+        idx: str = "_idx",
+        ttl: str = "_ttl",
+        client: Any = None,
+        async_client: Any = None,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        client_options: Mapping[str, Any] | None = None,
+        consistent_read: bool = True,
+        default_ttl: float | None = None,
+        touch_interval: float = 60.0,
+        clock: Clock = utcnow,
+    ) -> None:
+        super().__init__(default_ttl=default_ttl, clock=clock)
+        if not table or not idx or not ttl or idx == ttl:
+            raise ConfigurationError("table, idx and ttl must be non-empty, and idx and ttl must differ")
+        self.table = table
+        self.idx = idx
+        self.ttl = ttl
+        self.consistent_read = consistent_read
+        self.touch_interval = touch_interval
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.client_options = dict(client_options or {})
+        self._client = client
+        self._async_client = async_client
+        self._async_context: Any = None
+        self._may_open = (client is None and async_client is None) or bool(
+            region or endpoint_url or client_options
+        )
+        self._own_client = False
+        self._lock = threading.Lock()
+        self._names = {"#i": idx, "#t": ttl}
+
+    def __repr__(self) -> str:
+        return f"DynamoDBStore(table={self.table!r}, idx={self.idx!r}, ttl={self.ttl!r})"
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Create the table with TTL enabled, using this store's client (idempotent)."""
+        with self._errors():
+            create_dynamodb_table(self._sync(), self.table, idx=self.idx, ttl=self.ttl)
+
+    async def asetup(self) -> None:
+        """Async twin of :meth:`setup`."""
+        with self._errors():
+            await acreate_dynamodb_table(await self._async(), self.table, idx=self.idx, ttl=self.ttl)
+
+    # -- the sync door -------------------------------------------------------------------------
+
+    def create(self, data: Mapping[str, Any], expires: datetime | None) -> str:
+        client = self._sync()
+        while True:
+            id = self.new_id()
+            try:
+                with self._errors():
+                    client.put_item(**self._put(id, data, expires))
+                return id
+            except _Conflict:  # pragma: no cover - 128 random bits
+                continue
+
+    def read(self, id: str, touch: datetime | None) -> Record | None:
+        client = self._sync()
+        with self._errors():
+            item = client.get_item(**self._get(id)).get("Item")
+        record = self._record(id, item)
+        if (
+            record is None
+            or touch is None
+            or not touch_due(record.expires, touch, self.clock(), self.touch_interval)
+        ):
+            return record
+        try:
+            with self._errors():
+                client.update_item(**self._touch(id, touch))
+        except _Conflict:
+            return None
+        return Record(record.data, touch)
+
+    def update(self, id: str, changes: Changes, expires: datetime | None, seen: Record) -> Record | None:
+        request = self._update(id, changes, expires)
+        try:
+            with self._errors():
+                item = self._sync().update_item(**request).get("Attributes")
+        except _Conflict:
+            return None
+        return self._record(id, item)
+
+    def delete(self, id: str) -> None:
+        with self._errors():
+            self._sync().delete_item(TableName=self.table, Key=self._key(id))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._own_client and self._client is not None:
+                self._client.close()
+                self._client, self._own_client = None, False
+
+    # -- the async door ------------------------------------------------------------------------
+
+    async def acreate(self, data: Mapping[str, Any], expires: datetime | None) -> str:
+        client = await self._async()
+        while True:
+            id = self.new_id()
+            try:
+                with self._errors():
+                    await client.put_item(**self._put(id, data, expires))
+                return id
+            except _Conflict:  # pragma: no cover - 128 random bits
+                continue
+
+    async def aread(self, id: str, touch: datetime | None) -> Record | None:
+        client = await self._async()
+        with self._errors():
+            item = (await client.get_item(**self._get(id))).get("Item")
+        record = self._record(id, item)
+        if (
+            record is None
+            or touch is None
+            or not touch_due(record.expires, touch, self.clock(), self.touch_interval)
+        ):
+            return record
+        try:
+            with self._errors():
+                await client.update_item(**self._touch(id, touch))
+        except _Conflict:
+            return None
+        return Record(record.data, touch)
+
+    async def aupdate(
+        self, id: str, changes: Changes, expires: datetime | None, seen: Record
+    ) -> Record | None:
+        request = self._update(id, changes, expires)
+        client = await self._async()
+        try:
+            with self._errors():
+                item = (await client.update_item(**request)).get("Attributes")
+        except _Conflict:
+            return None
+        return self._record(id, item)
+
+    async def adelete(self, id: str) -> None:
+        client = await self._async()
+        with self._errors():
+            await client.delete_item(TableName=self.table, Key=self._key(id))
+
+    async def aclose(self) -> None:
+        context, self._async_context = self._async_context, None
+        if context is not None:
+            self._async_client = None
+            await context.__aexit__(None, None, None)
+        self.close()
+
+    # -- maintenance ---------------------------------------------------------------------------
+
+    def scan(self) -> Iterator[tuple[str, Record]]:
+        """Stream live items with a paginated Scan (reads the whole table: for the CLI)."""
+        request: dict[str, Any] = {"TableName": self.table, "ConsistentRead": self.consistent_read}
+        while True:
+            with self._errors():
+                page = self._sync().scan(**request)
+            for item in page.get("Items", []):
+                id = item.get(self.idx, {}).get("S")
+                record = self._record(str(id), item) if id else None
+                if record is not None:
+                    yield str(id), record
+            if "LastEvaluatedKey" not in page:
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def purge_expired(self) -> int:
+        """Delete expired items now instead of waiting for DynamoDB's TTL (a full Scan).
+
+        Each delete is conditioned on the item still being expired, so a session that was
+        rolled meanwhile survives. Returns how many items were deleted.
+        """
+        now = self.clock().timestamp()
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "ProjectionExpression": "#i",
+            "FilterExpression": "#t <= :now",
+            "ExpressionAttributeNames": self._names,
+            "ExpressionAttributeValues": {":now": {"N": repr(now)}},
+        }
+        client = self._sync()
+        deleted = 0
+        while True:
+            with self._errors():
+                page = client.scan(**request)
+            for item in page.get("Items", []):
+                try:
+                    with self._errors():
+                        client.delete_item(
+                            TableName=self.table,
+                            Key={self.idx: item[self.idx]},
+                            ConditionExpression="#t <= :now",
+                            ExpressionAttributeNames={"#t": self.ttl},
+                            ExpressionAttributeValues={":now": {"N": repr(now)}},
+                        )
+                    deleted += 1
+                except _Conflict:
+                    pass
+            if "LastEvaluatedKey" not in page:
+                return deleted
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # -- requests, shared by both doors --------------------------------------------------------
+
+    def _key(self, id: str) -> dict[str, Any]:
+        return {self.idx: {"S": id}}
+
+    def _get(self, id: str) -> dict[str, Any]:
+        return {"TableName": self.table, "Key": self._key(id), "ConsistentRead": self.consistent_read}
+
+    def _put(self, id: str, data: Mapping[str, Any], expires: datetime | None) -> dict[str, Any]:
+        item = {self._check_key(k): marshal(k, v) for k, v in data.items()}
+        item[self.idx] = {"S": id}
+        if expires is not None:
+            item[self.ttl] = {"N": str(_epoch(expires))}
+        return {
+            "TableName": self.table,
+            "Item": item,
+            "ConditionExpression": "attribute_not_exists(#i)",
+            "ExpressionAttributeNames": {"#i": self.idx},
+        }
+
+    def _live_condition(self) -> tuple[str, dict[str, Any]]:
+        now = {":now": {"N": repr(self.clock().timestamp())}}
+        return "attribute_exists(#i) AND (attribute_not_exists(#t) OR #t > :now)", now
+
+    def _touch(self, id: str, touch: datetime) -> dict[str, Any]:
+        condition, values = self._live_condition()
+        return {
+            "TableName": self.table,
+            "Key": self._key(id),
+            "UpdateExpression": "SET #t = :touch",
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": self._names,
+            "ExpressionAttributeValues": {**values, ":touch": {"N": str(_epoch(touch))}},
+        }
+
+    def _update(self, id: str, changes: Changes, expires: datetime | None) -> dict[str, Any]:
+        condition, values = self._live_condition()
+        names = dict(self._names)
+        assignments: list[str] = []
+        removals: list[str] = []
+        for n, (key, value) in enumerate(changes.set.items()):
+            names[f"#s{n}"] = self._check_key(key)
+            values[f":s{n}"] = marshal(key, value)
+            assignments.append(f"#s{n} = :s{n}")
+        for n, key in enumerate(sorted(changes.removed - set(changes.set))):
+            names[f"#r{n}"] = self._check_key(key)
+            removals.append(f"#r{n}")
+        if expires is None:
+            removals.append("#t")
+        else:
+            values[":t"] = {"N": str(_epoch(expires))}
+            assignments.append("#t = :t")
+        expression = "SET " + ", ".join(assignments) if assignments else ""
+        if removals:
+            expression += " REMOVE " + ", ".join(removals)
+        return {
+            "TableName": self.table,
+            "Key": self._key(id),
+            "UpdateExpression": expression.strip(),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ReturnValues": "ALL_NEW",
+        }
+
+    def _check_key(self, key: str) -> str:
+        if key in (self.idx, self.ttl) or not key:
+            role = "key" if key == self.idx else "expiry" if key == self.ttl else "no"
+            raise SessionStoreError(
+                f"session key {key!r} cannot be stored in DynamoDB: it would overwrite the "
+                f"item's {role} attribute"
+                if key
+                else "an empty session key cannot be stored in DynamoDB",
+                solution="rename the session key, or pass idx=/ttl= names your data does not use",
+            )
+        return key
+
+    def _record(self, id: str, item: Mapping[str, Any] | None) -> Record | None:
+        if not item:
+            return None
+        expires = None
+        try:
+            if self.ttl in item:
+                expires = _moment(unmarshal(item[self.ttl]))
+            data = {k: unmarshal(v) for k, v in item.items() if k not in (self.idx, self.ttl)}
+        except (ValueError, TypeError, OverflowError, StopIteration) as exc:
+            from .. import codec
+
+            codec.log_corrupt(self.kind, id, exc)
+            return None
+        if self.is_expired(expires):
+            return None
+        return Record(data, expires)
+
+    # -- clients -------------------------------------------------------------------------------
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"config": DEFAULT_CONFIG, **self.client_options}
+        if self.region is not None:
+            kwargs["region_name"] = self.region
+        if self.endpoint_url is not None:
+            kwargs["endpoint_url"] = self.endpoint_url
+        return kwargs
+
+    def _sync(self) -> Any:
+        if self._client is not None:
+            return self._client
+        with self._lock:
+            if self._client is None:
+                if not self._may_open:
+                    raise ConfigurationError(
+                        "this DynamoDB store was given an async client only, so it has no sync door",
+                        solution="pass client=boto3.client('dynamodb', ...) too, or region=/endpoint_url=",
+                    )
+                with self._errors():
+                    self._client = boto3.session.Session().client("dynamodb", **self._client_kwargs())
+                self._own_client = True
+            return self._client
+
+    async def _async(self) -> Any:
+        if self._async_client is not None:
+            return self._async_client
+        if not self._may_open:
+            raise ConfigurationError(
+                "this DynamoDB store was given a sync client only, so it has no async door",
+                solution="pass async_client= (an aiobotocore DynamoDB client) too, or region=/endpoint_url=",
+            )
+        context = get_session().create_client("dynamodb", **self._client_kwargs())
+        with self._errors():
+            client = await context.__aenter__()
+        if self._async_client is not None:  # another request opened one meanwhile
+            await context.__aexit__(None, None, None)
+            return self._async_client
+        self._async_client, self._async_context = client, context
+        return client
+
+    def _errors(self) -> _DynamoErrors:
+        return _DynamoErrors(self.table)
+
+
+class _Conflict(Exception):
+    """A condition failed: the item exists (create) or is gone (update)."""
+
+
+class _DynamoErrors:
+    """Turn botocore's errors into websession's."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
+        where = f"DynamoDB table {self.table!r}"
+        if isinstance(error, ClientError):
+            code = _code(error)
+            message = str(error.response.get("Error", {}).get("Message", ""))
+            if code == "ConditionalCheckFailedException":
+                raise _Conflict() from error
+            if code == "ValidationException" and "size" in message and "exceeded" in message:
+                raise RecordTooLargeError(
+                    f"{where}: the session is larger than DynamoDB's 400 KB item limit"
+                ) from error
+            if code in _UNAVAILABLE_CODES:
+                raise StoreUnavailableError(f"{where}: {error}") from error
+            if code == "ResourceNotFoundException":
+                raise SessionStoreError(
+                    f"{where} does not exist",
+                    solution="create it with create_dynamodb_table() or store.setup()",
+                ) from error
+            raise SessionStoreError(f"{where}: {error}") from error
+        if isinstance(error, (ConnectionError, HTTPClientError)):
+            raise StoreUnavailableError(f"{where}: {error}") from error
+        if isinstance(error, BotoCoreError):
+            raise SessionStoreError(f"{where}: {error}") from error
+
+
+__all__ = [
+    "MAX_ITEM_BYTES",
+    "DynamoDBStore",
+    "acreate_dynamodb_table",
+    "create_dynamodb_session_storage",
+    "create_dynamodb_table",
+    "marshal",
+    "unmarshal",
+]
+
+
+def create_dynamodb_session_storage(
+    *,
+    cookie: CookieLike = None,
+    table: str,
+    idx: str = "_idx",
+    ttl: str = "_ttl",
+    client: Any = None,
+    async_client: Any = None,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+    client_options: Mapping[str, Any] | None = None,
+    consistent_read: bool = True,
+    default_ttl: float | None = None,
+    touch_interval: float = 60.0,
+    rolling: bool = True,
+    save_uninitialized: bool = False,
+    clock: Clock = utcnow,
+) -> SessionStorage:
+    """Sessions in a DynamoDB table laid out as Remix's ``createArcTableSessionStorage``.
+
+    ``idx`` and ``ttl`` name the partition-key and expiry attributes. Pass boto3 ``client=``
+    and/or aiobotocore ``async_client=``, or let the store open its own from ``region``,
+    ``endpoint_url`` and ``client_options`` (any ``create_client`` keyword, e.g. credentials).
+    Create the table once with ``storage.store.setup()`` or :func:`create_dynamodb_table`.
+
+    Example (needs DynamoDB)::
+
+        from websession import create_cookie, create_dynamodb_session_storage
+
+        storage = create_dynamodb_session_storage(
+            cookie=create_cookie("__session", secrets=["s3cret"], max_age=3600),
+            table="sessions", region="eu-west-1",
+        )
+        session = storage.get_session(None)
+        session["user"] = 42
+        header = storage.commit_session(session)   # PutItem, then Set-Cookie
+    """
+    store = DynamoDBStore(
+        table=table,
+        idx=idx,
+        ttl=ttl,
+        client=client,
+        async_client=async_client,
+        region=region,
+        endpoint_url=endpoint_url,
+        client_options=client_options,
+        consistent_read=consistent_read,
+        default_ttl=default_ttl,
+        touch_interval=touch_interval,
+        clock=clock,
+    )
+    return SessionStorage(
+        cookie=as_cookie(cookie), store=store, rolling=rolling, save_uninitialized=save_uninitialized
+    )
+
+
+def open_url(url: SplitResult, options: dict[str, Any]) -> SessionStorage:
+    """``dynamodb://sessions?region=eu-west-1&endpoint=http://localhost:8000``.
+
+    Other options: ``idx_attribute``, ``ttl_attribute`` (attribute names, default ``_idx`` and
+    ``_ttl``), ``consistent_read``, ``touch_interval``, ``ttl`` (default lifetime in seconds, as
+    in every store URL). Credentials come from the usual AWS environment and config files.
+    """
+    if not url.netloc:
+        raise ConfigurationError("a dynamodb:// URL names the table: dynamodb://TABLE?region=...")
+    cookie = cookie_from_options(options)
+    shared = storage_options(options)
+    lifetime = options.pop("ttl", None)
+    region = options.pop("region", None)
+    endpoint = options.pop("endpoint", None)
+    idx = options.pop("idx_attribute", "_idx")
+    ttl = options.pop("ttl_attribute", "_ttl")
+    consistent = str(options.pop("consistent_read", "true")).lower() in ("1", "true", "yes")
+    touch_interval = float(options.pop("touch_interval", 60.0))
+    reject_unknown("dynamodb", options)
+    return create_dynamodb_session_storage(
+        cookie=cookie,
+        table=url.netloc,
+        idx=idx,
+        ttl=ttl,
+        region=region,
+        endpoint_url=endpoint,
+        consistent_read=consistent,
+        default_ttl=None if lifetime is None else float(lifetime),
+        touch_interval=touch_interval,
+        **shared,
+    )
