@@ -52,7 +52,8 @@ def encode(data: Mapping[str, Any]) -> bytes:
 
 
 def loads(text: str | bytes) -> Any:
-    """Decode JSON text or UTF-8 bytes. Raises ``ValueError`` on anything that is not JSON.
+    """Decode JSON text or UTF-8 bytes. Raises ``ValueError`` on anything that is not JSON,
+    including input of another type and nesting too deep to decode.
 
     Example::
 
@@ -61,7 +62,14 @@ def loads(text: str | bytes) -> Any:
     """
     if isinstance(text, (bytes, bytearray, memoryview)):
         text = bytes(text).decode("utf-8")
-    return _decoder.decode(text)
+    if not isinstance(text, str):
+        raise ValueError(f"expected JSON text, not {type(text).__name__}")
+    try:
+        return _decoder.decode(text)
+    except RecursionError:
+        # The C decoder recurses once per nesting level: "[[[[..." from a cookie or a record
+        # must be refused like any other bad JSON, not escape as a RecursionError (a 500).
+        raise ValueError("JSON nested too deeply") from None
 
 
 def decode_record(raw: str | bytes) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .changes import Changes
+from .codec import logger
 from .cookie import Cookie, find_cookie
 from .errors import CookieTooLargeError
 from .ids import created_at
@@ -274,6 +275,11 @@ class SessionStorage(_StorageBase):
         session_id = verified.value
         if not self.store.is_valid_id(session_id):
             return _STALE
+        if self.absolute_timeout is not None and created_at(session_id) is None:
+            # An id that does not say when it was issued cannot prove it is within the absolute
+            # timeout: refuse it rather than let the session live forever.
+            _warn_undated_id(self.store.kind)
+            return _STALE
         deadline = self._deadline(session_id, self.clock())
         if deadline is not None and deadline <= self.clock():
             return _STALE  # past its absolute timeout: not even worth a read
@@ -426,6 +432,19 @@ class CookieSessionStorage(_StorageBase):
 
     async def aclose(self) -> None:
         """Nothing to close."""
+
+
+_warned_undated: set[str] = set()
+
+
+def _warn_undated_id(kind: str) -> None:
+    if kind not in _warned_undated:
+        _warned_undated.add(kind)
+        logger.warning(
+            "websession: absolute_timeout is set but the %s store issues ids without a creation "
+            "time; such sessions are refused. Issue ids with websession.generate_id().",
+            kind,
+        )
 
 
 def _without_lifetime(overrides: dict[str, Any]) -> dict[str, Any]:

@@ -39,6 +39,9 @@ Example (a store that keeps records in a dict, without locking)::
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -49,6 +52,11 @@ from ..changes import Changes
 from ..ids import generate_id, is_valid_id
 
 Clock = Callable[[], datetime]
+
+#: What a keyed storage key covers besides the id, so the same secret used elsewhere (say, to
+#: sign cookies) never produces the same MAC.
+STORAGE_KEY_CONTEXT = b"websession:storage-key:"
+_HASHED_KEY = re.compile(r"[0-9a-f]{64}")
 
 
 def utcnow() -> datetime:
@@ -81,10 +89,26 @@ class Store(ABC):
     #: A short name for logs and errors.
     kind: ClassVar[str] = "store"
 
-    def __init__(self, *, default_ttl: float | None = None, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        *,
+        default_ttl: float | None = None,
+        clock: Clock = utcnow,
+        storage_key_secret: str | bytes | None = None,
+    ) -> None:
         #: Record lifetime in seconds used when the cookie sets neither max_age nor expires.
         self.default_ttl = default_ttl
         self.clock = clock
+        self._key_mac: hmac.HMAC | None = None
+        if storage_key_secret is not None:
+            secret = (
+                storage_key_secret.encode("utf-8")
+                if isinstance(storage_key_secret, str)
+                else bytes(storage_key_secret)
+            )
+            if not secret:
+                raise ValueError("storage_key_secret must not be empty")
+            self._key_mac = hmac.new(secret, STORAGE_KEY_CONTEXT, hashlib.sha256)
 
     # -- ids -------------------------------------------------------------------------------
 
@@ -95,6 +119,43 @@ class Store(ABC):
     def is_valid_id(self, value: object) -> bool:
         """Whether ``value`` (from a cookie) is an id this store could have issued."""
         return is_valid_id(value)
+
+    # -- storage keys ----------------------------------------------------------------------
+
+    @property
+    def hashes_ids(self) -> bool:
+        """True when records are stored under a keyed hash of the id (``storage_key_secret``)."""
+        return self._key_mac is not None
+
+    def storage_key(self, id: str) -> str:
+        """The key, row id, file name or item key a store keeps the record for ``id`` under.
+
+        The id itself, unless the store was given ``storage_key_secret``: then the lowercase
+        hex of HMAC-SHA256(secret, ``b"websession:storage-key:" + id``), so that a leaked dump
+        of the store (a Redis RDB file, a SQL table) does not hold the ids that cookies carry.
+        Every store addresses its records through this method only.
+
+        Example::
+
+            >>> from websession.stores.memory import MemoryStore
+            >>> MemoryStore().storage_key("ab" * 20) == "ab" * 20
+            True
+            >>> MemoryStore(storage_key_secret="k").storage_key("ab" * 20)[:16]
+            '0e99448a9416c4d3'
+        """
+        mac = self._key_mac
+        if mac is None:
+            return id
+        keyed = mac.copy()
+        keyed.update(id.encode("utf-8", "surrogatepass"))
+        return keyed.hexdigest()
+
+    def is_storage_key(self, value: object) -> bool:
+        """Whether ``value`` (found while listing the store) is a key this store writes: a
+        valid id, or a 64-character hex digest when ids are hashed."""
+        if self._key_mac is None:
+            return self.is_valid_id(value)
+        return isinstance(value, str) and _HASHED_KEY.fullmatch(value) is not None
 
     # -- the sync door ---------------------------------------------------------------------
 
@@ -144,7 +205,10 @@ class Store(ABC):
     # -- maintenance (optional) ------------------------------------------------------------
 
     def scan(self) -> Iterator[tuple[str, Record]]:
-        """Yield ``(id, record)`` for every live record, streaming. Used by the CLI."""
+        """Yield ``(id, record)`` for every live record, streaming. Used by the CLI.
+
+        When ids are hashed (``storage_key_secret``) the ids cannot be recovered, and the
+        first item of each pair is the storage key instead."""
         raise NotImplementedError(f"the {self.kind} store cannot list its records")
 
     def purge_expired(self) -> int:

@@ -83,7 +83,12 @@ class CallbackStore(Store):
 
     def is_valid_id(self, value: object) -> bool:
         if self._valid is not None:
-            return bool(self._valid(value))
+            try:
+                return bool(self._valid(value))
+            except Exception:
+                # A validator written for strings meets ints, lists and None from cookies: a
+                # value it cannot judge is not a valid id, and the request must not fail.
+                return False
         return isinstance(value, str) and _SAFE_ID.fullmatch(value) is not None
 
     # -- the sync door ---------------------------------------------------------------------

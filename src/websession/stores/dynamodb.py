@@ -264,8 +264,9 @@ class DynamoDBStore(Store):
         default_ttl: float | None = None,
         touch_interval: float = 60.0,
         clock: Clock = utcnow,
+        storage_key_secret: str | bytes | None = None,
     ) -> None:
-        super().__init__(default_ttl=default_ttl, clock=clock)
+        super().__init__(default_ttl=default_ttl, clock=clock, storage_key_secret=storage_key_secret)
         if not table or not idx or not ttl or idx == ttl:
             raise ConfigurationError("table, idx and ttl must be non-empty, and idx and ttl must differ")
         self.table = table
@@ -462,14 +463,14 @@ class DynamoDBStore(Store):
     # -- requests, shared by both doors --------------------------------------------------------
 
     def _key(self, id: str) -> dict[str, Any]:
-        return {self.idx: {"S": id}}
+        return {self.idx: {"S": self.storage_key(id)}}
 
     def _get(self, id: str) -> dict[str, Any]:
         return {"TableName": self.table, "Key": self._key(id), "ConsistentRead": self.consistent_read}
 
     def _put(self, id: str, data: Mapping[str, Any], expires: datetime | None) -> dict[str, Any]:
         item = {self._check_key(k): marshal(k, v) for k, v in data.items()}
-        item[self.idx] = {"S": id}
+        item.update(self._key(id))
         if expires is not None:
             item[self.ttl] = {"N": str(_epoch(expires))}
         return {
@@ -664,6 +665,8 @@ def create_dynamodb_session_storage(
     touch_interval: float = 60.0,
     rolling: bool = True,
     save_uninitialized: bool = False,
+    absolute_timeout: float | None = None,
+    storage_key_secret: str | bytes | None = None,
     clock: Clock = utcnow,
 ) -> SessionStorage:
     """Sessions in a DynamoDB table laid out as Remix's ``createArcTableSessionStorage``.
@@ -698,9 +701,14 @@ def create_dynamodb_session_storage(
         default_ttl=default_ttl,
         touch_interval=touch_interval,
         clock=clock,
+        storage_key_secret=storage_key_secret,
     )
     return SessionStorage(
-        cookie=as_cookie(cookie), store=store, rolling=rolling, save_uninitialized=save_uninitialized
+        cookie=as_cookie(cookie),
+        store=store,
+        rolling=rolling,
+        save_uninitialized=save_uninitialized,
+        absolute_timeout=absolute_timeout,
     )
 
 

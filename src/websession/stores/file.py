@@ -82,8 +82,9 @@ class FileStore(Store):
         touch_interval: float = 60.0,
         fsync: bool = False,
         clock: Clock = utcnow,
+        storage_key_secret: str | bytes | None = None,
     ) -> None:
-        super().__init__(default_ttl=default_ttl, clock=clock)
+        super().__init__(default_ttl=default_ttl, clock=clock, storage_key_secret=storage_key_secret)
         self.dir = Path(dir)
         self.touch_interval = touch_interval
         self.fsync = fsync
@@ -93,8 +94,9 @@ class FileStore(Store):
         return f"FileStore({str(self.dir)!r})"
 
     def path_of(self, id: str) -> Path:
-        """Where the record for a valid id lives."""
-        return self.dir / id[:4] / id[4:]
+        """Where the record for a valid id lives (under its keyed hash with ``storage_key_secret``)."""
+        key = self.storage_key(id)
+        return self.dir / key[:4] / key[4:]
 
     def create(self, data: Mapping[str, Any], expires: datetime | None) -> str:
         while True:
@@ -131,7 +133,9 @@ class FileStore(Store):
 
     def delete(self, id: str) -> None:
         path = self.path_of(id)
-        with contextlib.suppress(FileNotFoundError):
+        # Under the shard lock: an update that loaded the record before this unlink would
+        # otherwise rename its new version over the hole and bring the session back.
+        with self._locked(path.parent), contextlib.suppress(FileNotFoundError):
             path.unlink()
 
     def scan(self) -> Iterator[tuple[str, Record]]:
@@ -163,14 +167,17 @@ class FileStore(Store):
             if not shard.is_dir() or len(shard.name) != 4:
                 continue
             for path in shard.iterdir():
-                id = shard.name + path.name
-                if self.is_valid_id(id):
-                    yield path, id
+                key = shard.name + path.name
+                if self.is_storage_key(key):
+                    yield path, key
 
     def _load(self, path: Path, id: str) -> Record | None:
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
+            return None
+        except IsADirectoryError as exc:
+            codec.log_corrupt(self.kind, id, exc)
             return None
         except OSError as exc:
             raise SessionStoreError(f"cannot read session file {path}: {exc}") from exc
@@ -180,7 +187,10 @@ class FileStore(Store):
             if not isinstance(data, dict):
                 raise codec.CorruptRecordError("no data object")
             expires_text = content.get("expires")
-            expires = parse_expires(expires_text) if isinstance(expires_text, str) else None
+            if expires_text is not None and not isinstance(expires_text, str):
+                # An expiry of the wrong type must not turn into "never expires".
+                raise codec.CorruptRecordError(f"expires is a JSON {type(expires_text).__name__}")
+            expires = None if expires_text is None else parse_expires(expires_text)
         except ValueError as exc:
             codec.log_corrupt(self.kind, id, exc)
             return None
@@ -231,6 +241,8 @@ def create_file_session_storage(
     fsync: bool = False,
     rolling: bool = True,
     save_uninitialized: bool = False,
+    absolute_timeout: float | None = None,
+    storage_key_secret: str | bytes | None = None,
     clock: Clock = utcnow,
 ) -> SessionStorage:
     """Sessions as JSON files under ``dir``, in Remix's file layout.
@@ -246,9 +258,20 @@ def create_file_session_storage(
         >>> storage.get_session(storage.commit_session(session))["n"]
         1
     """
-    store = FileStore(dir, default_ttl=default_ttl, touch_interval=touch_interval, fsync=fsync, clock=clock)
+    store = FileStore(
+        dir,
+        default_ttl=default_ttl,
+        touch_interval=touch_interval,
+        fsync=fsync,
+        clock=clock,
+        storage_key_secret=storage_key_secret,
+    )
     return SessionStorage(
-        cookie=as_cookie(cookie), store=store, rolling=rolling, save_uninitialized=save_uninitialized
+        cookie=as_cookie(cookie),
+        store=store,
+        rolling=rolling,
+        save_uninitialized=save_uninitialized,
+        absolute_timeout=absolute_timeout,
     )
 
 

@@ -39,8 +39,9 @@ class MemoryStore(Store):
         max_entries: int | None = None,
         default_ttl: float | None = None,
         clock: Clock = utcnow,
+        storage_key_secret: str | bytes | None = None,
     ) -> None:
-        super().__init__(default_ttl=default_ttl, clock=clock)
+        super().__init__(default_ttl=default_ttl, clock=clock, storage_key_secret=storage_key_secret)
         if max_entries is not None and max_entries < 1:
             raise ConfigurationError("max_entries must be at least 1")
         self.max_entries = max_entries
@@ -54,38 +55,50 @@ class MemoryStore(Store):
         raw = codec.encode(data)
         with self._lock:
             id = self.new_id()
-            while id in self._records:  # pragma: no cover - 128 random bits
+            while self.storage_key(id) in self._records:  # pragma: no cover - 128 random bits
                 id = self.new_id()
-            self._records[id] = (raw, expires)
+            self._records[self.storage_key(id)] = (raw, expires)
             self._evict()
         return id
 
     def read(self, id: str, touch: datetime | None) -> Record | None:
+        key = self.storage_key(id)
         with self._lock:
-            entry = self._live(id)
+            entry = self._live(key)
             if entry is None:
                 return None
             raw, expires = entry
             if touch is not None:
                 expires = touch
-                self._records[id] = (raw, expires)
-            self._records.move_to_end(id)
-        return Record(codec.decode_record(raw), expires, raw)
+                self._records[key] = (raw, expires)
+            self._records.move_to_end(key)
+        try:
+            data = codec.decode_record(raw)
+        except codec.CorruptRecordError as exc:
+            codec.log_corrupt(self.kind, id, exc)
+            return None
+        return Record(data, expires, raw)
 
     def update(self, id: str, changes: Changes, expires: datetime | None, seen: Record) -> Record | None:
+        key = self.storage_key(id)
         with self._lock:
-            entry = self._live(id)
+            entry = self._live(key)
             if entry is None:
                 return None
-            data = changes.apply(codec.decode_record(entry[0])) if changes else codec.decode_record(entry[0])
+            try:
+                stored = codec.decode_record(entry[0])
+            except codec.CorruptRecordError as exc:
+                codec.log_corrupt(self.kind, id, exc)
+                return None
+            data = changes.apply(stored) if changes else stored
             raw = codec.encode(data) if changes else entry[0]
-            self._records[id] = (raw, expires)
-            self._records.move_to_end(id)
+            self._records[key] = (raw, expires)
+            self._records.move_to_end(key)
         return Record(data, expires, raw)
 
     def delete(self, id: str) -> None:
         with self._lock:
-            self._records.pop(id, None)
+            self._records.pop(self.storage_key(id), None)
 
     # The memory store never blocks, so its async door calls the sync one directly.
     async def acreate(self, data: Mapping[str, Any], expires: datetime | None) -> str:
@@ -105,9 +118,12 @@ class MemoryStore(Store):
     def scan(self) -> Iterator[tuple[str, Record]]:
         with self._lock:
             items = list(self._records.items())
-        for id, (raw, expires) in items:
+        for key, (raw, expires) in items:
             if not self.is_expired(expires):
-                yield id, Record(codec.decode_record(raw), expires, raw)
+                try:
+                    yield key, Record(codec.decode_record(raw), expires, raw)
+                except codec.CorruptRecordError as exc:
+                    codec.log_corrupt(self.kind, key, exc)
 
     def purge_expired(self) -> int:
         with self._lock:
@@ -116,10 +132,10 @@ class MemoryStore(Store):
                 del self._records[id]
         return len(dead)
 
-    def _live(self, id: str) -> tuple[bytes, datetime | None] | None:
-        entry = self._records.get(id)
+    def _live(self, key: str) -> tuple[bytes, datetime | None] | None:
+        entry = self._records.get(key)
         if entry is not None and self.is_expired(entry[1]):
-            del self._records[id]
+            del self._records[key]
             return None
         return entry
 
@@ -136,6 +152,8 @@ def create_memory_session_storage(
     default_ttl: float | None = None,
     rolling: bool = True,
     save_uninitialized: bool = False,
+    absolute_timeout: float | None = None,
+    storage_key_secret: str | bytes | None = None,
     clock: Clock = utcnow,
 ) -> SessionStorage:
     """Sessions kept in this process's memory (lost on restart; not shared between workers).
@@ -147,9 +165,15 @@ def create_memory_session_storage(
         >>> storage.get_session(None).is_new
         True
     """
-    store = MemoryStore(max_entries=max_entries, default_ttl=default_ttl, clock=clock)
+    store = MemoryStore(
+        max_entries=max_entries, default_ttl=default_ttl, clock=clock, storage_key_secret=storage_key_secret
+    )
     return SessionStorage(
-        cookie=as_cookie(cookie), store=store, rolling=rolling, save_uninitialized=save_uninitialized
+        cookie=as_cookie(cookie),
+        store=store,
+        rolling=rolling,
+        save_uninitialized=save_uninitialized,
+        absolute_timeout=absolute_timeout,
     )
 
 

@@ -175,8 +175,9 @@ class PostgresStore(Store):
         default_ttl: float | None = None,
         touch_interval: float = 60.0,
         clock: Clock = utcnow,
+        storage_key_secret: str | bytes | None = None,
     ) -> None:
-        super().__init__(default_ttl=default_ttl, clock=clock)
+        super().__init__(default_ttl=default_ttl, clock=clock, storage_key_secret=storage_key_secret)
         if dsn is None and pool is None and async_pool is None:
             raise ConfigurationError(
                 "the PostgreSQL store needs a connection",
@@ -223,7 +224,7 @@ class PostgresStore(Store):
             while True:
                 id = self.new_id()
                 try:
-                    conn.execute(self._queries.insert, (id, text, expires))
+                    conn.execute(self._queries.insert, (self.storage_key(id), text, expires))
                     return id
                 except psycopg.errors.UniqueViolation:  # pragma: no cover - 128 random bits
                     continue
@@ -243,7 +244,7 @@ class PostgresStore(Store):
 
     def delete(self, id: str) -> None:
         with self._connection() as conn:
-            conn.execute(self._queries.delete, (id,))
+            conn.execute(self._queries.delete, (self.storage_key(id),))
 
     def close(self) -> None:
         with self._lock:
@@ -261,7 +262,7 @@ class PostgresStore(Store):
             while True:
                 id = self.new_id()
                 try:
-                    await conn.execute(self._queries.insert, (id, text, expires))
+                    await conn.execute(self._queries.insert, (self.storage_key(id), text, expires))
                     return id
                 except psycopg.errors.UniqueViolation:  # pragma: no cover - 128 random bits
                     continue
@@ -285,7 +286,7 @@ class PostgresStore(Store):
 
     async def adelete(self, id: str) -> None:
         async with self._aconnection() as conn:
-            await conn.execute(self._queries.delete, (id,))
+            await conn.execute(self._queries.delete, (self.storage_key(id),))
 
     async def aclose(self) -> None:
         pool, self._async_pool = (
@@ -327,14 +328,15 @@ class PostgresStore(Store):
 
     def _read_query(self, id: str, touch: datetime | None) -> tuple[sql.Composed, dict[str, Any]]:
         now = self.clock()
+        key = self.storage_key(id)
         if touch is None:
-            return self._queries.read, {"id": id, "now": now}
+            return self._queries.read, {"id": key, "now": now}
         threshold = _touch_threshold(touch, now, self.touch_interval)
-        return self._queries.read_touch, {"id": id, "now": now, "touch": touch, "threshold": threshold}
+        return self._queries.read_touch, {"id": key, "now": now, "touch": touch, "threshold": threshold}
 
     def _update_params(self, id: str, changes: Changes, expires: datetime | None) -> dict[str, Any]:
         return {
-            "id": id,
+            "id": self.storage_key(id),
             "now": self.clock(),
             "expires": expires,
             "removed": sorted(changes.removed),
@@ -482,6 +484,8 @@ def create_postgres_session_storage(
     touch_interval: float = 60.0,
     rolling: bool = True,
     save_uninitialized: bool = False,
+    absolute_timeout: float | None = None,
+    storage_key_secret: str | bytes | None = None,
     clock: Clock = utcnow,
 ) -> SessionStorage:
     """Sessions in a PostgreSQL table (``jsonb`` data, indexed ``timestamptz`` expiry).
@@ -513,9 +517,14 @@ def create_postgres_session_storage(
         default_ttl=default_ttl,
         touch_interval=touch_interval,
         clock=clock,
+        storage_key_secret=storage_key_secret,
     )
     return SessionStorage(
-        cookie=as_cookie(cookie), store=store, rolling=rolling, save_uninitialized=save_uninitialized
+        cookie=as_cookie(cookie),
+        store=store,
+        rolling=rolling,
+        save_uninitialized=save_uninitialized,
+        absolute_timeout=absolute_timeout,
     )
 
 

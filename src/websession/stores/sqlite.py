@@ -59,8 +59,9 @@ class SqliteStore(Store):
         touch_interval: float = 60.0,
         timeout: float = 5.0,
         clock: Clock = utcnow,
+        storage_key_secret: str | bytes | None = None,
     ) -> None:
-        super().__init__(default_ttl=default_ttl, clock=clock)
+        super().__init__(default_ttl=default_ttl, clock=clock, storage_key_secret=storage_key_secret)
         if not _TABLE_NAME.fullmatch(table):
             raise ConfigurationError(f"table name {table!r} is not a plain SQL identifier")
         self.path = os.fspath(path)
@@ -83,7 +84,7 @@ class SqliteStore(Store):
                 try:
                     self._db().execute(
                         f"INSERT INTO {self.table} (id, data, expires) VALUES (?, ?, ?)",
-                        (id, text, _epoch(expires)),
+                        (self.storage_key(id), text, _epoch(expires)),
                     )
                     return id
                 except sqlite3.IntegrityError:  # pragma: no cover - 128 random bits
@@ -91,21 +92,26 @@ class SqliteStore(Store):
 
     def read(self, id: str, touch: datetime | None) -> Record | None:
         now = self.clock().timestamp()
+        key = self.storage_key(id)
         with self._errors():
             db = self._db()
             row = db.execute(
                 f"SELECT data, expires FROM {self.table} WHERE id = ? AND (expires IS NULL OR expires > ?)",
-                (id, now),
+                (key, now),
             ).fetchone()
             if row is None:
                 return None
             text, expires = row
+            if expires is not None and not isinstance(expires, (int, float)):
+                # SQLite sorts text above every number, so a text expiry would never expire.
+                codec.log_corrupt(self.kind, id, TypeError(f"expires is {type(expires).__name__}"))
+                return None
             new_expiry = _epoch(touch)
             if touch is not None and touch_due(_moment(expires), touch, self.clock(), self.touch_interval):
                 # Rolling: move the expiry, but only when it moves enough to matter.
                 db.execute(
                     f"UPDATE {self.table} SET expires = ? WHERE id = ? AND (expires IS NULL OR expires > ?)",
-                    (new_expiry, id, now),
+                    (new_expiry, key, now),
                 )
                 expires = new_expiry
         data = self._decode(id, text)
@@ -113,13 +119,14 @@ class SqliteStore(Store):
 
     def update(self, id: str, changes: Changes, expires: datetime | None, seen: Record) -> Record | None:
         now = self.clock().timestamp()
+        key = self.storage_key(id)
         with self._errors():
             db = self._db()
             db.execute("BEGIN IMMEDIATE")
             try:
                 row = db.execute(
                     f"SELECT data FROM {self.table} WHERE id = ? AND (expires IS NULL OR expires > ?)",
-                    (id, now),
+                    (key, now),
                 ).fetchone()
                 stored = None if row is None else self._decode(id, row[0])
                 if stored is None:
@@ -131,11 +138,11 @@ class SqliteStore(Store):
                     text = codec.dumps(data)
                     db.execute(
                         f"UPDATE {self.table} SET data = ?, expires = ? WHERE id = ?",
-                        (text, _epoch(expires), id),
+                        (text, _epoch(expires), key),
                     )
                 else:
                     text = row[0]
-                    db.execute(f"UPDATE {self.table} SET expires = ? WHERE id = ?", (_epoch(expires), id))
+                    db.execute(f"UPDATE {self.table} SET expires = ? WHERE id = ?", (_epoch(expires), key))
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -145,7 +152,7 @@ class SqliteStore(Store):
 
     def delete(self, id: str) -> None:
         with self._errors():
-            self._db().execute(f"DELETE FROM {self.table} WHERE id = ?", (id,))
+            self._db().execute(f"DELETE FROM {self.table} WHERE id = ?", (self.storage_key(id),))
 
     def scan(self) -> Iterator[tuple[str, Record]]:
         """Stream live records in id order, a page at a time."""
@@ -165,7 +172,7 @@ class SqliteStore(Store):
                 return
             for id, text, expires in rows:
                 data = self._decode(id, text)
-                if data is not None:
+                if data is not None and (expires is None or isinstance(expires, (int, float))):
                     yield id, Record(data, _moment(expires), text)
             after = rows[-1][0]
 
@@ -254,6 +261,8 @@ def create_sqlite_session_storage(
     touch_interval: float = 60.0,
     rolling: bool = True,
     save_uninitialized: bool = False,
+    absolute_timeout: float | None = None,
+    storage_key_secret: str | bytes | None = None,
     clock: Clock = utcnow,
 ) -> SessionStorage:
     """Sessions in a SQLite database file: the embedded default.
@@ -270,10 +279,19 @@ def create_sqlite_session_storage(
         1
     """
     store = SqliteStore(
-        path, table=table, default_ttl=default_ttl, touch_interval=touch_interval, clock=clock
+        path,
+        table=table,
+        default_ttl=default_ttl,
+        touch_interval=touch_interval,
+        clock=clock,
+        storage_key_secret=storage_key_secret,
     )
     return SessionStorage(
-        cookie=as_cookie(cookie), store=store, rolling=rolling, save_uninitialized=save_uninitialized
+        cookie=as_cookie(cookie),
+        store=store,
+        rolling=rolling,
+        save_uninitialized=save_uninitialized,
+        absolute_timeout=absolute_timeout,
     )
 
 

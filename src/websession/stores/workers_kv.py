@@ -119,8 +119,9 @@ class WorkersKVStore(Store):
         default_ttl: float | None = None,
         touch_interval: float = 60.0,
         clock: Clock = utcnow,
+        storage_key_secret: str | bytes | None = None,
     ) -> None:
-        super().__init__(default_ttl=default_ttl, clock=clock)
+        super().__init__(default_ttl=default_ttl, clock=clock, storage_key_secret=storage_key_secret)
         if base_url is None:
             if not account_id or not namespace_id:
                 raise ConfigurationError(
@@ -129,7 +130,7 @@ class WorkersKVStore(Store):
             base_url = API_BASE.format(
                 account_id=quote(account_id, safe=""), namespace_id=quote(namespace_id, safe="")
             )
-        if len((prefix + "0" * 32).encode("utf-8")) > MAX_KEY_BYTES:
+        if len((prefix + "0" * 64).encode("utf-8")) > MAX_KEY_BYTES:
             raise ConfigurationError(
                 f"prefix {prefix[:20]!r}... leaves no room for an id in KV's 512-byte keys"
             )
@@ -149,35 +150,38 @@ class WorkersKVStore(Store):
 
     def url_for(self, id: str) -> str:
         """The REST URL of the value for ``id``."""
-        return f"{self.base_url}/values/{quote(self.prefix + id, safe='')}"
+        return self._value_url(self.storage_key(id))
 
-    def _metadata_url(self, id: str) -> str:
-        return f"{self.base_url}/metadata/{quote(self.prefix + id, safe='')}"
+    def _value_url(self, key: str) -> str:
+        return f"{self.base_url}/values/{quote(self.prefix + key, safe='')}"
+
+    def _metadata_url(self, key: str) -> str:
+        return f"{self.base_url}/metadata/{quote(self.prefix + key, safe='')}"
 
     # -- the sync door -------------------------------------------------------------------------
 
     def create(self, data: Mapping[str, Any], expires: datetime | None) -> str:
         id = self.new_id()
-        self._send(self._put(id, codec.encode(data), expires))
+        self._send(self._put(self.storage_key(id), codec.encode(data), expires))
         return id
 
     def read(self, id: str, touch: datetime | None) -> Record | None:
-        found = self._get(id)
+        found = self._get(self.storage_key(id))
         if found is None:
             return None
         raw, record = found
         if touch is not None and touch_due(record.expires, touch, self.clock(), self.touch_interval):
             # KV cannot change an expiration alone: write the value back with the new one.
-            self._send(self._put(id, raw, touch))
+            self._send(self._put(self.storage_key(id), raw, touch))
             record = Record(record.data, touch)
         return record
 
     def update(self, id: str, changes: Changes, expires: datetime | None, seen: Record) -> Record | None:
-        found = self._get(id)
+        found = self._get(self.storage_key(id))
         if found is None:
             return None
         data = changes.apply(found[1].data)
-        self._send(self._put(id, codec.encode(data), expires))
+        self._send(self._put(self.storage_key(id), codec.encode(data), expires))
         return Record(data, expires)
 
     def delete(self, id: str) -> None:
@@ -193,27 +197,27 @@ class WorkersKVStore(Store):
 
     async def acreate(self, data: Mapping[str, Any], expires: datetime | None) -> str:
         id = self.new_id()
-        await self._asend(self._put(id, codec.encode(data), expires))
+        await self._asend(self._put(self.storage_key(id), codec.encode(data), expires))
         return id
 
     async def aread(self, id: str, touch: datetime | None) -> Record | None:
-        found = await self._aget(id)
+        found = await self._aget(self.storage_key(id))
         if found is None:
             return None
         raw, record = found
         if touch is not None and touch_due(record.expires, touch, self.clock(), self.touch_interval):
-            await self._asend(self._put(id, raw, touch))
+            await self._asend(self._put(self.storage_key(id), raw, touch))
             record = Record(record.data, touch)
         return record
 
     async def aupdate(
         self, id: str, changes: Changes, expires: datetime | None, seen: Record
     ) -> Record | None:
-        found = await self._aget(id)
+        found = await self._aget(self.storage_key(id))
         if found is None:
             return None
         data = changes.apply(found[1].data)
-        await self._asend(self._put(id, codec.encode(data), expires))
+        await self._asend(self._put(self.storage_key(id), codec.encode(data), expires))
         return Record(data, expires)
 
     async def adelete(self, id: str) -> None:
@@ -239,11 +243,11 @@ class WorkersKVStore(Store):
             assert response is not None
             page = response.json()
             for entry in page.get("result") or []:
-                id = str(entry.get("name", ""))[len(self.prefix) :]
-                if self.is_valid_id(id):
-                    found = self._get(id)
+                key = str(entry.get("name", ""))[len(self.prefix) :]
+                if self.is_storage_key(key):
+                    found = self._get(key)
                     if found is not None:
-                        yield id, found[1]
+                        yield key, found[1]
             cursor = (page.get("result_info") or {}).get("cursor") or ""
             if not cursor:
                 return
@@ -253,26 +257,26 @@ class WorkersKVStore(Store):
     # A read is a small state machine: GET the value; if KV's expiration is close, GET the
     # metadata too. Each door runs the requests; _parse_value / _exact_expiry decide.
 
-    def _get(self, id: str) -> tuple[bytes, Record] | None:
-        response = self._send(self._request("GET", self.url_for(id)), missing_ok=True)
-        parsed = self._parse_value(id, response)
+    def _get(self, key: str) -> tuple[bytes, Record] | None:
+        response = self._send(self._request("GET", self._value_url(key)), missing_ok=True)
+        parsed = self._parse_value(key, response)
         if parsed is None:
             return None
         raw, data, expiration = parsed
         metadata = None
         if self._needs_metadata(expiration):
-            metadata = self._send(self._request("GET", self._metadata_url(id)), missing_ok=True)
+            metadata = self._send(self._request("GET", self._metadata_url(key)), missing_ok=True)
         return self._finish(raw, data, expiration, metadata)
 
-    async def _aget(self, id: str) -> tuple[bytes, Record] | None:
-        response = await self._asend(self._request("GET", self.url_for(id)), missing_ok=True)
-        parsed = self._parse_value(id, response)
+    async def _aget(self, key: str) -> tuple[bytes, Record] | None:
+        response = await self._asend(self._request("GET", self._value_url(key)), missing_ok=True)
+        parsed = self._parse_value(key, response)
         if parsed is None:
             return None
         raw, data, expiration = parsed
         metadata = None
         if self._needs_metadata(expiration):
-            metadata = await self._asend(self._request("GET", self._metadata_url(id)), missing_ok=True)
+            metadata = await self._asend(self._request("GET", self._metadata_url(key)), missing_ok=True)
         return self._finish(raw, data, expiration, metadata)
 
     def _parse_value(
@@ -309,7 +313,7 @@ class WorkersKVStore(Store):
 
     # -- requests ------------------------------------------------------------------------------
 
-    def _put(self, id: str, raw: bytes, expires: datetime | None) -> _Call:
+    def _put(self, key: str, raw: bytes, expires: datetime | None) -> _Call:
         if len(raw) > MAX_VALUE_BYTES:
             raise RecordTooLargeError(
                 f"the session is {len(raw)} bytes; Workers KV values are at most {MAX_VALUE_BYTES}"
@@ -320,7 +324,7 @@ class WorkersKVStore(Store):
             params["expiration"] = str(kv_expiration(expires, self.clock()))
             exact = {"expires": math.ceil(expires.timestamp() * 1000)}
             files["metadata"] = (None, codec.dumps(exact), "application/json")
-        return self._request("PUT", self.url_for(id), params=params, files=files)
+        return self._request("PUT", self._value_url(key), params=params, files=files)
 
     def _request(self, method: str, url: str, **kwargs: Any) -> _Call:
         return _Call(method, url, {"headers": self._headers, **kwargs})
@@ -432,6 +436,8 @@ def create_workers_kv_session_storage(
     touch_interval: float = 60.0,
     rolling: bool = True,
     save_uninitialized: bool = False,
+    absolute_timeout: float | None = None,
+    storage_key_secret: str | bytes | None = None,
     clock: Clock = utcnow,
 ) -> SessionStorage:
     """Sessions in a Cloudflare Workers KV namespace, as Remix's ``createWorkersKVSessionStorage``.
@@ -464,9 +470,14 @@ def create_workers_kv_session_storage(
         default_ttl=default_ttl,
         touch_interval=touch_interval,
         clock=clock,
+        storage_key_secret=storage_key_secret,
     )
     return SessionStorage(
-        cookie=as_cookie(cookie), store=store, rolling=rolling, save_uninitialized=save_uninitialized
+        cookie=as_cookie(cookie),
+        store=store,
+        rolling=rolling,
+        save_uninitialized=save_uninitialized,
+        absolute_timeout=absolute_timeout,
     )
 
 
