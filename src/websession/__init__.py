@@ -49,9 +49,13 @@ _LAZY = {
     "create_dynamodb_session_storage": "websession.stores.dynamodb",
     "create_workers_kv_session_storage": "websession.stores.workers_kv",
     "create_postgres_session_storage": "websession.stores.postgres",
+    "create_encrypted_cookie": "websession.encryption",
+    "generate_encryption_key": "websession.encryption",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - each backend adds its factory here as it lands
+    from .encryption import create_encrypted_cookie as create_encrypted_cookie
+    from .encryption import generate_encryption_key as generate_encryption_key
     from .stores.dynamodb import create_dynamodb_session_storage as create_dynamodb_session_storage
     from .stores.postgres import create_postgres_session_storage as create_postgres_session_storage
     from .stores.workers_kv import create_workers_kv_session_storage as create_workers_kv_session_storage
