@@ -543,6 +543,9 @@ class DynamoDBStore(Store):
         expires = None
         try:
             if self.ttl in item:
+                if "N" not in item[self.ttl]:
+                    # A text or boolean expiry is not one websession (or Remix) wrote.
+                    raise ValueError(f"the {self.ttl} attribute is not a number")
                 expires = _moment(unmarshal(item[self.ttl]))
             data = {k: unmarshal(v) for k, v in item.items() if k not in (self.idx, self.ttl)}
         except (ValueError, TypeError, OverflowError, StopIteration) as exc:

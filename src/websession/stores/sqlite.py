@@ -45,6 +45,17 @@ def _moment(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
 
 
+def _stored_moment(expires: Any) -> datetime | None:
+    """The expiry column as read; ValueError for a value websession never writes."""
+    if expires is not None and (not isinstance(expires, (int, float)) or isinstance(expires, bool)):
+        # SQLite sorts text and blobs above every number: such an expiry would never expire.
+        raise ValueError(f"expires is {type(expires).__name__}")
+    try:
+        return _moment(expires)
+    except (OverflowError, OSError) as exc:
+        raise ValueError(f"expires {expires!r} is out of range") from exc
+
+
 class SqliteStore(Store):
     """Records in a SQLite table. Each thread gets its own connection."""
 
@@ -102,12 +113,13 @@ class SqliteStore(Store):
             if row is None:
                 return None
             text, expires = row
-            if expires is not None and not isinstance(expires, (int, float)):
-                # SQLite sorts text above every number, so a text expiry would never expire.
-                codec.log_corrupt(self.kind, id, TypeError(f"expires is {type(expires).__name__}"))
+            try:
+                stored_expiry = _stored_moment(expires)
+            except ValueError as exc:
+                codec.log_corrupt(self.kind, id, exc)
                 return None
             new_expiry = _epoch(touch)
-            if touch is not None and touch_due(_moment(expires), touch, self.clock(), self.touch_interval):
+            if touch is not None and touch_due(stored_expiry, touch, self.clock(), self.touch_interval):
                 # Rolling: move the expiry, but only when it moves enough to matter.
                 db.execute(
                     f"UPDATE {self.table} SET expires = ? WHERE id = ? AND (expires IS NULL OR expires > ?)",
@@ -172,8 +184,12 @@ class SqliteStore(Store):
                 return
             for id, text, expires in rows:
                 data = self._decode(id, text)
-                if data is not None and (expires is None or isinstance(expires, (int, float))):
-                    yield id, Record(data, _moment(expires), text)
+                try:
+                    moment = _stored_moment(expires)
+                except ValueError:
+                    continue
+                if data is not None:
+                    yield id, Record(data, moment, text)
             after = rows[-1][0]
 
     def purge_expired(self) -> int:
