@@ -152,9 +152,13 @@ class SqliteRaw(Raw):
             rows = db.execute(f"SELECT id, data, expires FROM {self.table}").fetchall()
         finally:
             db.close()
-        # The database file too: a dump is what an attacker would copy.
-        with open(self.path, "rb") as handle:
-            whole = handle.read()
+        # The database files too (the write-ahead log holds recent pages): what an attacker
+        # would copy.
+        whole = b""
+        for path in (self.path, self.path + "-wal"):
+            if os.path.exists(path):
+                with open(path, "rb") as handle:
+                    whole += handle.read()
         return repr(rows).encode() + whole
 
     def keys(self) -> list[str]:
