@@ -52,7 +52,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover - each backend adds its factory here as it lands
-    pass
+    from .stores.redis import create_redis_session_storage
 
 
 def __getattr__(name: str) -> Any:

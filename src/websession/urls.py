@@ -31,6 +31,10 @@ SCHEMES: dict[str, str] = {
     "file": "websession.stores.file:open_url",
     "sqlite": "websession.stores.sqlite:open_url",
     "cookie": "websession.stores.cookie:open_url",
+    "redis": "websession.stores.redis:open_url",
+    "rediss": "websession.stores.redis:open_url",
+    "redis+cluster": "websession.stores.redis:open_url",
+    "rediss+cluster": "websession.stores.redis:open_url",
 }
 
 _runtime: dict[str, Opener] = {}
