@@ -52,7 +52,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover - each backend adds its factory here as it lands
-    from .stores.redis import create_redis_session_storage
+    from .stores.redis import create_redis_session_storage as create_redis_session_storage
 
 
 def __getattr__(name: str) -> Any:
@@ -60,6 +60,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'websession' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
+
 
 __version__ = "0.1.0"
 

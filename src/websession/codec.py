@@ -122,7 +122,7 @@ def decode_v3(raw: str | bytes) -> dict[str, Any]:
         raise CorruptRecordError(f"record is not JSON: {exc}") from None
     if not isinstance(value, list) or not 1 <= len(value) <= 2:
         raise CorruptRecordError("a remix-v3 record is a JSON array [values, flash]")
-    values, flash = (value + [None])[:2]
+    values, flash = [*value, None][:2]
     if not isinstance(values, (dict, type(None))) or not isinstance(flash, (dict, type(None))):
         raise CorruptRecordError("a remix-v3 record holds two JSON objects")
     data = dict(values or {})

@@ -271,10 +271,8 @@ class Cookie:
     def serialize_raw(self, signed: str, **overrides: Any) -> str:
         """Return a Set-Cookie header for an already signed value."""
         options = self.with_overrides(overrides)
-        if self.format == "remix":
-            encoded = quote(signed, safe=_URI_COMPONENT_SAFE)
-        else:
-            encoded = _quote_v3(signed)
+        # Remix v2 percent-encodes like encodeURIComponent; @remix-run/cookie only quotes.
+        encoded = quote(signed, safe=_URI_COMPONENT_SAFE) if self.format == "remix" else _quote_v3(signed)
         attributes = options.attributes(self.format)
         return f"{self.name}={encoded}; {attributes}" if attributes else f"{self.name}={encoded}"
 

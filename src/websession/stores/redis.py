@@ -138,7 +138,7 @@ class _Eval:
     args: tuple[Any, ...]
 
 
-_Op = Union[_Command, _Eval]
+_Op = Union[_Command, _Eval]  # noqa: UP007 - a runtime alias on 3.10
 #: An operation written once as a generator: it yields commands, receives their replies and
 #: returns its result. The sync and async doors only differ in how they send a command.
 _Steps = Generator[_Op, Any, T]
@@ -178,7 +178,7 @@ def _pairs(reply: Any) -> list[tuple[Any, Any]]:
     if isinstance(reply, dict):
         return list(reply.items())
     items = list(reply or ())
-    return list(zip(items[0::2], items[1::2]))
+    return list(zip(items[0::2], items[1::2], strict=True))
 
 
 def _is_async_client(client: Any) -> bool:
@@ -338,7 +338,7 @@ class RedisStore(Store):
             pipe.pttl(key)
         replies = pipe.execute()
         now = self.clock()
-        for key, value, pttl in zip(keys, replies[0::2], replies[1::2]):
+        for key, value, pttl in zip(keys, replies[0::2], replies[1::2], strict=True):
             id = _text(key)[len(self.prefix) :]
             if not value or not self.is_valid_id(id) or pttl == -2:
                 continue
@@ -498,9 +498,10 @@ class RedisStore(Store):
             factory: Any = redis.asyncio.cluster.RedisCluster if asynchronous else redis.cluster.RedisCluster
         else:
             factory = redis.asyncio.Redis if asynchronous else redis.Redis
-            # One immediate retry replaces a pooled connection a server restart closed; more
-            # (redis-py's default is 10 with backoff) would hold a request for seconds while
-            # the server is down, where a quick 503 serves better.
+            # redis-py retries 10 times with backoff by default: seconds per request while the
+            # server is down, where a quick 503 serves better. One immediate retry still covers
+            # a connection that drops mid-command (a pooled connection that a restart closed is
+            # replaced by redis-py when it is checked out). Every command here is safe to repeat.
             options["retry"] = Retry(NoBackoff(), 1)
         with _translated("connect"):
             return factory.from_url(url, **options)
@@ -658,4 +659,3 @@ def open_url(url: SplitResult, options: dict[str, Any]) -> SessionStorage:
 
 
 __all__ = ["RedisStore", "create_redis_session_storage", "open_url"]
-

@@ -78,7 +78,8 @@ def apply_to(
 
     Example::
 
-        >>> apply_to(Changes({"b": 2}), b'[{"a":[]},{}]', decode=codec.decode_v3, encode=codec.encode_v3).new_raw
+        >>> v3 = {"decode": codec.decode_v3, "encode": codec.encode_v3}
+        >>> apply_to(Changes({"b": 2}), b'[{"a":[]},{}]', **v3).new_raw
         b'[{"a":[],"b":2},{}]'
     """
     data = changes.apply(decode(raw))
