@@ -784,3 +784,27 @@ def test_store_level_record_version_is_the_raw_bytes(redis_url: str, redis_prefi
     record = store.read(id, None)
     assert record == Record({"a": []}, None, b'{"a":[]}')
     store.close()
+
+
+def test_a_client_that_decodes_responses_keeps_fidelity(redis_url: str, redis_prefix: str) -> None:
+    for layout in ("string", "hash"):
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        storage = create_redis_session_storage(
+            client=client, prefix=redis_prefix, layout=layout, cookie=create_cookie("s", secrets=SECRET)
+        )
+        session = storage.get_session(None)
+        session.update(FIDELITY)
+        header = cookie_header(storage.commit_session(session))
+        for n in range(3):
+            session = storage.get_session(header)
+            session["n"] = n
+            storage.commit_session(session)
+        data = dict(storage.get_session(header))
+        assert data == {**FIDELITY, "n": 2}, layout
+        assert [type(data[k]) for k in FIDELITY] == [type(v) for v in FIDELITY.values()]
+        client.close()
+
+
+def test_open_store_refuses_an_unknown_format_as_configuration(redis_url: str) -> None:
+    with pytest.raises(ConfigurationError, match="remix-v4"):
+        open_store(f"{redis_url}?format=remix-v4", secrets=SECRET)

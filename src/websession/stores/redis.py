@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import threading
 import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping
@@ -182,7 +183,7 @@ def _pairs(reply: Any) -> list[tuple[Any, Any]]:
 
 
 def _is_async_client(client: Any) -> bool:
-    return asyncio.iscoroutinefunction(getattr(client, "execute_command", None))
+    return inspect.iscoroutinefunction(getattr(client, "execute_command", None))
 
 
 class RedisStore(Store):
@@ -351,19 +352,19 @@ class RedisStore(Store):
 
     def _create(self, data: Mapping[str, Any], expires: datetime | None) -> _Steps[str]:
         ttl = self.seconds_until(expires)
+        # Encoded once; only the id changes between tries.
+        args: tuple[Any, ...]
         if self.layout == "hash":
-            fields = tuple(part for key, value in data.items() for part in (key, codec.dumps(value)))
+            args = (ttl or 0, *(part for key, value in data.items() for part in (key, codec.dumps(value))))
         else:
-            raw = self._encode(data)
+            args = (self._encode(data), "NX", *(("EX", ttl) if ttl else ()))
         for _ in range(CREATE_ATTEMPTS):
             id = self.new_id()
-            key = self.key(id)
             if self.layout == "hash":
-                created = yield _Eval(HASH_CREATE, key, (ttl or 0, *fields))
+                created = yield _Eval(HASH_CREATE, self.key(id), args)
             else:
-                expiry = ("EX", ttl) if ttl else ()
-                created = yield _Command(("SET", key, raw, "NX", *expiry))
-            if created:
+                created = yield _Command(("SET", self.key(id), *args))
+            if created:  # else the id was taken: 128 random bits make this all but impossible
                 return id
         raise SessionStoreError(f"no free session id after {CREATE_ATTEMPTS} tries under {self.prefix!r}")
 
@@ -644,7 +645,7 @@ def open_url(url: SplitResult, options: dict[str, Any]) -> SessionStorage:
     layout = options.pop("layout", "string")
     timeout = options.pop("timeout", 5.0)
     reject_unknown(url.scheme, options)
-    if not explicit_cookie and cookie.format != format:
+    if not explicit_cookie and format in get_args(Format) and cookie.format != format:
         cookie = Cookie(cookie.name, cookie.secrets, cookie.options, format=format)
     return create_redis_session_storage(
         cookie=cookie,
