@@ -679,7 +679,7 @@ def test_a_sentinel_managed_client_works(private_redis: RedisServer, tmp_path: A
 
 def test_connection_refused_is_unavailable_with_the_cause() -> None:
     storage = make(f"redis://127.0.0.1:{free_port()}/0")
-    header = storage.cookie.serialize("0" * 32).split(";")[0]
+    header = storage.cookie.serialize("0" * 40).split(";")[0]
     with pytest.raises(StoreUnavailableError) as raised:
         storage.get_session(header)
     assert isinstance(raised.value.__cause__, redis.ConnectionError)
