@@ -38,3 +38,7 @@ def outage(sqlite_storage: SessionStorage) -> Iterator[SqliteOutage]:
     outage = SqliteOutage(sqlite_storage.store)
     yield outage
     outage.end()
+
+
+# The Django project is imported by test_django.py once Django is set up, not collected on its own.
+collect_ignore = ["django_project"]

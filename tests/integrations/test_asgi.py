@@ -152,7 +152,9 @@ def test_unchanged_session_only_reads_and_rolls_the_cookie(storage, counting_sto
 
 
 def test_unchanged_session_without_rolling_sends_no_cookie(counting_store):
-    storage = SessionStorage(cookie=create_cookie("__session", secrets=[SECRET], max_age=60), store=counting_store, rolling=False)
+    storage = SessionStorage(
+        cookie=create_cookie("__session", secrets=[SECRET], max_age=60), store=counting_store, rolling=False
+    )
     with TestClient(make_app(storage)) as client:
         client.get("/")
         counting_store.calls.clear()
@@ -275,7 +277,9 @@ def test_lifespan_passes_through_untouched(storage, counting_store):
         yield
         events.append("shutdown")
 
-    app = Starlette(routes=ROUTES, lifespan=lifespan, middleware=[Middleware(SessionMiddleware, storage=storage)])
+    app = Starlette(
+        routes=ROUTES, lifespan=lifespan, middleware=[Middleware(SessionMiddleware, storage=storage)]
+    )
     with TestClient(app):
         pass
     assert events == ["startup", "shutdown"]
@@ -318,7 +322,10 @@ def test_store_down_while_reading_gives_503_without_running_the_app(sqlite_stora
         ran.append(True)
         return PlainTextResponse("ok")
 
-    app = Starlette(routes=[*ROUTES, Route("/view", view)], middleware=[Middleware(SessionMiddleware, storage=sqlite_storage)])
+    app = Starlette(
+        routes=[*ROUTES, Route("/view", view)],
+        middleware=[Middleware(SessionMiddleware, storage=sqlite_storage)],
+    )
     with TestClient(app) as client:
         client.get("/")
         outage.block_all()
@@ -362,7 +369,11 @@ def test_unavailable_status_and_response_are_configurable(sqlite_storage, outage
         client.get("/")
         outage.block_all()
         response = client.get("/")
-        assert (response.status_code, response.text, response.headers["retry-after"]) == (503, "down for maintenance", "60")
+        assert (response.status_code, response.text, response.headers["retry-after"]) == (
+            503,
+            "down for maintenance",
+            "60",
+        )
     outage.end()
     with TestClient(make_app(sqlite_storage, unavailable_status=500)) as client:
         client.get("/")
@@ -376,7 +387,10 @@ def test_app_calling_a_store_that_is_down_gets_503(sqlite_storage, outage):
         await sqlite_storage.adestroy_session(request.session)
         return PlainTextResponse("gone")
 
-    app = Starlette(routes=[*ROUTES, Route("/destroy", destroy)], middleware=[Middleware(SessionMiddleware, storage=sqlite_storage)])
+    app = Starlette(
+        routes=[*ROUTES, Route("/destroy", destroy)],
+        middleware=[Middleware(SessionMiddleware, storage=sqlite_storage)],
+    )
     with TestClient(app) as client:
         client.get("/")
         assert client.get("/destroy").status_code == 503
@@ -420,7 +434,13 @@ def test_many_interleaved_users_each_see_only_their_own_session(storage):
 async def shop_home(request: Request) -> JSONResponse:
     request.session.setdefault("visits", 0)
     request.session["visits"] += 1
-    return JSONResponse({"visits": request.session["visits"], "user": request.session.get("user"), "items": dict(request.session)})
+    return JSONResponse(
+        {
+            "visits": request.session["visits"],
+            "user": request.session.get("user"),
+            "items": dict(request.session),
+        }
+    )
 
 
 async def shop_login(request: Request) -> RedirectResponse:
@@ -433,11 +453,15 @@ async def shop_add(request: Request) -> JSONResponse:
     cart = request.session.get("cart", [])
     cart.append(request.path_params["item"])
     request.session["cart"] = cart
-    return JSONResponse({"cart": request.session["cart"], "has_user": "user" in request.session, "size": len(request.session)})
+    return JSONResponse(
+        {"cart": request.session["cart"], "has_user": "user" in request.session, "size": len(request.session)}
+    )
 
 
 async def shop_forget(request: Request) -> JSONResponse:
-    return JSONResponse({"popped": request.session.pop("cart", None), "missing": request.session.pop("nope", "default")})
+    return JSONResponse(
+        {"popped": request.session.pop("cart", None), "missing": request.session.pop("nope", "default")}
+    )
 
 
 async def shop_logout(request: Request) -> RedirectResponse:
@@ -470,7 +494,9 @@ def shop_transcript(app: Starlette, cookie_name: str) -> list[object]:
 
 
 def test_an_app_written_for_starlettes_session_middleware_runs_unchanged(tmp_path):
-    theirs = Starlette(routes=SHOP_ROUTES, middleware=[Middleware(StarletteSessionMiddleware, secret_key="s3cret")])
+    theirs = Starlette(
+        routes=SHOP_ROUTES, middleware=[Middleware(StarletteSessionMiddleware, secret_key="s3cret")]
+    )
     storage = SessionStorage(
         cookie=create_cookie("session", secrets=["s3cret"], max_age=14 * 24 * 3600),
         store=SqliteStore(tmp_path / "s.db"),
@@ -501,5 +527,8 @@ def test_end_to_end_over_http_with_uvicorn(sqlite_storage, outage):
         assert client.get("/").json()["n"] == 4
         client.post("/logout")
         assert "__session" not in client.cookies
-    with serve_asgi(make_app(sqlite_storage)) as base, httpx.Client(base_url=base, cookies={"__session": signed_in}) as replay:
+    with (
+        serve_asgi(make_app(sqlite_storage)) as base,
+        httpx.Client(base_url=base, cookies={"__session": signed_in}) as replay,
+    ):
         assert replay.get("/peek").json() == {"user": None, "keys": []}

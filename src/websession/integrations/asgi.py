@@ -31,7 +31,14 @@ from typing import Any
 
 from ..errors import StoreUnavailableError
 from ..session import Session
-from ._shared import RETRY_AFTER, UNAVAILABLE_BODY, AnyStorage, end_if_emptied, has_cookie_vary, log_unavailable
+from ._shared import (
+    RETRY_AFTER,
+    UNAVAILABLE_BODY,
+    AnyStorage,
+    end_if_emptied,
+    has_cookie_vary,
+    log_unavailable,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -162,7 +169,9 @@ class SessionMiddleware:
         message["headers"] = headers
         return message
 
-    async def _unavailable(self, scope: Scope, receive: Receive, send: Send, exc: StoreUnavailableError) -> None:
+    async def _unavailable(
+        self, scope: Scope, receive: Receive, send: Send, exc: StoreUnavailableError
+    ) -> None:
         log_unavailable(exc, self.unavailable_status)
         if self.on_unavailable is not None:
             await self.on_unavailable(scope, receive, send)
@@ -175,7 +184,13 @@ class SessionMiddleware:
         ]
         if scope["type"] == "websocket":
             if "websocket.http.response" in scope.get("extensions", {}):
-                await send({"type": "websocket.http.response.start", "status": self.unavailable_status, "headers": headers})
+                await send(
+                    {
+                        "type": "websocket.http.response.start",
+                        "status": self.unavailable_status,
+                        "headers": headers,
+                    }
+                )
                 await send({"type": "websocket.http.response.body", "body": UNAVAILABLE_BODY})
             else:
                 # 1013 "Try Again Later"; before the handshake the server turns it into a 403.

@@ -77,7 +77,10 @@ def derived_secret(secret_key: str) -> str:
         >>> len(derived_secret("django-insecure-example"))
         64
     """
-    return salted_hmac("websession.integrations.django", "cookie-secret", secret=secret_key, algorithm="sha256").hexdigest()
+    digest = salted_hmac(
+        "websession.integrations.django", "cookie-secret", secret=secret_key, algorithm="sha256"
+    )
+    return str(digest.hexdigest())
 
 
 def get_storage() -> SessionStorage:
@@ -268,12 +271,13 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
     def _unavailable(self, request: HttpRequest, exc: StoreUnavailableError) -> HttpResponse:
         status = int(getattr(conf.settings, "WEBSESSION_UNAVAILABLE_STATUS", 503))
         log_unavailable(exc, status)
-        request._websession_unavailable = True  # type: ignore[attr-defined]
+        request._websession_unavailable = True
         return HttpResponse(
             UNAVAILABLE_BODY,
             status=status,
             content_type="text/plain; charset=utf-8",
             headers={"Retry-After": RETRY_AFTER, "Cache-Control": "no-store"},
         )
+
 
 __all__ = ["SessionMiddleware", "SessionStore", "derived_secret", "get_storage"]

@@ -37,7 +37,10 @@ from ..session import Session
 from ._shared import AnyStorage
 from .asgi import STORAGE_SCOPE_KEY, SessionMiddleware
 
-_SOLUTION = "add websession.integrations.asgi.SessionMiddleware to the app: app.add_middleware(SessionMiddleware, storage=...)"
+_SOLUTION = (
+    "add websession.integrations.asgi.SessionMiddleware to the app: "
+    "app.add_middleware(SessionMiddleware, storage=...)"
+)
 
 
 def get_session(connection: HTTPConnection) -> Session:

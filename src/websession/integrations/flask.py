@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from flask.sessions import SessionInterface as FlaskSessionInterface
 from flask.sessions import SessionMixin
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, ServiceUnavailable, default_exceptions
 
 from ..errors import StoreUnavailableError
 from ..session import Session
@@ -68,7 +68,7 @@ class FlaskSession(Session, SessionMixin):
         self.resign = session.resign
         self._force = False
 
-    @property  # type: ignore[override]
+    @property
     def modified(self) -> bool:
         """True when this request changed the data, or the app said so."""
         return self._force or super().modified
@@ -88,8 +88,8 @@ class FlaskSession(Session, SessionMixin):
         if self.get("_permanent", False) != bool(value):
             self["_permanent"] = bool(value)
 
-    @property  # type: ignore[override]
-    def new(self) -> bool:
+    @property
+    def new(self) -> bool:  # type: ignore[override]
         """True when no stored record backs this session yet."""
         return self.is_new
 
@@ -99,16 +99,18 @@ class FlaskSession(Session, SessionMixin):
             self[key] = value
 
 
-class SessionUnavailable(HTTPException):
-    """The session store cannot be reached. Flask answers it like any HTTP error."""
+class SessionUnavailable(ServiceUnavailable):
+    """The session store cannot be reached. Flask answers it like any 503, so
+    ``@app.errorhandler(503)`` customises the page."""
 
-    code = 503
     description = UNAVAILABLE_BODY.decode().strip()
 
-    def get_headers(
-        self, environ: Any = None, scope: dict[str, Any] | None = None
-    ) -> list[tuple[str, str]]:
-        return [*super().get_headers(environ, scope), ("Retry-After", RETRY_AFTER), ("Cache-Control", "no-store")]
+    def get_headers(self, environ: Any = None, scope: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+        return [
+            *super().get_headers(environ, scope),
+            ("Retry-After", RETRY_AFTER),
+            ("Cache-Control", "no-store"),
+        ]
 
 
 class UnavailableSession(SessionMixin):
@@ -122,12 +124,16 @@ class UnavailableSession(SessionMixin):
     def _fail(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise self._error
 
-    __getitem__ = __setitem__ = __delitem__ = __iter__ = __len__ = __contains__ = _fail  # type: ignore[assignment]
-    get = setdefault = pop = popitem = clear = update = keys = items = values = _fail  # type: ignore[assignment]
+    __getitem__ = __setitem__ = __delitem__ = __iter__ = __len__ = __contains__ = _fail
+    get = setdefault = pop = popitem = clear = update = keys = items = values = _fail
 
 
 class SessionInterface(FlaskSessionInterface):
-    """Keep ``flask.session`` in a websession storage: ``app.session_interface = SessionInterface(storage)``."""
+    """Keep ``flask.session`` in a websession storage.
+
+    Set it with ``app.session_interface = SessionInterface(storage)``. ``unavailable_status``
+    is the status answered when the store cannot be reached.
+    """
 
     def __init__(self, storage: AnyStorage, *, unavailable_status: int = 503) -> None:
         self.storage = storage
@@ -172,6 +178,10 @@ class SessionInterface(FlaskSessionInterface):
         return {"max_age": lifetime}
 
     def _error(self) -> HTTPException:
+        other = default_exceptions.get(self.unavailable_status)
+        if other is not None and self.unavailable_status != 503:
+            # Another status: raise Flask's own class for it, so its error handler applies.
+            return other(description=SessionUnavailable.description)
         error = SessionUnavailable()
         error.code = self.unavailable_status
         return error

@@ -72,7 +72,9 @@ def get_session(environ: dict[str, Any]) -> Session:
     """
     session = environ.get(SESSION_ENVIRON_KEY)
     if not isinstance(session, Session):
-        raise KeyError("no websession session in environ: wrap the app in websession.integrations.wsgi.SessionMiddleware")
+        raise KeyError(
+            "no websession session in environ: wrap the app in websession.integrations.wsgi.SessionMiddleware"
+        )
     return session
 
 
@@ -135,7 +137,9 @@ def _unavailable_headers() -> Headers:
 class _Call:
     """One request's state: the session, whether it was committed, whether the store failed."""
 
-    def __init__(self, middleware: SessionMiddleware, session: Session, start_response: StartResponse) -> None:
+    def __init__(
+        self, middleware: SessionMiddleware, session: Session, start_response: StartResponse
+    ) -> None:
         self.middleware = middleware
         self.session = session
         self.outer = start_response

@@ -12,4 +12,5 @@ urlpatterns = [
     path("notify", views.notify),
     path("messages", views.show_messages),
     path("expire-at-close", views.expire_at_close),
+    path("race", views.race),
 ]

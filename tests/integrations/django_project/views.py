@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import authenticate, login, logout
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -55,4 +58,11 @@ def show_messages(request: HttpRequest) -> JsonResponse:
 def expire_at_close(request: HttpRequest) -> JsonResponse:
     request.session.set_expiry(0)
     request.session["temporary"] = True
+    return JsonResponse({"ok": True})
+
+
+def race(request: HttpRequest) -> JsonResponse:
+    request.session["late"] = True
+    # Meanwhile another request (a logout in another tab) deletes this session.
+    import_module(settings.SESSION_ENGINE).SessionStore(request.session.session_key).delete()
     return JsonResponse({"ok": True})
