@@ -46,7 +46,7 @@ def test_counter_sign_in_flash_cart_sign_out(demo):
     assert 'id="notice"' not in client.get("/").text
     client.post("/cart/add", data={"item": "Tea"})
     page = client.post("/cart/add", data={"item": "Tea"}).text
-    assert "<span>Tea</span><span>× 2</span>" in page
+    assert "<span>Tea</span><span>&times; 2</span>" in page
     signed_in = client.cookies["__session"]
     page = client.post("/logout").text
     assert "Signed out" in page and 'id="sign-in"' in page and "Your cart is empty" in page

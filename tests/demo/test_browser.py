@@ -79,7 +79,7 @@ def test_sign_in_flash_counter_cart_sign_out_in_chromium(chromium, tmp_path):
             page.click("#add-cake")
             expect(page.locator("#cart")).to_contain_text("Cake")
             page.click("#add-tea")
-            expect(page.locator("#cart li")).to_have_text(["Tea× 2", "Cake× 1"])
+            expect(page.locator("#cart li")).to_have_text(["Tea\u00d7 2", "Cake\u00d7 1"])
             shot(page, "04-cart")
 
             page.goto("/session")

@@ -20,29 +20,35 @@ STYLE = """
 body { margin: 0; font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
        color: var(--ink); background: var(--bg); }
 header { background: var(--ink); color: #fff; }
-header .bar { max-width: 960px; margin: 0 auto; padding: 14px 20px; display: flex; gap: 24px; align-items: center; }
+header .bar { max-width: 960px; margin: 0 auto; padding: 14px 20px; display: flex; gap: 24px;
+       align-items: center; }
 header .brand { font-weight: 700; letter-spacing: .2px; }
 header nav a { color: #cfd6e6; text-decoration: none; margin-right: 16px; }
 header nav a:hover, header nav a.here { color: #fff; }
 main { max-width: 960px; margin: 24px auto; padding: 0 20px; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(270px, 1fr)); gap: 18px; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 12px; padding: 18px 20px; }
-.card h2 { margin: 0 0 10px; font-size: 15px; text-transform: uppercase; letter-spacing: .6px; color: var(--muted); }
+.card h2 { margin: 0 0 10px; font-size: 15px; text-transform: uppercase; letter-spacing: .6px;
+       color: var(--muted); }
 .big { font-size: 44px; font-weight: 700; line-height: 1.1; }
 .muted { color: var(--muted); font-size: 14px; }
-.notice { background: var(--ok); color: var(--ok-ink); border-radius: 10px; padding: 12px 16px; margin-bottom: 18px;
+.notice { background: var(--ok); color: var(--ok-ink); border-radius: 10px; padding: 12px 16px;
+       margin-bottom: 18px;
           border: 1px solid #bfe3c9; }
 form { margin: 0; }
 form.inline { display: inline; }
-input[type=text] { font: inherit; padding: 8px 10px; border: 1px solid var(--line); border-radius: 8px; width: 100%;
+input[type=text] { font: inherit; padding: 8px 10px; border: 1px solid var(--line); border-radius: 8px;
+       width: 100%;
                    margin-bottom: 10px; }
-button { font: inherit; cursor: pointer; border-radius: 8px; padding: 8px 14px; border: 1px solid var(--accent);
+button { font: inherit; cursor: pointer; border-radius: 8px; padding: 8px 14px;
+       border: 1px solid var(--accent);
          background: var(--accent); color: var(--accent-ink); }
 button.secondary { background: #fff; color: var(--accent); }
 button.danger { background: #fff; color: #b42318; border-color: #f1b5ae; }
 .products { display: flex; gap: 8px; flex-wrap: wrap; margin: 10px 0; }
 ul.cart { list-style: none; padding: 0; margin: 0 0 10px; }
-ul.cart li { display: flex; justify-content: space-between; border-bottom: 1px dashed var(--line); padding: 4px 0; }
+ul.cart li { display: flex; justify-content: space-between; border-bottom: 1px dashed var(--line);
+       padding: 4px 0; }
 table.facts { border-collapse: collapse; width: 100%; }
 table.facts th { text-align: left; color: var(--muted); font-weight: 500; width: 28%; vertical-align: top;
                  padding: 6px 12px 6px 0; white-space: nowrap; }
@@ -50,7 +56,8 @@ table.facts td code { word-break: break-all; }
 table.facts td { padding: 6px 0; }
 code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13.5px; }
 code { background: var(--code); padding: 1px 5px; border-radius: 5px; }
-pre { background: var(--code); padding: 12px 14px; border-radius: 8px; overflow-x: auto; margin: 6px 0 0; }
+pre { background: var(--code); padding: 12px 14px; border-radius: 8px; overflow-x: auto;
+       margin: 6px 0 0; }
 footer { max-width: 960px; margin: 30px auto; padding: 0 20px; color: var(--muted); font-size: 13px; }
 """
 
@@ -116,7 +123,9 @@ def account_card(user: object) -> str:
 new id, so an id planted before sign-in is worthless (session fixation).</p></section>"""
     return f"""<section class="card" id="account"><h2>Account</h2>
 <p>Signed in as <strong id="user">{esc(user)}</strong>.</p>
-<form method="post" action="/logout"><button type="submit" class="secondary" id="sign-out">Sign out</button></form>
+<form method="post" action="/logout">
+<button type="submit" class="secondary" id="sign-out">Sign out</button>
+</form>
 <p class="muted">Signing out deletes this session's record and starts a new one for the goodbye
 message, so the old cookie no longer works anywhere.</p></section>"""
 
@@ -132,19 +141,24 @@ and only that change is written.</p></section>"""
 def cart_card(cart: Mapping[str, int], products: tuple[str, ...]) -> str:
     if cart:
         rows = "".join(
-            f"<li><span>{esc(item)}</span><span>× {esc(count)}</span></li>" for item, count in cart.items()
+            f"<li><span>{esc(item)}</span><span>&times; {esc(count)}</span></li>"
+            for item, count in cart.items()
         )
         items = f'<ul class="cart" id="cart">{rows}</ul>'
-        clear = '<form method="post" action="/cart/clear"><button class="danger" type="submit">Empty the cart</button></form>'
+        clear = (
+            '<form method="post" action="/cart/clear">'
+            '<button class="danger" type="submit">Empty the cart</button></form>'
+        )
     else:
         items = '<p class="muted" id="cart">Your cart is empty.</p>'
         clear = ""
     buttons = "".join(
-        f'<form class="inline" method="post" action="/cart/add"><input type="hidden" name="item" value="{esc(p)}">'
+        '<form class="inline" method="post" action="/cart/add">'
+        f'<input type="hidden" name="item" value="{esc(p)}">'
         f'<button class="secondary" type="submit" id="add-{esc(p.lower())}">Add {esc(p)}</button></form>'
         for p in products
     )
-    return f"""<section class="card"><h2>Cart</h2>{items}<div class="products">{buttons}</div>{clear}</section>"""
+    return f'<section class="card"><h2>Cart</h2>{items}<div class="products">{buttons}</div>{clear}</section>'
 
 
 def home(
