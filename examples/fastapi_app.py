@@ -3,8 +3,8 @@
 `SessionDep` gives endpoints a typed websession Session (flash, regenerate, destroy).
 
     curl -c jar -b jar http://127.0.0.1:8000/
-    curl -c jar -b jar -H 'content-type: application/json' -d '{"username": "ada"}' http://127.0.0.1:8000/login -L
-    curl -c jar -b jar -X POST http://127.0.0.1:8000/logout -L
+    curl -c jar -b jar --json '{"username": "ada"}' http://127.0.0.1:8000/login -L
+    curl -c jar -b jar -d '' http://127.0.0.1:8000/logout -L
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 
     curl -c jar -b jar http://127.0.0.1:8000/
     curl -c jar -b jar -d username=ada http://127.0.0.1:8000/login -L
-    curl -c jar -b jar -X POST http://127.0.0.1:8000/logout -L
+    curl -c jar -b jar -d '' http://127.0.0.1:8000/logout -L
 """
 
 from __future__ import annotations
