@@ -405,6 +405,24 @@ def test_websocket_with_store_down_is_refused(sqlite_storage, outage):
     assert getattr(refused.value, "status_code", None) == 503 or "1013" in str(refused.value)
 
 
+def test_websocket_refused_with_1013_when_the_server_cannot_send_a_response(sqlite_storage, outage):
+    with TestClient(make_app(sqlite_storage)) as client:
+        client.get("/")  # a real cookie, so the store is asked
+        cookie = f"__session={client.cookies['__session']}".encode()
+    outage.block_all()
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "websocket.connect"}
+
+    scope = {"type": "websocket", "path": "/ws", "headers": [(b"cookie", cookie)]}  # no extensions
+    asyncio.run(SessionMiddleware(make_app(sqlite_storage), sqlite_storage)(scope, receive, send))
+    assert sent == [{"type": "websocket.close", "code": 1013}]
+
+
 # -- isolation ---------------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@ test client: login's cycle_key, logout's flush, messages, expiry, clearsessions,
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sqlite3
@@ -20,7 +21,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402
 from django.contrib.sessions.backends.base import UpdateError  # noqa: E402
 from django.core.management import call_command  # noqa: E402
-from django.test import Client, override_settings  # noqa: E402
+from django.test import AsyncClient, Client, override_settings  # noqa: E402
 from django.test.utils import setup_test_environment, teardown_test_environment  # noqa: E402
 
 from websession import SessionStorage, create_cookie  # noqa: E402
@@ -86,6 +87,18 @@ def test_login_cycles_the_key_and_keeps_the_data(client):
     assert client.get("/").json() == {"user": "ada", "visits": 2, "cart": ["tea"]}
     data = record_for(after).data
     assert data["_auth_user_id"] == str(User.objects.get(username="ada").pk)
+
+
+def test_async_views_and_the_async_client():
+    async def visit_twice():
+        client = AsyncClient()
+        first = await client.get("/async")
+        second = await client.get("/async")
+        return first.json(), second.json(), client.cookies[settings.SESSION_COOKIE_NAME].value
+
+    first, second, key = asyncio.run(visit_twice())
+    assert (first, second) == ({"visits": 1}, {"visits": 2})
+    assert record_for(key).data == {"visits": 2}
 
 
 def test_bad_credentials(client):
@@ -231,6 +244,11 @@ def test_storage_setting_forms(tmp_path):
         assert get_storage() is storage
     with override_settings(WEBSESSION_STORAGE=lambda: storage):
         assert get_storage() is storage
+    from .django_project import sessions
+
+    for dotted in ("storage", "make_storage"):
+        with override_settings(WEBSESSION_STORAGE=f"tests.integrations.django_project.sessions.{dotted}"):
+            assert get_storage() is sessions.storage
     with override_settings(WEBSESSION_STORAGE=f"sqlite:///{tmp_path}/url.db?secrets=mine"):
         assert get_storage().cookie.secrets == ("mine",)
     from django.core.exceptions import ImproperlyConfigured

@@ -185,3 +185,20 @@ def test_unavailable_status_is_configurable(sqlite_storage, outage):
     client.get("/")
     outage.block_all()
     assert client.get("/").status == "500 Internal Server Error"
+
+
+def test_app_calling_a_store_that_is_down_gets_503(sqlite_storage, outage):
+    def app(environ, start_response):
+        session = get_session(environ)
+        if environ["PATH_INFO"] == "/destroy":
+            outage.block_all()
+            sqlite_storage.destroy_session(session)
+        session["n"] = 1
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    client = make(sqlite_storage, app)
+    client.get("/")
+    assert stored(sqlite_storage, client.get_cookie("__session").value) == {"n": 1}
+    response = client.get("/destroy")
+    assert response.status_code == 503 and session_cookies(response) == []

@@ -13,4 +13,5 @@ urlpatterns = [
     path("messages", views.show_messages),
     path("expire-at-close", views.expire_at_close),
     path("race", views.race),
+    path("async", views.async_visits),
 ]

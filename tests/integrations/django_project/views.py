@@ -66,3 +66,9 @@ def race(request: HttpRequest) -> JsonResponse:
     # Meanwhile another request (a logout in another tab) deletes this session.
     import_module(settings.SESSION_ENGINE).SessionStore(request.session.session_key).delete()
     return JsonResponse({"ok": True})
+
+
+async def async_visits(request: HttpRequest) -> JsonResponse:
+    visits = await request.session.aget("visits", 0) + 1
+    await request.session.aset("visits", visits)
+    return JsonResponse({"visits": visits})
