@@ -1,4 +1,4 @@
-"""A storage named by a dotted path: WEBSESSION_STORAGE = "tests.integrations.django_project.sessions.storage"."""
+"""A storage named by a dotted path, for the WEBSESSION_STORAGE setting tests."""
 
 from __future__ import annotations
 
