@@ -21,6 +21,8 @@ APT_PACKAGES = {
     "redis-cli": "redis-tools",  # redis-cli --cluster create, for the Redis Cluster fixture
     "node": "nodejs",
     "npm": "npm",  # Debian's nodejs does not ship npm; tests/interop needs `npm ci`
+    # The browser test drives Debian's chromium through Playwright (no `playwright install`).
+    "chromium": "chromium",
 }
 
 
