@@ -180,7 +180,7 @@ def is_utf8_safe(text: str) -> bool:
 
     Example::
 
-        >>> is_utf8_safe("ü€"), is_utf8_safe("\ud800")
+        >>> is_utf8_safe("ü€"), is_utf8_safe(chr(0xD800))
         (True, False)
     """
     if text.isascii():
