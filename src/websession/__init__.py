@@ -52,7 +52,9 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover - each backend adds its factory here as it lands
-    pass
+    # Aliased, not in __all__: `import *` must not import optional client libraries.
+    from .stores.memcache import create_memcache_session_storage as create_memcache_session_storage
+    from .stores.upstash import create_upstash_session_storage as create_upstash_session_storage
 
 
 def __getattr__(name: str) -> Any:
@@ -60,6 +62,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'websession' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
+
 
 __version__ = "0.1.0"
 

@@ -31,6 +31,9 @@ SCHEMES: dict[str, str] = {
     "file": "websession.stores.file:open_url",
     "sqlite": "websession.stores.sqlite:open_url",
     "cookie": "websession.stores.cookie:open_url",
+    "upstash+https": "websession.stores.upstash:open_url",
+    "upstash+http": "websession.stores.upstash:open_url",
+    "memcache": "websession.stores.memcache:open_url",
 }
 
 _runtime: dict[str, Opener] = {}
