@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
@@ -194,6 +195,11 @@ class SqliteStore(Store):
     # -- plumbing --------------------------------------------------------------------------
 
     def _setup(self) -> None:
+        if self.path != ":memory:" and not self.path.startswith("file:") and not os.path.exists(self.path):
+            # Session data is private: create the file for the owner only (SQLite gives the
+            # -wal and -shm files the same permissions).
+            with contextlib.suppress(OSError):
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         with self._errors():
             db = self._db()
             db.execute("PRAGMA journal_mode=WAL")
