@@ -61,6 +61,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'websession' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
 
+
 __version__ = "0.1.0"
 
 __all__ = [
