@@ -242,9 +242,12 @@ class Store(ABC):
         """Delete expired records and return how many; a no-op on stores with native TTL.
 
         Stores without native TTL (file, SQL, DynamoDB) override it and delete in batches, so
-        a purge of millions of rows neither holds a long lock nor loads every id.
+        a purge of millions of rows neither holds a long lock nor loads every id. The default
+        returns 0 for stores with native TTL and raises NotImplementedError for the others.
         """
-        return 0
+        if self.native_ttl:
+            return 0
+        raise NotImplementedError(f"the {self.kind} store cannot purge expired records")
 
     # -- helpers for subclasses ------------------------------------------------------------
 
