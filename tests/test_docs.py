@@ -258,7 +258,7 @@ def test_the_block_parser(tmp_path: pathlib.Path) -> None:
         ("python", True, 10),
         ("python", False, 16),
         ("console", False, 21),
-        ("text", False, 26),
+        ("text", False, 27),
     ]
     assert blocks[2].code == "y = x + 1\n    z = 2\n"
     assert console_commands(blocks[3].code) == ["echo one two", "true"]
