@@ -1,13 +1,20 @@
-"""MkDocs hooks (see mkdocs.yml): put the automatic navigation in reading order.
+"""MkDocs hooks (see mkdocs.yml).
 
-mkdocs.yml has no ``nav:``, so every page under docs/ shows up without editing a list; this
-hook only orders what it knows and appends the rest alphabetically. Pages added later by other
-areas (docs/stores/redis.md, docs/frameworks/flask.md, ...) appear on their own.
+- ``on_nav`` puts the automatic navigation in reading order. mkdocs.yml has no ``nav:``, so
+  every page under docs/ shows up without editing a list; this hook only orders what it knows
+  and appends the rest alphabetically. Pages added later by other areas (docs/stores/redis.md,
+  docs/frameworks/flask.md, ...) appear on their own.
+- ``on_page_content`` tidies what the docstrings' reStructuredText leaves in the API reference:
+  roles such as :class:`~websession.Session` become plain code, ``Example::`` loses a colon.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+_ROLE = re.compile(r":(?:class|meth|func|mod|attr|data|exc|obj):<code>([^<]*)</code>")
+_LITERAL_INTRO = re.compile(r"<p>([^<]*?)::</p>")
 
 #: Top-level pages and folders, in the order a reader needs them.
 ORDER = [
@@ -86,3 +93,18 @@ def on_nav(nav: Any, config: Any, files: Any) -> Any:
         page.previous_page = nav.pages[index - 1] if index else None
         page.next_page = nav.pages[index + 1] if index + 1 < len(nav.pages) else None
     return nav
+
+
+def _role(match: re.Match[str]) -> str:
+    """Sphinx's display rules: ``title <target>`` shows the title, ``~a.b.c`` shows ``c``."""
+    text = match[1]
+    if " &lt;" in text:
+        text = text.split(" &lt;", 1)[0]
+    elif text.startswith("~"):
+        text = text.rsplit(".", 1)[-1]
+    return f"<code>{text}</code>"
+
+
+def on_page_content(html: str, page: Any, config: Any, files: Any) -> str:
+    html = _ROLE.sub(_role, html)
+    return _LITERAL_INTRO.sub(r"<p>\1:</p>", html)
