@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import pty
 import sqlite3
 import subprocess
 import sys
@@ -400,6 +401,37 @@ def test_usage_errors_are_one_line_with_status_2() -> None:
 def test_a_corrupt_database_is_one_line(tmp_path: pathlib.Path) -> None:
     (tmp_path / "broken.db").write_bytes(b"this is not a database" * 100)
     assert "file is not a database" in fails("stats", f"sqlite://{tmp_path}/broken.db")
+
+
+def test_websession_debug_shows_the_traceback(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "broken.db").write_bytes(b"this is not a database" * 100)
+    result = run("stats", f"sqlite://{tmp_path}/broken.db", env={"WEBSESSION_DEBUG": "1"})
+    assert result.returncode == 1 and "Traceback" in result.stderr and "SessionStoreError" in result.stderr
+
+
+def test_progress_bars_on_a_terminal(sqlite_url: str, sqlite_store: Store, tmp_path: pathlib.Path) -> None:
+    """On a terminal the long commands draw a progress bar on stderr; stdout stays clean."""
+    seed(sqlite_store, 1500)
+    leader, follower = pty.openpty()
+    try:
+        environment = {**os.environ, "PYTHONPATH": SRC, "TERM": "xterm", "COLUMNS": "100"}
+        for args in (["stats", sqlite_url], ["migrate", sqlite_url, f"sqlite://{tmp_path}/copy.db"]):
+            result = subprocess.run(
+                [sys.executable, "-m", "websession.admin", *args],
+                stdout=subprocess.PIPE,
+                stderr=follower,
+                text=True,
+                env=environment,
+                timeout=120,
+            )
+            assert result.returncode == 0
+            assert "1,500" in result.stdout and "\x1b" not in result.stdout
+        os.set_blocking(leader, False)
+        drawn = os.read(leader, 1 << 20).decode(errors="replace")
+        assert "scanning" in drawn or "copying" in drawn
+    finally:
+        os.close(leader)
+        os.close(follower)
 
 
 def test_the_console_script_group_includes_every_command() -> None:

@@ -171,23 +171,11 @@ def _opened(url: str, secrets: Sequence[str] = ()) -> Iterator[SessionStorage]:
         warnings.filterwarnings("ignore", message=".*cookie is not signed", category=UserWarning)
         storage = open_store(url, **options)
     if not isinstance(getattr(storage, "store", None), Store):
-        raise CommandError(
-            f"{_redact(url)} keeps sessions in the browsers' cookies: there is no store to read"
-        )
+        raise CommandError(f"{url} keeps sessions in the browsers' cookies: there is no store to read")
     try:
         yield storage
     finally:
         storage.close()
-
-
-def _redact(url: str) -> str:
-    """The URL without a password, for messages."""
-    head, sep, tail = url.partition("://")
-    if sep and "@" in tail.split("/", 1)[0]:
-        credentials, _, rest = tail.partition("@")
-        user = credentials.split(":", 1)[0]
-        return f"{head}://{user}:***@{rest}" if ":" in credentials else url
-    return url
 
 
 def _stdout() -> Console:
