@@ -289,8 +289,10 @@ def test_the_site_builds_strictly_and_offline(tmp_path: pathlib.Path) -> None:
         if relative.name == "index" and relative.parent != pathlib.Path("."):
             built = tmp_path / "site" / relative.parent / "index.html"
         assert built.exists(), built
-    html = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
-    assert "fonts.googleapis.com" not in html  # nothing is fetched from third parties
+    for built_page in (tmp_path / "site").rglob("*.html"):
+        html = built_page.read_text(encoding="utf-8")
+        # Nothing is fetched from third parties: no remote scripts, styles or fonts.
+        assert not re.search(r"<(script|link)[^>]+(src|href)=\"(https?:)?//", html), built_page
     reference = (tmp_path / "site" / "reference" / "index.html").read_text(encoding="utf-8")
     assert "create_sqlite_session_storage" in reference and "open_store" in reference
 
