@@ -51,7 +51,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import codec
-from .cookie import Cookie, CookieOptions, Priority, SameSite, Verified
+from .cookie import Cookie, CookieFormat, CookieOptions, Priority, SameSite, Verified
 
 VERSION = 1
 CONTEXT = b"websession/aes-256-gcm/v1"
@@ -103,8 +103,16 @@ class EncryptedCookie(Cookie):
     is simply absent.
     """
 
-    def __init__(self, name: str, keys: Sequence[str | bytes], options: CookieOptions) -> None:
-        super().__init__(name, (), options)
+    def __init__(
+        self,
+        name: str,
+        keys: Sequence[str | bytes],
+        options: CookieOptions,
+        *,
+        format: CookieFormat = "remix",
+    ) -> None:
+        # The format only orders the attributes: a sealed value is the same in both.
+        super().__init__(name, (), options, format=format)
         if isinstance(keys, (str, bytes)) or not keys:
             raise ValueError("an encrypted cookie needs a non-empty list of keys")
         # Keyed once: each seal and open copies the HMAC instead of re-keying it.
@@ -230,7 +238,7 @@ def as_encrypted(cookie: Cookie, keys: Sequence[str | bytes]) -> EncryptedCookie
         >>> as_encrypted(create_cookie("s", max_age=5), ["k" * 32]).options.max_age
         5
     """
-    return EncryptedCookie(cookie.name, keys, cookie.options)
+    return EncryptedCookie(cookie.name, keys, cookie.options, format=cookie.format)
 
 
 __all__ = [

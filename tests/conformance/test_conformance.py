@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from websession import create_cookie, generate_id
+from websession import generate_id
 from websession.cookie import find_cookie
 
 from .cases import StoreCase

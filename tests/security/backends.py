@@ -34,7 +34,7 @@ class Raw:
         """Everything the store holds for this test, keys and values, as bytes."""
         raise NotImplementedError
 
-    def keys(self) -> list[str]:
+    def stored_keys(self) -> list[str]:
         raise NotImplementedError
 
 
@@ -74,7 +74,7 @@ class MemoryRaw(Raw):
     def dump(self) -> bytes:
         return b"\n".join(k.encode() + b"=" + bytes(v[0]) for k, v in self.store._records.items())
 
-    def keys(self) -> list[str]:
+    def stored_keys(self) -> list[str]:
         return list(self.store._records)
 
 
@@ -108,7 +108,7 @@ class FileRaw(Raw):
                     parts.append(handle.read())
         return b"\n".join(parts)
 
-    def keys(self) -> list[str]:
+    def stored_keys(self) -> list[str]:
         return [
             shard.name + path.name
             for shard in self.dir.iterdir()
@@ -141,7 +141,8 @@ class SqliteRaw(Raw):
         db = self._db()
         try:
             db.execute(
-                f"INSERT OR REPLACE INTO {self.table} (id, data, expires) VALUES (?, ?, ?)", (key, raw, expires)
+                f"INSERT OR REPLACE INTO {self.table} (id, data, expires) VALUES (?, ?, ?)",
+                (key, raw, expires),
             )
         finally:
             db.close()
@@ -161,7 +162,7 @@ class SqliteRaw(Raw):
                     whole += handle.read()
         return repr(rows).encode() + whole
 
-    def keys(self) -> list[str]:
+    def stored_keys(self) -> list[str]:
         db = self._db()
         try:
             return [row[0] for row in db.execute(f"SELECT id FROM {self.table}")]
@@ -201,7 +202,7 @@ class PostgresRaw(Raw):
             rows = conn.execute(f"SELECT id, data::text, expires FROM {self.table}").fetchall()
         return repr(rows).encode()
 
-    def keys(self) -> list[str]:
+    def stored_keys(self) -> list[str]:
         import psycopg
 
         with psycopg.connect(self.dsn, autocommit=True) as conn:
@@ -234,9 +235,7 @@ class DynamoRaw(Raw):
     def put(self, key: str, raw: Any) -> None:
         # bytes: a binary attribute holding them; a dict: native attribute values as given.
         attributes = raw if isinstance(raw, dict) else {"data": {"B": raw}}
-        self.client.put_item(
-            TableName=self.store.table, Item={self.store.idx: {"S": key}, **attributes}
-        )
+        self.client.put_item(TableName=self.store.table, Item={self.store.idx: {"S": key}, **attributes})
 
     def _items(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -251,7 +250,7 @@ class DynamoRaw(Raw):
     def dump(self) -> bytes:
         return repr(self._items()).encode()
 
-    def keys(self) -> list[str]:
+    def stored_keys(self) -> list[str]:
         return [item[self.store.idx]["S"] for item in self._items()]
 
 
@@ -283,14 +282,14 @@ class KVRaw(Raw):
         response = self.client.put(self.store._value_url(key), content=raw)
         response.raise_for_status()
 
-    def keys(self) -> list[str]:
+    def stored_keys(self) -> list[str]:
         response = self.client.get(f"{self.store.base_url}/keys", params={"prefix": self.store.prefix})
         response.raise_for_status()
         return [entry["name"][len(self.store.prefix) :] for entry in response.json()["result"]]
 
     def dump(self) -> bytes:
         parts = []
-        for key in self.keys():
+        for key in self.stored_keys():
             parts.append(key.encode())
             parts.append(self.client.get(self.store._value_url(key)).content)
         return b"\n".join(parts)

@@ -83,7 +83,7 @@ def test_sigkill_mid_write_leaves_only_whole_records(tmp_path: pathlib.Path) -> 
                 records[shard.name + path.name] = data["n"]
         if stall:
             # The kill landed inside a write: half a record sits in a temporary file.
-            assert len(temporary) == 1 and 0 < temporary[0].stat().st_size
+            assert len(temporary) == 1 and temporary[0].stat().st_size > 0
             with pytest.raises(ValueError):
                 json.loads(temporary[0].read_bytes())
         torn_files += len(temporary)

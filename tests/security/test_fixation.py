@@ -57,7 +57,7 @@ def test_regenerate_deletes_the_old_record(backend: Backend, door: str, build: A
     new_id = id_of(signed_in, storage)
     assert new_id != old_id
     assert storage.store.read(old_id, None) is None
-    assert storage.store.storage_key(old_id) not in backend.raw(storage).keys()
+    assert storage.store.storage_key(old_id) not in backend.raw(storage).stored_keys()
     assert get(anonymous).is_new  # the fixated cookie leads nowhere
     assert dict(get(signed_in)) == {"cart": [1], "user": "alice"}
 
@@ -66,7 +66,7 @@ def test_regenerate_deletes_the_old_record(backend: Backend, door: str, build: A
 def test_unknown_expired_and_destroyed_ids_are_never_adopted(backend: Backend, build: Any) -> None:
     clock = FakeClock()
     storage = build(backend, cookie=make_cookie(max_age=10), clock=clock, rolling=False)
-    keys = backend.raw(storage).keys
+    keys = backend.raw(storage).stored_keys
 
     def adopts(header: str) -> bool:
         """Load the session the header names, write to it, and tell whether the old id stayed."""

@@ -64,7 +64,22 @@ HOSTILE_IDS: list[Any] = [
 
 ANY_TEXT = st.text(st.characters(codec=None, categories=None), max_size=60)
 BASE64_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
-ESCAPES = ["%", "%Z", "%2", "%ZZ", "%00", "%C3", "%C3%28", "%E2%82", "%FF", "%2B", "%2F", "%3D", "%25", "%u00e9"]
+ESCAPES = [
+    "%",
+    "%Z",
+    "%2",
+    "%ZZ",
+    "%00",
+    "%C3",
+    "%C3%28",
+    "%E2%82",
+    "%FF",
+    "%2B",
+    "%2F",
+    "%3D",
+    "%25",
+    "%u00e9",
+]
 NAMES = st.sampled_from(
     [COOKIE_NAME, COOKIE_NAME, " " + COOKIE_NAME, COOKIE_NAME + "\t", COOKIE_NAME.upper(), "__sess", "x", ""]
 )
@@ -266,7 +281,9 @@ def hostile_pool(storage: Any) -> list[str]:
     return [storage.cookie.sign(value) for value in [generate_id(), *HOSTILE_IDS]]
 
 
-FUZZED_BACKENDS = [pytest.param(b, id=b.name) for b in BACKENDS if b.name in ("memory", "file", "sqlite", "postgres")]
+FUZZED_BACKENDS = [
+    pytest.param(b, id=b.name) for b in BACKENDS if b.name in ("memory", "file", "sqlite", "postgres")
+]
 
 
 @pytest.mark.parametrize("backend", FUZZED_BACKENDS)

@@ -182,7 +182,17 @@ def test_a_pickle_stored_as_a_json_string_stays_a_string(build: Any, tmp_path: p
     assert not marker.exists()
 
 
-DESERIALIZERS = {"pickle", "cPickle", "_pickle", "marshal", "shelve", "dill", "cloudpickle", "jsonpickle", "yaml"}
+DESERIALIZERS = {
+    "pickle",
+    "cPickle",
+    "_pickle",
+    "marshal",
+    "shelve",
+    "dill",
+    "cloudpickle",
+    "jsonpickle",
+    "yaml",
+}
 
 
 def test_no_code_running_deserializer_is_imported_anywhere_in_websession() -> None:

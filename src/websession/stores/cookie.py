@@ -26,7 +26,7 @@ import math
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import SplitResult
 
 from ..cookie import Cookie, CookieLike, as_cookie
@@ -104,7 +104,8 @@ class EncryptedCookieSessionStorage(CookieSessionStorage):
         size = len(header.encode("utf-8"))
         if size > MAX_COOKIE_SIZE:
             raise CookieTooLargeError(
-                f"the {self.cookie.name!r} cookie would be {size} bytes; browsers keep at most {MAX_COOKIE_SIZE}"
+                f"the {self.cookie.name!r} cookie would be {size} bytes; "
+                f"browsers keep at most {MAX_COOKIE_SIZE}"
             )
         session._committed(None, Record(session.data, expires, _whole_seconds(created)))
         return header
@@ -155,7 +156,7 @@ class EncryptedCookieSessionStorage(CookieSessionStorage):
         return self.cookie.serialize_expired(**{k: v for k, v in overrides.items() if k not in lifetime})
 
 
-def _is_epoch(value: Any) -> bool:
+def _is_epoch(value: Any) -> TypeGuard[float]:
     # Python's bool is an int; an envelope never holds one. 0 .. year 9999 fits a datetime.
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 253402300800
 
