@@ -43,10 +43,9 @@ class Backend:
     name: str
     make: Callable[..., Any]
     raw: Callable[[Any], Raw]
-    #: Expiry is checked with the store's clock, so a fake clock applies.
+    #: Expiry is checked with the store's clock, so a fake clock applies (else the server's
+    #: TTLs decide, and only real time expires a record).
     fake_clock: bool = True
-    #: Raw values this store can hold besides bytes (e.g. native types), for corruption tests.
-    native_corruptions: tuple[Any, ...] = ()
 
     def __str__(self) -> str:
         return self.name
@@ -295,6 +294,123 @@ class KVRaw(Raw):
         return b"\n".join(parts)
 
 
+# -- redis and upstash (the local Upstash server fronts the shared Redis) -------------------
+
+
+def make_redis(request: pytest.FixtureRequest, **kwargs: Any) -> Any:
+    from websession import create_redis_session_storage
+
+    url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+    return create_redis_session_storage(url=url, prefix=prefix, **_options(kwargs))
+
+
+def make_redis_hash(request: pytest.FixtureRequest, **kwargs: Any) -> Any:
+    return make_redis(request, layout="hash", **kwargs)
+
+
+def make_upstash(request: pytest.FixtureRequest, **kwargs: Any) -> Any:
+    from websession import create_upstash_session_storage
+
+    server = request.getfixturevalue("upstash_server")
+    prefix = request.getfixturevalue("redis_prefix")
+    return create_upstash_session_storage(
+        url=server.url, token=server.token, prefix=prefix, **_options(kwargs)
+    )
+
+
+class RedisRaw(Raw):
+    """The Redis behind a Redis or Upstash store, under the store's prefix only."""
+
+    def __init__(self, storage: Any) -> None:
+        import redis
+
+        from ..servers.redis import REDIS_HOST, REDIS_PORT
+
+        self.prefix = storage.store.prefix
+        self.client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+
+    def put(self, key: str, raw: Any) -> None:
+        name = self.prefix + key
+        self.client.delete(name)
+        if isinstance(raw, tuple):  # (redis type, value): a key of another type
+            kind, value = raw
+            {"list": self.client.rpush, "set": self.client.sadd}.get(kind, lambda n, *v: None)(name, *value)
+            if kind == "hash":
+                self.client.hset(name, mapping=value)
+            if kind == "zset":
+                self.client.zadd(name, value)
+        else:
+            self.client.set(name, raw)
+
+    def stored_keys(self) -> list[str]:
+        return [
+            key.decode()[len(self.prefix) :]
+            for key in self.client.scan_iter(match=self.prefix.replace("*", "\\*") + "*", count=1000)
+        ]
+
+    def dump(self) -> bytes:
+        parts = []
+        for key in self.stored_keys():
+            name = self.prefix + key
+            parts.append(name.encode())
+            parts.append(self.client.dump(name) or b"")  # the RDB serialisation a dump holds
+        return b"\n".join(parts)
+
+
+# -- memcached -------------------------------------------------------------------------------
+
+
+def make_memcache(request: pytest.FixtureRequest, **kwargs: Any) -> Any:
+    from websession import create_memcache_session_storage
+
+    server = request.getfixturevalue("memcached_server")
+    prefix = request.getfixturevalue("memcache_prefix")
+    return create_memcache_session_storage(servers=[server.address], prefix=prefix, **_options(kwargs))
+
+
+class MemcacheRaw(Raw):
+    def __init__(self, storage: Any) -> None:
+        self.store = storage.store
+        self.server = storage.store.servers[0]
+
+    def _command(self, line: bytes, payload: bytes | None = None) -> bytes:
+        import socket
+
+        with socket.create_connection((self.server.host, self.server.port), timeout=5) as sock:
+            sock.sendall(line + b"\r\n" + (payload + b"\r\n" if payload is not None else b""))
+            reply = b""
+            while not reply.endswith((b"END\r\n", b"STORED\r\n", b"ERROR\r\n")):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+        return reply
+
+    def put(self, key: str, raw: Any) -> None:
+        name = (self.store.prefix + key).encode()
+        reply = self._command(b"set %s 0 0 %d" % (name, len(raw)), raw)
+        assert reply.startswith(b"STORED"), reply
+
+    def stored_keys(self) -> list[str]:
+        from urllib.parse import unquote
+
+        listing = self._command(b"lru_crawler metadump all").decode()
+        keys = [
+            unquote(part[4:])
+            for line in listing.splitlines()
+            for part in line.split()
+            if part.startswith("key=")
+        ]
+        return [key[len(self.store.prefix) :] for key in keys if key.startswith(self.store.prefix)]
+
+    def dump(self) -> bytes:
+        parts = []
+        for key in self.stored_keys():
+            name = (self.store.prefix + key).encode()
+            parts.append(name + b"\n" + self._command(b"get " + name))
+        return b"\n".join(parts)
+
+
 BACKENDS = [
     Backend("memory", make_memory, MemoryRaw),
     Backend("file", make_file, FileRaw),
@@ -302,6 +418,10 @@ BACKENDS = [
     Backend("postgres", make_postgres, PostgresRaw),
     Backend("dynamodb", make_dynamodb, DynamoRaw),
     Backend("workers-kv", make_workers_kv, KVRaw),
+    Backend("redis", make_redis, RedisRaw, fake_clock=False),
+    Backend("redis-hash", make_redis_hash, RedisRaw, fake_clock=False),
+    Backend("upstash", make_upstash, RedisRaw, fake_clock=False),
+    Backend("memcache", make_memcache, MemcacheRaw, fake_clock=False),
 ]
 
 

@@ -3,7 +3,10 @@
 - cookie storage (signed and sealed): a Set-Cookie over 4096 bytes raises CookieTooLargeError;
 - DynamoDB: an item over 400 KB raises RecordTooLargeError, on create and on update, and the
   stored item is unchanged;
-- Workers KV: a value over 25 MiB raises RecordTooLargeError before anything is sent.
+- Workers KV: a value over 25 MiB raises RecordTooLargeError before anything is sent;
+- memcached: a record over the item limit (``max_item_size``, memcached's ``-I``, 1 MiB by
+  default) raises RecordTooLargeError before anything is sent, on create and on update, and
+  the stored record is unchanged.
 
 The other stores (memory, file, SQLite, PostgreSQL) have no item limit of their own below what
 their hosts allow; docs/security.md says so.
@@ -88,3 +91,28 @@ def test_workers_kv_refuses_values_over_25_mib_before_sending(build: Any) -> Non
     with pytest.raises(RecordTooLargeError):
         storage.commit_session(session)
     assert sent == []
+
+
+def test_memcache_refuses_records_over_the_item_limit(build: Any) -> None:
+    backend = next(b for b in BACKENDS if b.name == "memcache")
+    storage = build(backend)
+    limit = storage.store.max_item_size
+    sent: list[str] = []
+    original = storage.store._call
+    storage.store._call = lambda op: (sent.append(op.name), original(op))[1]
+    session = storage.get_session(None)
+    session["blob"] = "x" * limit
+    with pytest.raises(RecordTooLargeError) as raised:
+        storage.commit_session(session)
+    assert str(limit) in str(raised.value)
+    assert session.is_new and sent == []
+    session["blob"] = "x" * (limit // 2)
+    header = request_header(storage.commit_session(session))
+    session = storage.get_session(header)
+    session["more"] = "y" * (limit // 2)
+    sent.clear()
+    with pytest.raises(RecordTooLargeError):
+        storage.commit_session(session)
+    assert "cas" not in sent  # refused before the write
+    stored = storage.get_session(header)
+    assert set(stored) == {"blob"} and len(stored["blob"]) == limit // 2

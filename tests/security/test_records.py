@@ -68,6 +68,22 @@ DYNAMO_SPECIFIC = {
 }
 
 
+REDIS_TYPES = {
+    "a list": ("list", ["a"]),
+    "a set": ("set", ["a"]),
+    "a sorted set": ("zset", {"a": 1}),
+}
+REDIS_SPECIFIC = {**REDIS_TYPES, "a hash": ("hash", {"a": "1"})}
+REDIS_HASH_SPECIFIC = {
+    **REDIS_TYPES,
+    "a string": VALID,
+    "field not JSON": ("hash", {"a": "not json"}),
+    "field truncated": ("hash", {"a": '{"b":'}),
+    "field name not utf-8": ("hash", {b"\xff\xfe": "1"}),
+    "field value not utf-8": ("hash", {"a": b"\xff\xfe"}),
+}
+
+
 def corruptions(backend: Backend) -> dict[str, Any]:
     if backend.name == "file":
         return {**COMMON, **FILE_SPECIFIC}
@@ -77,6 +93,10 @@ def corruptions(backend: Backend) -> dict[str, Any]:
         return POSTGRES_SPECIFIC
     if backend.name == "dynamodb":
         return DYNAMO_SPECIFIC
+    if backend.name in ("redis", "upstash"):
+        return {**COMMON, **REDIS_SPECIFIC}
+    if backend.name == "redis-hash":
+        return REDIS_HASH_SPECIFIC
     return dict(COMMON)
 
 
@@ -160,7 +180,11 @@ def test_a_planted_pickle_is_never_executed(
     payload = pickle.dumps(Exploit(str(marker)), protocol=pickle.HIGHEST_PROTOCOL)
     storage = build(backend)
     caplog.set_level(logging.WARNING, logger="websession")
-    raw: Any = {"data": {"B": payload}} if backend.name == "dynamodb" else payload
+    raw: Any = payload
+    if backend.name == "dynamodb":
+        raw = {"data": {"B": payload}}
+    elif backend.name == "redis-hash":
+        raw = ("hash", {"data": payload})
     _, header = plant(storage, backend, raw)
     assert storage.get_session(header).is_new
     assert arun.run(storage.aget_session(header)).is_new

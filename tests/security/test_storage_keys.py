@@ -82,8 +82,9 @@ def test_another_secret_finds_nothing_and_listing_yields_keys(backend: Backend, 
     rekeyed._key_mac = hmac.new(b"another-secret", STORAGE_KEY_CONTEXT, hashlib.sha256)
     assert SessionStorage(cookie=storage.cookie, store=rekeyed).get_session(header).is_new
     assert storage.get_session(header)["user"] == 1
-    listed = [key for key, _ in storage.store.scan()]
-    assert expected_key(id) in listed and id not in listed
+    if backend.name != "memcache":  # memcached cannot list its keys
+        listed = [key for key, _ in storage.store.scan()]
+        assert expected_key(id) in listed and id not in listed
 
 
 @pytest.mark.parametrize("backend", ALL)
