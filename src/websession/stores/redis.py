@@ -191,7 +191,8 @@ class RedisStore(Store):
 
     ``url``: ``redis://``, ``rediss://`` (TLS), ``redis+cluster://`` / ``rediss+cluster://``
     (Redis Cluster); clients are made on first use with ``timeout`` seconds for connecting
-    and for each reply. ``client``: a ``redis.Redis``, ``redis.cluster.RedisCluster``, a
+    and for each reply, and (plain Redis) a pool of up to ``max_connections`` connections per
+    door in which a request waits up to ``timeout`` for a free connection. ``client``: a ``redis.Redis``, ``redis.cluster.RedisCluster``, a
     Sentinel ``master_for(...)`` client, or their ``redis.asyncio`` twins; it serves its
     own door only and is not closed by :meth:`close`.
     """
@@ -210,6 +211,7 @@ class RedisStore(Store):
         format: Format = "remix",
         layout: Layout = "string",
         timeout: float | None = 5.0,
+        max_connections: int = 100,
         clock: Clock = utcnow,
         storage_key_secret: str | bytes | None = None,
     ) -> None:
@@ -235,6 +237,9 @@ class RedisStore(Store):
         self.format: Format = format
         self.layout: Layout = layout
         self.timeout = timeout
+        if max_connections < 1:
+            raise ConfigurationError("max_connections must be at least 1")
+        self.max_connections = max_connections
         self._decode: Callable[[bytes], dict[str, Any]] = (
             codec.decode_v3 if format == "remix-v3" else codec.decode_record
         )
@@ -513,15 +518,26 @@ class RedisStore(Store):
         }
         if cluster:
             factory: Any = redis.asyncio.cluster.RedisCluster if asynchronous else redis.cluster.RedisCluster
-        else:
-            factory = redis.asyncio.Redis if asynchronous else redis.Redis
-            # redis-py retries 10 times with backoff by default: seconds per request while the
-            # server is down, where a quick 503 serves better. One immediate retry still covers
-            # a connection that drops mid-command (a pooled connection that a restart closed is
-            # replaced by redis-py when it is checked out). Every command here is safe to repeat.
-            options["retry"] = Retry(NoBackoff(), 1)
+            with _translated("connect"):
+                return factory.from_url(url, **options)
+        factory = redis.asyncio.Redis if asynchronous else redis.Redis
+        # redis-py retries 10 times with backoff by default: seconds per request while the
+        # server is down, where a quick 503 serves better. One immediate retry still covers
+        # a connection that drops mid-command (a pooled connection that a restart closed is
+        # replaced by redis-py when it is checked out). Every command here is safe to repeat.
+        options["retry"] = Retry(NoBackoff(), 1)
+        # redis-py's default pool raises at once when all its connections are busy, so a burst
+        # of concurrent requests got 503s from a healthy server (seen at 200 clients in the
+        # load test). A blocking pool makes a request wait for a free connection instead, up
+        # to the same timeout as any reply.
+        pool_class: Any = (
+            redis.asyncio.BlockingConnectionPool if asynchronous else redis.BlockingConnectionPool
+        )
         with _translated("connect"):
-            return factory.from_url(url, **options)
+            pool = pool_class.from_url(
+                url, max_connections=self.max_connections, timeout=self.timeout, **options
+            )
+            return factory.from_pool(pool)
 
 
 def _send(client: Any, op: _Op) -> Any:
@@ -594,6 +610,7 @@ def create_redis_session_storage(
     format: Format = "remix",
     layout: Layout = "string",
     timeout: float | None = 5.0,
+    max_connections: int = 100,
     rolling: bool = True,
     save_uninitialized: bool = False,
     absolute_timeout: float | None = None,
@@ -605,7 +622,9 @@ def create_redis_session_storage(
     ``ttl`` (seconds) is the record lifetime when the cookie sets neither ``max_age`` nor
     ``expires``; otherwise records live as long as the cookie. ``format="remix-v3"`` needs a
     cookie made with ``create_cookie(..., format="remix-v3")`` (cookie options as a dict get it
-    automatically). See :class:`RedisStore` for ``url``/``client`` and ``timeout``.
+    automatically). See :class:`RedisStore` for ``url``/``client``, ``timeout`` and
+    ``max_connections``. ``absolute_timeout`` and ``storage_key_secret`` are as in every
+    store-backed storage (docs/security.md).
 
     Example::
 
@@ -630,6 +649,7 @@ def create_redis_session_storage(
         format=format,
         layout=layout,
         timeout=timeout,
+        max_connections=max_connections,
         clock=clock,
         storage_key_secret=storage_key_secret,
     )
@@ -664,6 +684,7 @@ def open_url(url: SplitResult, options: dict[str, Any]) -> SessionStorage:
     format = options.pop("format", "remix")
     layout = options.pop("layout", "string")
     timeout = options.pop("timeout", 5.0)
+    max_connections = int(options.pop("max_connections", 100))
     reject_unknown(url.scheme, options)
     if not explicit_cookie and format in get_args(Format) and cookie.format != format:
         cookie = Cookie(cookie.name, cookie.secrets, cookie.options, format=format)
@@ -675,6 +696,7 @@ def open_url(url: SplitResult, options: dict[str, Any]) -> SessionStorage:
         format=format,
         layout=layout,
         timeout=None if timeout in (None, "", "none") else float(timeout),
+        max_connections=max_connections,
         **shared,
     )
 
