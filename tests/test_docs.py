@@ -12,10 +12,25 @@ writers):
 - ``<!-- docs-test: skip -->`` on the line before a block shows it without running it. Use it
   only for code that cannot run anywhere but in the reader's own setup.
 - Any other language (``sh``, ``text``, ``ts``, ``toml``, ...) is shown, not run.
-- A page whose examples need a server says so once, anywhere on the page:
-  ``<!-- docs-test: redis PREFIX -->``: the examples use the shared Redis on localhost:6379
-  and write only keys starting with PREFIX, which the test deletes before and after. Other
-  servers add an entry to ``SERVICES`` below in the same way.
+- A page whose examples need a server says so once, on a line of its own anywhere on the
+  page. The test starts (or borrows) a local server and exports the environment variables a
+  reader would set in production, which the examples read with ``os.environ[...]``:
+
+  - ``<!-- docs-test: redis PREFIX -->``: the shared Redis (``REDIS_URL``); the examples
+    write only keys starting with PREFIX, which the test deletes before and after.
+  - ``<!-- docs-test: upstash PREFIX -->``: the local Upstash REST server in front of the
+    shared Redis (``UPSTASH_REDIS_REST_URL``, ``UPSTASH_REDIS_REST_TOKEN``); keys as for redis.
+  - ``<!-- docs-test: postgres -->``: a database of the page's own (``DATABASE_URL``).
+  - ``<!-- docs-test: memcached -->``: two memcached servers of the page's own
+    (``MEMCACHE_SERVERS``, ``host:port`` separated by commas).
+  - ``<!-- docs-test: dynamodb -->``: moto's DynamoDB emulator through the AWS SDK's own
+    variables (``AWS_ENDPOINT_URL_DYNAMODB``, ``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``); tables the page creates are deleted afterwards.
+  - ``<!-- docs-test: workers-kv -->``: the Miniflare-backed KV REST server
+    (``CLOUDFLARE_ACCOUNT_ID``, ``CLOUDFLARE_API_TOKEN``, ``KV_NAMESPACE_ID``, and
+    ``KV_BASE_URL``, the namespace's URL on that server).
+
+  Other servers add an entry to ``SERVICES`` below in the same way.
 """
 
 from __future__ import annotations
@@ -29,6 +44,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -105,30 +121,128 @@ def directives_of(path: pathlib.Path) -> list[tuple[str, str]]:
 
 
 # -- servers a page may ask for ----------------------------------------------------------------
+#
+# Each service is a context manager: it starts or borrows a local server (the fixtures in
+# tests/servers/), cleans up after the page, and gives the environment variables the examples
+# read, under the names a reader would set in production (DATABASE_URL, AWS_*, ...).
+
+Service = Callable[[pytest.FixtureRequest, str], AbstractContextManager[dict[str, str]]]
 
 
-def _redis(request: pytest.FixtureRequest, prefix: str) -> Iterator[None]:
+def _no_argument(name: str, argument: str) -> None:
+    if argument:
+        raise AssertionError(f"<!-- docs-test: {name} --> takes no argument, got {argument!r}")
+
+
+def _delete_prefix(redis_url: str, prefix: str) -> None:
     import redis
 
-    if not prefix:
-        raise AssertionError("<!-- docs-test: redis PREFIX --> needs the key prefix the examples use")
-    client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
-
-    def clean() -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:
             client.delete(*keys)
-
-    clean()
-    try:
-        yield
     finally:
-        clean()
         client.close()
 
 
-#: directive name -> a generator that prepares the server and cleans up after the page.
-SERVICES: dict[str, Callable[[pytest.FixtureRequest, str], Iterator[None]]] = {"redis": _redis}
+@contextmanager
+def _redis(request: pytest.FixtureRequest, prefix: str) -> Iterator[dict[str, str]]:
+    """The shared Redis; the page writes only keys under PREFIX. Exports REDIS_URL."""
+    if not prefix:
+        raise AssertionError("<!-- docs-test: redis PREFIX --> needs the key prefix the examples use")
+    url: str = request.getfixturevalue("redis_url")
+    _delete_prefix(url, prefix)
+    try:
+        yield {"REDIS_URL": url}
+    finally:
+        _delete_prefix(url, prefix)
+
+
+@contextmanager
+def _upstash(request: pytest.FixtureRequest, prefix: str) -> Iterator[dict[str, str]]:
+    """The local Upstash REST server (in front of the shared Redis); keys under PREFIX only."""
+    if not prefix:
+        raise AssertionError("<!-- docs-test: upstash PREFIX --> needs the key prefix the examples use")
+    server = request.getfixturevalue("upstash_server")
+    url: str = request.getfixturevalue("redis_url")
+    _delete_prefix(url, prefix)
+    try:
+        yield {"UPSTASH_REDIS_REST_URL": server.url, "UPSTASH_REDIS_REST_TOKEN": server.token}
+    finally:
+        _delete_prefix(url, prefix)
+
+
+@contextmanager
+def _postgres(request: pytest.FixtureRequest, argument: str) -> Iterator[dict[str, str]]:
+    """A database of the page's own on the local PostgreSQL, dropped afterwards."""
+    from tests.servers.postgres import temporary_database
+
+    _no_argument("postgres", argument)
+    with temporary_database("websession_docs") as dsn:
+        yield {"DATABASE_URL": dsn}
+
+
+@contextmanager
+def _memcached(request: pytest.FixtureRequest, argument: str) -> Iterator[dict[str, str]]:
+    """Two memcached servers of the page's own (so examples can show several servers)."""
+    from tests.servers.memcached import MemcachedProcess
+
+    _no_argument("memcached", argument)
+    servers: list[MemcachedProcess] = []
+    try:
+        for _ in range(2):
+            servers.append(MemcachedProcess())
+            servers[-1].start()
+        yield {"MEMCACHE_SERVERS": ",".join(server.address for server in servers)}
+    finally:
+        for server in servers:
+            server.remove()
+
+
+@contextmanager
+def _dynamodb(request: pytest.FixtureRequest, argument: str) -> Iterator[dict[str, str]]:
+    """moto's DynamoDB emulator, through the AWS SDK's own environment variables; tables the
+    page creates are deleted afterwards."""
+    from tests.servers.moto import MOTO_CLIENT_OPTIONS
+
+    _no_argument("dynamodb", argument)
+    client = request.getfixturevalue("dynamodb_client")
+    before = set(client.list_tables()["TableNames"])
+    try:
+        yield {
+            "AWS_ENDPOINT_URL_DYNAMODB": request.getfixturevalue("moto_endpoint"),
+            "AWS_ACCESS_KEY_ID": MOTO_CLIENT_OPTIONS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": MOTO_CLIENT_OPTIONS["aws_secret_access_key"],
+        }
+    finally:
+        for table in set(client.list_tables()["TableNames"]) - before:
+            client.delete_table(TableName=table)
+
+
+@contextmanager
+def _workers_kv(request: pytest.FixtureRequest, argument: str) -> Iterator[dict[str, str]]:
+    """The Miniflare-backed Workers KV REST server; KV_BASE_URL points the store at it."""
+    _no_argument("workers-kv", argument)
+    server = request.getfixturevalue("kv_server")
+    yield {
+        "CLOUDFLARE_ACCOUNT_ID": server.account_id,
+        "CLOUDFLARE_API_TOKEN": server.api_token,
+        "KV_NAMESPACE_ID": server.namespace_id,
+        "KV_BASE_URL": server.base_url,
+    }
+
+
+#: directive name -> a context manager that prepares the server, gives the environment
+#: variables the examples read, and cleans up after the page.
+SERVICES: dict[str, Service] = {
+    "redis": _redis,
+    "upstash": _upstash,
+    "postgres": _postgres,
+    "memcached": _memcached,
+    "dynamodb": _dynamodb,
+    "workers-kv": _workers_kv,
+}
 
 
 # -- running a page ----------------------------------------------------------------------------
@@ -196,14 +310,12 @@ def runnable_pages() -> list[pathlib.Path]:
 def test_examples_run(
     page: pathlib.Path, tmp_path: pathlib.Path, command_dir: pathlib.Path, request: pytest.FixtureRequest
 ) -> None:
-    services = []
-    for name, argument in directives_of(page):
-        if name not in SERVICES:
-            raise AssertionError(f"{page}: unknown directive <!-- docs-test: {name} -->")
-        services.append(SERVICES[name](request, argument))
-    for service in services:
-        next(service)
-    try:
+    with ExitStack() as stack:
+        exported: dict[str, str] = {}
+        for name, argument in directives_of(page):
+            if name not in SERVICES:
+                raise AssertionError(f"{page}: unknown directive <!-- docs-test: {name} -->")
+            exported.update(stack.enter_context(SERVICES[name](request, argument)))
         payload = [
             {
                 "page": block.page,
@@ -215,7 +327,10 @@ def test_examples_run(
             for block in blocks_of(page)
             if block.language in RUN_LANGUAGES and not block.skip
         ]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WEBSESSION_")}
+        # What a reader's shell would have: the page's services, and no stray settings that
+        # point the examples elsewhere (the tests' own WEBSESSION_* and cloud credentials).
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("WEBSESSION_", "AWS_"))}
+        env.update(exported)
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
         env["PATH"] = os.pathsep.join([str(command_dir), env.get("PATH", "")])
         result = subprocess.run(
@@ -228,9 +343,6 @@ def test_examples_run(
             timeout=300,
         )
         assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
-    finally:
-        for service in services:
-            next(service, None)
 
 
 def test_every_python_example_is_run_or_marked() -> None:
