@@ -25,6 +25,7 @@ ORDER = [
     "migrating.md",
     "sharing-with-remix.md",
     "cli.md",
+    "security.md",
     "wire-format.md",
     "design.md",
     "reference.md",

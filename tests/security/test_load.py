@@ -156,7 +156,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def test_two_hundred_clients_see_only_their_own_counter(server: str, redis_url: str, redis_prefix: str) -> None:
+def test_two_hundred_clients_see_only_their_own_counter(
+    server: str, redis_url: str, redis_prefix: str
+) -> None:
     tally = Tally()
     elapsed = asyncio.run(run_clients(server, tally))
     figures = {

@@ -24,7 +24,6 @@ from redis.sentinel import Sentinel
 from tests.servers.redis import RedisServer, free_port
 from websession import (
     ConfigurationError,
-    SessionStoreError,
     StoreUnavailableError,
     create_cookie,
     create_redis_session_storage,

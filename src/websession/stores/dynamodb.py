@@ -679,6 +679,10 @@ def create_dynamodb_session_storage(
     ``endpoint_url`` and ``client_options`` (any ``create_client`` keyword, e.g. credentials).
     Create the table once with ``storage.store.setup()`` or :func:`create_dynamodb_table`.
 
+    ``absolute_timeout`` (seconds) ends a session that long after its id was issued, however
+    active; ``storage_key_secret`` keeps records under a keyed hash of the id, so a dump of the
+    store holds no live ids (docs/security.md).
+
     Example (needs DynamoDB)::
 
         from websession import create_cookie, create_dynamodb_session_storage

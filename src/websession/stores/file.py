@@ -262,6 +262,10 @@ def create_file_session_storage(
 ) -> SessionStorage:
     """Sessions as JSON files under ``dir``, in Remix's file layout.
 
+    ``absolute_timeout`` (seconds) ends a session that long after its id was issued, however
+    active; ``storage_key_secret`` keeps records under a keyed hash of the id, so a dump of the
+    store holds no live ids (docs/security.md).
+
     Example::
 
         >>> import tempfile

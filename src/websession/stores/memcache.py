@@ -586,6 +586,10 @@ def create_memcache_session_storage(
     ``-I`` (1 MiB by default). ``timeout`` bounds connecting and each operation; ``pool_size``
     is the number of connections per server for the async door.
 
+    ``absolute_timeout`` (seconds) ends a session that long after its id was issued, however
+    active; ``storage_key_secret`` keeps records under a keyed hash of the id, so a dump of the
+    store holds no live ids (docs/security.md).
+
     Example::
 
         >>> from websession import create_cookie

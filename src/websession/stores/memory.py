@@ -178,6 +178,10 @@ def create_memory_session_storage(
 ) -> SessionStorage:
     """Sessions kept in this process's memory (lost on restart; not shared between workers).
 
+    ``absolute_timeout`` (seconds) ends a session that long after its id was issued, however
+    active; ``storage_key_secret`` keeps records under a keyed hash of the id, so a dump of the
+    store holds no live ids (docs/security.md).
+
     Example::
 
         >>> from websession import create_cookie

@@ -495,6 +495,10 @@ def create_postgres_session_storage(
     ``{"min_size": 1, "max_size": 10, "timeout": 5.0}``). ``create_table=False`` skips the
     first-use ``CREATE TABLE IF NOT EXISTS`` (call ``storage.store.setup()`` in a migration).
 
+    ``absolute_timeout`` (seconds) ends a session that long after its id was issued, however
+    active; ``storage_key_secret`` keeps records under a keyed hash of the id, so a dump of the
+    store holds no live ids (docs/security.md).
+
     Example (needs a server)::
 
         from websession import create_cookie, create_postgres_session_storage

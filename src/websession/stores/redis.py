@@ -192,9 +192,10 @@ class RedisStore(Store):
     ``url``: ``redis://``, ``rediss://`` (TLS), ``redis+cluster://`` / ``rediss+cluster://``
     (Redis Cluster); clients are made on first use with ``timeout`` seconds for connecting
     and for each reply, and (plain Redis) a pool of up to ``max_connections`` connections per
-    door in which a request waits up to ``timeout`` for a free connection. ``client``: a ``redis.Redis``, ``redis.cluster.RedisCluster``, a
-    Sentinel ``master_for(...)`` client, or their ``redis.asyncio`` twins; it serves its
-    own door only and is not closed by :meth:`close`.
+    door in which a request waits up to ``timeout`` for a free connection. ``client``: a
+    ``redis.Redis``, ``redis.cluster.RedisCluster``, a Sentinel ``master_for(...)`` client, or
+    their ``redis.asyncio`` twins; it serves its own door only and is not closed by
+    :meth:`close`.
     """
 
     kind = "redis"

@@ -341,6 +341,10 @@ def create_sqlite_session_storage(
 ) -> SessionStorage:
     """Sessions in a SQLite database file: the embedded default.
 
+    ``absolute_timeout`` (seconds) ends a session that long after its id was issued, however
+    active; ``storage_key_secret`` keeps records under a keyed hash of the id, so a dump of the
+    store holds no live ids (docs/security.md).
+
     Example::
 
         >>> import os, tempfile

@@ -634,6 +634,10 @@ def create_upstash_session_storage(
     the cookie sets no ``max_age``/``expires``; None keeps records until deleted. ``timeout``
     (seconds) bounds each request made through ``url``/``token``.
 
+    ``absolute_timeout`` (seconds) ends a session that long after its id was issued, however
+    active; ``storage_key_secret`` keeps records under a keyed hash of the id, so a dump of the
+    store holds no live ids (docs/security.md).
+
     Example::
 
         >>> from websession import create_cookie

@@ -446,6 +446,10 @@ def create_workers_kv_session_storage(
     atomically (last write wins; see the module docs). ``base_url`` replaces
     ``https://api.cloudflare.com/client/v4/accounts/{account_id}/storage/kv/namespaces/{namespace_id}``.
 
+    ``absolute_timeout`` (seconds) ends a session that long after its id was issued, however
+    active; ``storage_key_secret`` keeps records under a keyed hash of the id, so a dump of the
+    store holds no live ids (docs/security.md).
+
     Example (needs Cloudflare or a local KV server)::
 
         from websession import create_cookie, create_workers_kv_session_storage
