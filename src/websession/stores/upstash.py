@@ -62,6 +62,12 @@ from .base import Clock, Record, Store, utcnow
 from .redis_cas import CAS_SCRIPT, CAS_SHA1, Attempt, apply_to, digest
 from .steps import Steps, arun_steps, run_steps
 
+#: Every pooled connection may stay open (httpx keeps 20 by default). httpcore's sync pool can
+#: close a "surplus" keep-alive connection that another thread was just handed, failing that
+#: request with EBADF or a read timeout (encode/httpcore#1110); seen with 50 threads in the
+#: security suite, never with this setting.
+POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+
 #: One Redis command as the REST API takes it: the name, then its arguments.
 Command = list[str | int]
 
@@ -201,7 +207,7 @@ class UpstashRestClient:
         if client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = httpx.Client(timeout=self.timeout)
+                    self._client = httpx.Client(timeout=self.timeout, limits=POOL_LIMITS)
                 client = self._client
         return client
 

@@ -52,6 +52,12 @@ from ..storage import SessionStorage
 from ..urls import cookie_from_options, reject_unknown, storage_options
 from .base import Clock, Record, Store, touch_due, utcnow
 
+#: Every pooled connection may stay open (httpx keeps 20 by default). httpcore's sync pool can
+#: close a "surplus" keep-alive connection that another thread was just handed, failing that
+#: request with EBADF or a read timeout (encode/httpcore#1110); seen with 50 threads in the
+#: security suite, never with this setting.
+POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+
 API_BASE = "https://api.cloudflare.com/client/v4/accounts/{account_id}/storage/kv/namespaces/{namespace_id}"
 
 #: KV's limits: value size, key length (UTF-8 bytes), and how far ahead an expiration must be.
@@ -364,7 +370,7 @@ class WorkersKVStore(Store):
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = httpx.Client(timeout=self.timeout)
+                    self._client = httpx.Client(timeout=self.timeout, limits=POOL_LIMITS)
                     self._own_client = True
         return self._client
 
