@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -290,16 +291,32 @@ def test_wrong_token_is_a_store_error_not_an_outage(make: Any, door: Door) -> No
     assert "token" in str(caught.value)
 
 
-def test_a_command_error_carries_the_server_message(
-    make: Any, door: Door, direct: redis.Redis, redis_prefix: str
+def test_a_key_of_the_wrong_type_is_an_unreadable_record(
+    make: Any, door: Door, direct: redis.Redis, redis_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Issue 5: a record of the wrong type gives a fresh session and a warning, never a 500.
     storage = make()
     browser = Browser(COOKIE)
     door.request(storage, browser, lambda s: s.set("a", 1))
     direct.delete(redis_prefix + session_id(storage, browser))
     direct.hset(redis_prefix + session_id(storage, browser), "field", "value")  # not a string any more
-    with pytest.raises(SessionStoreError, match="WRONGTYPE") as caught:
-        door.get(storage, browser.header)
+    caplog.set_level("WARNING", logger="websession")
+    assert door.get(storage, browser.header).is_new
+    assert "WRONGTYPE" in caplog.text
+
+
+def test_a_command_error_carries_the_server_message(
+    make: Any, door: Door, upstash_private_server: UpstashRestServer
+) -> None:
+    storage = make(upstash_private_server)
+    browser = Browser(COOKIE)
+    door.request(storage, browser, lambda s: s.set("a", 1))
+    upstash_private_server.fault = (400, json.dumps({"error": "ERR unknown command 'GETEX'"}))
+    try:
+        with pytest.raises(SessionStoreError, match="unknown command") as caught:
+            door.get(storage, browser.header)
+    finally:
+        upstash_private_server.fault = None
     assert isinstance(caught.value, UpstashCommandError)
     assert not isinstance(caught.value, StoreUnavailableError)
 
