@@ -37,3 +37,10 @@ def postgres_dsn() -> Iterator[str]:
             yield make_conninfo(**{**conninfo_to_dict(POSTGRES_ADMIN_DSN), "dbname": name})
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_table() -> str:
+    """A table name of one test's own in the run's database (dropped with the database), so a
+    test that scans or counts sees only its own rows."""
+    return f"t_{secrets.token_hex(4)}"
