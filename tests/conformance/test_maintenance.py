@@ -1,9 +1,10 @@
-"""The maintenance hooks every store offers to the ``websession`` command: scan, count, write,
-write_many and purge_expired (see the contract in ``websession.stores.base``).
+"""The maintenance hooks every store offers to the ``websession`` command: scan, count, peek,
+write, write_many and purge_expired (see the contract in ``websession.stores.base``).
 
 They are sync only, so these tests do not run through the two doors. A store that does not
 offer a hook yet is skipped here with the reason (the command then fails with one line for
-that store); the cookie store keeps no records at all.
+that store); the cookie store keeps no records at all. Ids come from ``store.new_id()``: the
+ids a store accepts differ (remix-v3 ids are UUIDs).
 """
 
 from __future__ import annotations
@@ -56,6 +57,20 @@ def scanned(store: Store) -> dict[str, Record]:
     return hook(store, lambda: dict(store.scan()))
 
 
+def peeked(store: Store, id: str, expires: datetime | None) -> Record | None:
+    """``store.peek(id)``; skip when the store cannot know the expiry at all: it keeps the
+    default peek and its read reports none (callbacks in the Remix style return data only)."""
+    record = store.peek(id)
+    if (
+        record is not None
+        and record.expires is None
+        and expires is not None
+        and type(store).peek is Store.peek
+    ):
+        pytest.skip(f"{store.kind} store: its read reports no expiry and it does not override peek")
+    return record
+
+
 def close_to(a: datetime | None, b: datetime | None) -> bool:
     if a is None or b is None:
         return a is b
@@ -80,7 +95,7 @@ def test_scan_does_not_touch_records(store: Store) -> None:
     id = store.create({"n": 1}, expires)
     scanned(store)
     # read(id, None) may not know the expiry (Redis answers GET without the TTL): peek does.
-    record = store.peek(id)
+    record = peeked(store, id, expires)
     assert record is not None and close_to(record.expires, expires)
 
 
@@ -89,7 +104,7 @@ def test_peek_reports_data_and_expiry_without_touching(store: Store) -> None:
     id = store.create({"n": 1}, expires)
     forever = store.create({"n": 2}, None)
     for _ in range(2):
-        record = store.peek(id)
+        record = peeked(store, id, expires)
         assert record is not None and record.data == {"n": 1} and close_to(record.expires, expires)
     record = store.peek(forever)
     assert record is not None and record.data == {"n": 2} and record.expires is None
@@ -118,7 +133,7 @@ def test_write_keeps_the_id_the_data_and_the_expiry(store: Store) -> None:
     id = store.new_id()
     expires = store.clock() + timedelta(minutes=30)
     assert hook(store, lambda: store.write(id, FIDELITY, expires)) is True
-    record = store.peek(id)
+    record = peeked(store, id, expires)
     assert record is not None and record.data == FIDELITY and close_to(record.expires, expires)
     assert id in scanned(store)
 
@@ -155,7 +170,6 @@ def test_write_many_counts_what_it_wrote(store: Store) -> None:
     now = store.clock()
     kept = store.new_id()
     hook(store, lambda: store.write(kept, {"v": "target"}, None))
-    # Ids from store.new_id(): the ones this store accepts (remix-v3 ids are UUIDs).
     batch = [(store.new_id(), Record({"n": n}, now + timedelta(hours=1))) for n in range(5)]
     batch.append((store.new_id(), Record({"dead": True}, now - timedelta(seconds=1))))
     batch.append((kept, Record({"v": "source"}, None)))
