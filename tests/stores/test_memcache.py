@@ -397,6 +397,8 @@ def test_write_sets_the_record_with_its_expiry(
     assert plain.write(id, {"a": 3}, None) is True
     assert remaining_ttl(memcached_server, (memcache_prefix + id).encode()) == -1
     assert plain.write(plain.new_id(), {"a": 1}, utcnow() - timedelta(seconds=1)) is False
+    with pytest.raises(ValueError, match="not a valid session id"):
+        plain.write("x\r\nflush_all", {}, None)  # keys travel in a text protocol
 
 
 def test_write_many_counts_and_refuses_oversized_records(plain: MemcacheStore) -> None:
@@ -419,6 +421,8 @@ def test_peek_reads_the_expiry_without_touching(
         assert record.expires is not None and abs((record.expires - expires).total_seconds()) <= 1.5
     assert 298 <= remaining_ttl(memcached_server, (memcache_prefix + id).encode()) <= 300
     assert plain.peek(plain.new_id()) is None
+    assert plain.peek(id + "\r\nflush_all") is None
+    assert plain.peek(id) is not None
 
 
 def test_scan_and_count_say_memcached_cannot_list_keys(plain: MemcacheStore) -> None:

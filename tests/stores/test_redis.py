@@ -660,9 +660,10 @@ def test_scan_skips_a_key_of_another_type(
     store.close()
 
 
-def test_cluster_scan_count_and_write_many_cover_every_master(redis_cluster_url: str) -> None:
+@pytest.mark.parametrize("layout", ["string", "hash"])
+def test_cluster_scan_count_and_write_many_cover_every_master(redis_cluster_url: str, layout: Any) -> None:
     prefix = f"maintenance:{uuid.uuid4().hex[:8]}:"
-    store = RedisStore(url=redis_cluster_url, prefix=prefix)
+    store = RedisStore(url=redis_cluster_url, prefix=prefix, layout=layout)
     later = utcnow() + timedelta(minutes=5)
     ids = [store.new_id() for _ in range(300)]
     assert store.write_many((id, Record({"id": id}, later)) for id in ids) == 300

@@ -478,6 +478,8 @@ class MemcacheStore(Store):
     def peek(self, id: str) -> Record | None:
         """The record, untouched, with its expiry from the meta command ``mg <key> t``
         (memcached 1.6+; older servers leave ``expires`` as None)."""
+        if not self.is_valid_id(id):
+            return None  # the key goes into a raw text command: only ids this store issues
         record = self.read(id, None)
         if record is None:
             return None
@@ -491,6 +493,8 @@ class MemcacheStore(Store):
         self, id: str, data: Mapping[str, Any], expires: datetime | None, *, replace: bool = True
     ) -> bool:
         """``set`` (or ``add`` with ``replace=False``) under ``prefix + id`` with the expiry."""
+        if not self.is_valid_id(id):
+            raise ValueError(f"{id!r} is not a valid session id for the memcache store")
         if self.is_expired(expires):
             return False
         key = self.key(id)
