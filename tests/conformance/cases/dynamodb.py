@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 
 from websession import create_dynamodb_session_storage
-from websession.stores.dynamodb import create_dynamodb_table
 
 from ...servers.moto import MOTO_CLIENT_OPTIONS, MOTO_REGION
 from ..harness import Options
@@ -15,13 +12,9 @@ from . import StoreCase
 
 
 def make_dynamodb(request: pytest.FixtureRequest, options: Options):
-    client = request.getfixturevalue("dynamodb_client")
-    # A table per test: the maintenance tests count and scan every item in the table.
-    table = f"websession-{secrets.token_hex(4)}"
-    create_dynamodb_table(client, table)
-    request.addfinalizer(lambda: client.delete_table(TableName=table))
     return create_dynamodb_session_storage(
-        table=table,
+        # A table per test: scans and counts see only the test's own items.
+        table=request.getfixturevalue("dynamodb_test_table"),
         # The run's shared boto3 client for the sync door; the async door opens its own.
         client=request.getfixturevalue("dynamodb_client"),
         endpoint_url=request.getfixturevalue("moto_endpoint"),

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-
-import psycopg
 import pytest
 
 from websession import create_postgres_session_storage
@@ -14,18 +11,10 @@ from . import StoreCase
 
 
 def make_postgres(request: pytest.FixtureRequest, options: Options):
-    dsn = request.getfixturevalue("postgres_dsn")
-    # A table per test: the maintenance tests count and scan every record in the table.
-    table = f"sessions_{secrets.token_hex(4)}"
-
-    def drop() -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f"DROP TABLE IF EXISTS {table}")
-
-    request.addfinalizer(drop)
     return create_postgres_session_storage(
-        dsn=dsn,
-        table=table,
+        dsn=request.getfixturevalue("postgres_dsn"),
+        # A table per test: scans and counts see only the test's own rows.
+        table=request.getfixturevalue("postgres_table"),
         cookie=options.cookie,
         clock=options.clock,
         rolling=options.rolling,
