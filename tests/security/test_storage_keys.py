@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -117,3 +118,26 @@ def test_an_empty_storage_key_secret_is_refused() -> None:
     with pytest.raises(ValueError):
         MemoryStore(storage_key_secret="")
     assert MemoryStore(storage_key_secret=b"\x00" * 32).hashes_ids
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_maintenance_hooks_address_the_keyed_records(backend: Backend, build: Any) -> None:
+    """``websession show``/``rm`` (peek, delete) take real ids, and ``migrate`` into a hashed
+    store (write) lands under the keyed hash, where the cookie finds it."""
+    from websession import generate_id
+
+    storage = build(backend, storage_key_secret=SERVER_KEY)
+    store = storage.store
+    id, _ = start(storage, {"user": 1})
+    peeked = store.peek(id)
+    assert peeked is not None and peeked.data == {"user": 1}
+    migrated = generate_id(store.clock().timestamp())
+    try:
+        assert store.write(migrated, {"user": 2}, store.clock() + timedelta(hours=1))
+    except NotImplementedError:
+        pytest.skip(f"{backend.name} cannot write records under given ids")
+    keys = backend.raw(storage).stored_keys()
+    assert expected_key(migrated) in keys and migrated not in keys
+    assert storage.get_session(storage.cookie.serialize(migrated).split(";")[0])["user"] == 2
+    store.delete(migrated)
+    assert expected_key(migrated) not in backend.raw(storage).stored_keys()
