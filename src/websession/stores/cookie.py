@@ -29,7 +29,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import SplitResult
 
-from ..cookie import Cookie, CookieLike, as_cookie
+from ..cookie import Cookie, CookieLike, as_cookie, find_cookie
 from ..errors import ConfigurationError, CookieTooLargeError
 from ..session import Session
 from ..storage import MAX_COOKIE_SIZE, CookieSessionStorage
@@ -147,8 +147,6 @@ class EncryptedCookieSessionStorage(CookieSessionStorage):
         return data, created_at, expires_at
 
     def _has_cookie(self, header: str | bytes | None) -> bool:
-        from ..cookie import find_cookie
-
         return bool(find_cookie(header, self.cookie.name))
 
     def _expired_header(self, overrides: dict[str, Any]) -> str:
