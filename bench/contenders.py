@@ -405,9 +405,9 @@ _SYNC_FLOOR = {"read": SYNC_FLOOR, "write": SYNC_FLOOR}
 CONTENDERS: list[Contender] = [
     Contender(FLOOR, "floor", AsyncFloor, ("redis",)),
     Contender(SYNC_FLOOR, "floor", SyncFloor, ("redis",)),
-    Contender("starsessions (redis)", "anchor", starsessions_redis, ("starsessions", "redis"), dict(_FLOOR)),
-    Contender("aiohttp-session (redis)", "anchor", lambda env: AiohttpRunner(env), ("aiohttp_session",), dict(_FLOOR)),
-    Contender("Flask-Session (redis)", "anchor", flask_session_redis, ("flask_session",), dict(_SYNC_FLOOR)),
+    Contender("starsessions (redis)", "anchor", starsessions_redis, ("starsessions", "redis")),
+    Contender("aiohttp-session (redis)", "anchor", lambda env: AiohttpRunner(env), ("aiohttp_session",)),
+    Contender("Flask-Session (redis)", "anchor", flask_session_redis, ("flask_session",)),
     Contender("Starlette SessionMiddleware (cookie)", "anchor", starlette_cookie, ("starlette", "itsdangerous")),
     Contender("Flask cookie session", "anchor", flask_cookie, ("flask",)),
     Contender(
@@ -446,6 +446,9 @@ CONTENDERS: list[Contender] = [
 
 #: Extra comparisons shown beside the main anchor: (contender, workload) -> reference.
 FLOORS = {
+    "starsessions (redis)": _FLOOR,
+    "aiohttp-session (redis)": _FLOOR,
+    "Flask-Session (redis)": _SYNC_FLOOR,
     "websession redis": _FLOOR,
     "websession redis hash": _FLOOR,
     "websession Flask redis": _SYNC_FLOOR,

@@ -23,14 +23,16 @@ PATHS = {"read": "/read", "write": "/write", "init": "/init"}
 
 
 def touch(session: MutableMapping[str, Any], path: str) -> None:
-    """What every benchmark app does with its session, whatever the library."""
-    if path == "/read":
-        session.get("user_id")
-    elif path == "/write":
-        session["n"] = session.get("n", 0) + 1
-    else:
+    """What every benchmark app does with its session, whatever the library.
+
+    "/read" reads one key, "/write" increments a counter; both start a session holding
+    :data:`INITIAL` when there is none (the first request of a browser over HTTP).
+    """
+    if path == "/init" or session.get("user_id") is None:
         for key, value in INITIAL.items():
             session[key] = value
+    elif path == "/write":
+        session["n"] = session.get("n", 0) + 1
 
 
 async def asgi_endpoint(scope: Scope, receive: Any, send: Any) -> None:

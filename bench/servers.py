@@ -46,14 +46,25 @@ def _binary(name: str) -> str:
 class Process:
     """A server process on a port of its own, logging to a file in its own directory."""
 
-    def __init__(self, name: str, command: list[str], port: int, directory: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        port: int,
+        directory: Path,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name
         self.port = port
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.log = directory / f"{name}.log"
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=directory)
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd or directory, env=env
+            )
         deadline = time.monotonic() + 20
         while not listening(port):
             if self.process.poll() is not None or time.monotonic() > deadline:

@@ -1,0 +1,336 @@
+"""``python -m bench``: websession against the anchors, side by side, in one process run.
+
+Phases: in-process request cycles (ASGI/WSGI callables, no HTTP), cookie signing, concurrent
+clients, a Redis Cluster run, HTTP runs under uvicorn and gunicorn, and scale figures. Every
+figure is a median over rounds in which all contenders take turns; ratios come from this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from . import ROOT
+from .contenders import CONTENDERS, Contender, Env, websession_asgi
+from .measure import Figure, RedisCounters, call, run_rounds
+from .servers import Servers
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # ~5 minutes on 2 cores.
+    "default": dict(
+        requests=2000, rounds=7, sign_ops=20_000, http_seconds=2.0, http_rounds=3, levels=[1, 8, 64],
+        concurrency_requests=4000, sizes=[1_000, 10_000, 100_000, 1_000_000], file_sizes=[1_000, 10_000, 100_000],
+        growth_requests=1000, memory_sessions=100_000, cluster=True,
+    ),
+    # ~30 seconds.
+    "quick": dict(
+        requests=300, rounds=3, sign_ops=5000, http_seconds=1.0, http_rounds=1, levels=[1, 8, 64],
+        concurrency_requests=640, sizes=[1_000, 10_000], file_sizes=[1_000, 10_000],
+        growth_requests=200, memory_sessions=10_000, cluster=False,
+    ),
+    # A few seconds: checks that everything runs (tests/bench/test_smoke.py).
+    "smoke": dict(
+        requests=20, rounds=1, sign_ops=100, http_seconds=1.0, http_rounds=1, levels=[1, 8],
+        concurrency_requests=16, sizes=[100, 300], file_sizes=[100, 300],
+        growth_requests=20, memory_sessions=500, cluster=False,
+    ),
+    # What docs/performance.md shows: the default, with the file store grown to a million too.
+    "full": dict(
+        requests=2000, rounds=9, sign_ops=20_000, http_seconds=3.0, http_rounds=3, levels=[1, 8, 64],
+        concurrency_requests=4000, sizes=[1_000, 10_000, 100_000, 1_000_000],
+        file_sizes=[1_000, 10_000, 100_000, 1_000_000], growth_requests=1000, memory_sessions=100_000, cluster=True,
+    ),
+}
+
+PHASES = ("inprocess", "signing", "concurrency", "cluster", "http", "growth", "memory")
+SMOKE_HTTP = ["websession redis (Starlette)", "starsessions (redis)"]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_const", const="quick", dest="preset", help="a ~30 s run")
+    size.add_argument("--smoke", action="store_const", const="smoke", dest="preset", help="a few seconds, to check it runs")
+    size.add_argument("--full", action="store_const", const="full", dest="preset", help="what docs/performance.md shows")
+    parser.add_argument("--only", action="append", default=[], metavar="TEXT", help="contenders whose name contains TEXT (repeatable)")
+    parser.add_argument("--skip", action="append", default=[], choices=PHASES, help="leave a phase out (repeatable)")
+    parser.add_argument("--phase", action="append", default=[], choices=PHASES, help="run only these phases (repeatable)")
+    parser.add_argument("--requests", type=int, help="requests per contender per round")
+    parser.add_argument("--rounds", type=int, help="rounds (the figure is the median)")
+    parser.add_argument("--http-seconds", type=float, help="seconds of load per HTTP run")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
+    parser.add_argument("--markdown", type=Path, metavar="PATH", help="write the report as Markdown")
+    parser.add_argument("--plot", type=Path, metavar="PATH", help="write the plot (PNG)")
+    parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md and docs/performance.png")
+    parser.set_defaults(preset="default")
+    return parser.parse_args(argv)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def conditions(preset: str) -> dict[str, Any]:
+    def run(*command: str) -> str:
+        try:
+            return subprocess.run(command, capture_output=True, text=True, timeout=10, cwd=ROOT).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return "?"
+
+    commit = run("git", "rev-parse", "--short", "HEAD")
+    dirty = "+changes" if run("git", "status", "--porcelain", "--untracked-files=no") else ""
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit + dirty,
+        "preset": preset,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "redis-server": run("redis-server", "--version").split(" ")[2].removeprefix("v=") if run("redis-server", "--version") else "?",
+    }
+
+
+def selected(only: list[str]) -> list[Contender]:
+    if not only:
+        return list(CONTENDERS)
+    return [c for c in CONTENDERS if any(text.lower() in c.name.lower() for text in only) or c.group == "floor"]
+
+
+def build_runners(loop: asyncio.AbstractEventLoop, contenders: list[Contender], env: Env, skipped: dict[str, str]) -> dict[str, Any]:
+    runners = {}
+    for contender in contenders:
+        why = contender.available()
+        if why is not None:
+            skipped[contender.name] = why
+            continue
+        try:
+            runner = contender.build(env)
+            call(loop, runner, "prime")
+        except Exception as exc:  # a contender that cannot start is reported, not fatal
+            skipped[contender.name] = f"{type(exc).__name__}: {exc}"
+            continue
+        runners[contender.name] = runner
+    return runners
+
+
+def run_http(servers: Servers, settings: dict[str, Any], names: list[str], scratch: Path, results: dict[str, Any]) -> None:
+    from .http import APPS, AppServer, have_wrk, load
+
+    counters = RedisCounters(servers.redis_port)
+    log(f"HTTP: starting {len(names)} servers")
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = {name: pool.submit(AppServer, name, servers.redis_url if APPS[name][2] else None, scratch) for name in names}
+    apps = {}
+    for name, future in futures.items():
+        try:
+            apps[name] = future.result()
+        except Exception as exc:
+            results["meta"]["notes"][f"HTTP {name}"] = f"did not start: {exc}"
+    seconds, connections = settings["http_seconds"], 8
+    results["http_meta"] = (
+        f"{'wrk' if have_wrk() else 'Python load generator'} with {connections} connections keeping the cookie, "
+        f"{seconds:g} s per run, median of {settings['http_rounds']} rounds"
+    )
+    workloads = {name: ["read", "write"] if APPS[name][2] else ["read"] for name in apps}
+    samples: dict[str, dict[str, list[tuple[float, float | None, int]]]] = {n: {w: [] for w in ws} for n, ws in workloads.items()}
+    try:
+        for name, app in apps.items():  # warm up: imports, pools
+            load(app.url("/read"), 1.0, connections)
+        for index in range(settings["http_rounds"]):
+            order = list(apps)
+            order = order[index % len(order):] + order[: index % len(order)]
+            for name in order:
+                for workload in workloads[name]:
+                    before = counters.snapshot()
+                    result = load(apps[name].url("/" + workload), seconds, connections)
+                    trips = None
+                    if APPS[name][2] and result.requests:
+                        trips = counters.delta(before, counters.snapshot(), result.requests)[0]
+                    samples[name][workload].append((result.rate, trips, result.errors))
+            log(f"HTTP round {index + 1}/{settings['http_rounds']}")
+        http: dict[str, dict[str, dict[str, Any]]] = {}
+        for name, by in samples.items():
+            http[name] = {}
+            for workload, points in by.items():
+                rates = [p[0] for p in points]
+                trips = [p[1] for p in points if p[1] is not None]
+                median = statistics.median(rates)
+                http[name][workload] = {
+                    "rate": median,
+                    "spread": (max(rates) - min(rates)) / 2 / median if median else 0.0,
+                    "trips": statistics.median(trips) if trips else None,
+                    "errors": sum(p[2] for p in points),
+                }
+        results["http"] = http
+        levels = settings["levels"]
+        pair = [n for n in ("websession redis (Starlette)", "starsessions (redis)") if n in apps]
+        if pair:
+            table: dict[str, dict[int, list[float]]] = {n: {c: [] for c in levels} for n in pair}
+            for _ in range(max(1, settings["http_rounds"] - 1)):
+                for clients in levels:
+                    for name in pair:
+                        table[name][clients].append(load(apps[name].url("/read"), seconds, clients).rate)
+            results.setdefault("concurrency", {})["HTTP (uvicorn, 1 worker; connections share one cookie)"] = {
+                n: {c: statistics.median(v) for c, v in by.items()} for n, by in table.items()
+            }
+    finally:
+        for app in apps.values():
+            app.stop()
+        counters.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = dict(PRESETS[args.preset])
+    for key in ("requests", "rounds", "http_seconds"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    phases = [p for p in (args.phase or PHASES) if p not in args.skip]
+    if not settings["cluster"] and "cluster" in phases and not args.phase:
+        phases.remove("cluster")
+    started = time.perf_counter()
+    results: dict[str, Any] = {"meta": conditions(args.preset)}
+    notes: dict[str, str] = {}
+    results["meta"]["notes"] = notes
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    with Servers() as servers, tempfile.TemporaryDirectory(prefix="websession-bench-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        env = Env(servers, scratch, notes=notes)
+        counters = RedisCounters(servers.redis_port)
+        runners: dict[str, Any] = {}
+        skipped: dict[str, str] = {}
+        anchors = {c.name: c.anchor for c in CONTENDERS}
+        try:
+            if "inprocess" in phases or "concurrency" in phases:
+                runners = build_runners(loop, selected(args.only), env, skipped)
+            if "inprocess" in phases:
+                log(f"in-process: {len(runners)} contenders, {settings['requests']} requests x {settings['rounds']} rounds")
+                results["inprocess"] = run_rounds(
+                    loop, runners, ("read", "write"), n=settings["requests"], rounds=settings["rounds"], counters=counters, progress=log
+                )
+            if "signing" in phases:
+                from .signing import SIGNERS
+
+                log("cookie signing")
+                signers = {name: cls() for name, cls in SIGNERS.items()}
+                for signer in signers.values():
+                    signer.prime()
+                results["signing"] = run_rounds(
+                    loop, signers, ("data", "id"), n=settings["sign_ops"], rounds=settings["rounds"], counters=None, progress=log
+                )
+            if "concurrency" in phases:
+                from .scale import concurrency
+
+                pair = {n: runners[n] for n in ("websession redis", "starsessions (redis)") if n in runners}
+                if pair:
+                    log(f"concurrency {settings['levels']}")
+                    results.setdefault("concurrency", {})["In process (one event loop, each client its own cookie)"] = concurrency(
+                        loop, pair, settings["levels"], n=settings["concurrency_requests"], rounds=max(1, settings["rounds"] // 2)
+                    )
+            if "cluster" in phases:
+                log("Redis Cluster")
+                try:
+                    cluster_runners = {
+                        "websession redis": websession_asgi("redis")(env),
+                        "websession redis cluster": websession_asgi("redis-cluster")(env),
+                    }
+                    for runner in cluster_runners.values():
+                        call(loop, runner, "prime")
+                    cluster_counters = None
+                    results["cluster"] = run_rounds(
+                        loop, cluster_runners, ("read", "write"), n=settings["requests"], rounds=settings["rounds"], counters=cluster_counters
+                    )
+                    for runner in cluster_runners.values():
+                        call(loop, runner, "close")
+                except Exception as exc:
+                    notes["Redis Cluster"] = f"not run: {type(exc).__name__}: {exc}"
+            for runner in runners.values():
+                call(loop, runner, "close")
+            if "http" in phases:
+                from .http import APPS
+
+                names = SMOKE_HTTP if args.preset == "smoke" else list(APPS)
+                if args.only:
+                    names = [n for n in names if any(t.lower() in n.lower() for t in args.only)]
+                run_http(servers, settings, names, scratch, results)
+            if "growth" in phases:
+                from .scale import growth
+
+                results["growth"] = {}
+                for kind in ("redis", "sqlite", "file"):
+                    sizes = settings["file_sizes"] if kind == "file" else settings["sizes"]
+                    try:
+                        results["growth"][kind] = growth(kind, sizes, env, n=settings["growth_requests"], rounds=3, progress=log)
+                    except Exception as exc:
+                        notes[f"growth {kind}"] = f"not run: {type(exc).__name__}: {exc}"
+            if "memory" in phases:
+                from .scale import memory_per_session
+
+                results["memory"] = memory_per_session(settings["memory_sessions"])
+        finally:
+            counters.close()
+            loop.close()
+    for name, why in skipped.items():
+        notes[f"skipped {name}"] = why
+    results["meta"]["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    results["meta"]["wall time"] = f"{time.perf_counter() - started:.0f} s"
+    from .report import plot, render
+
+    text = render(results, anchors)
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps(to_json(results), indent=1))
+    if args.markdown:
+        args.markdown.write_text(text + "\n")
+    if args.plot:
+        plot(results, args.plot)
+    if args.write_docs:
+        write_docs(text, results)
+    return 0
+
+
+def to_json(results: dict[str, Any]) -> dict[str, Any]:
+    def convert(value: Any) -> Any:
+        if isinstance(value, Figure):
+            return {"name": value.name, "workload": value.workload, "median_s": value.median, "samples_s": value.samples,
+                    "round_trips": value.trips, "commands": value.commands}
+        if isinstance(value, dict):
+            return {(" / ".join(k) if isinstance(k, tuple) else str(k)): convert(v) for k, v in value.items()}
+        if hasattr(value, "points"):
+            return {"store": value.store, "points": {str(k): v for k, v in value.points.items()}}
+        return value
+
+    return convert(results)
+
+
+START, END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
+
+
+def write_docs(text: str, results: dict[str, Any]) -> None:
+    from .report import plot
+
+    docs = ROOT / "docs"
+    page = docs / "performance.md"
+    content = page.read_text()
+    before, _, rest = content.partition(START)
+    _, _, after = rest.partition(END)
+    page.write_text(f"{before}{START}\n{text}\n{END}{after}")
+    plot(results, docs / "performance.png")
+    log(f"updated {page} and {docs / 'performance.png'}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
