@@ -15,7 +15,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV = os.path.join(ROOT, ".venv")
 
 #: Debian packages that provide the servers and tools the tests start themselves.
-APT_PACKAGES = {"memcached": "memcached", "redis-server": "redis-server", "node": "nodejs", "npm": "npm"}
+APT_PACKAGES = {
+    "memcached": "memcached",
+    "redis-server": "redis-server",
+    "redis-cli": "redis-tools",  # redis-cli --cluster create, for the Redis Cluster fixture
+    "node": "nodejs",
+    "npm": "npm",  # Debian's nodejs does not ship npm; tests/interop needs `npm ci`
+    # The browser test drives Debian's chromium through Playwright (no `playwright install`).
+    "chromium": "chromium",
+}
 
 
 def run(command: list[str], *, check: bool = True, cwd: str | None = None) -> int:

@@ -84,6 +84,53 @@ def decode_record(raw: str | bytes) -> dict[str, Any]:
     return value
 
 
+_FLASH_PREFIX, _FLASH_SUFFIX = "__flash_", "__"  # session.flash_key's naming, as Remix v2 stores it
+
+
+def encode_v3(data: Mapping[str, Any]) -> bytes:
+    """Encode session data as a "remix-v3" record: ``[values, flash]``, as @remix-run/session
+    stores it. Flash values (``__flash_<name>__`` keys) go to the second object.
+
+    Example::
+
+        >>> encode_v3({"user": 1, "__flash_notice__": "Saved"})
+        b'[{"user":1},{"notice":"Saved"}]'
+    """
+    values: dict[str, Any] = {}
+    flash: dict[str, Any] = {}
+    for key, value in data.items():
+        if len(key) >= 10 and key.startswith(_FLASH_PREFIX) and key.endswith(_FLASH_SUFFIX):
+            flash[key[len(_FLASH_PREFIX) : -len(_FLASH_SUFFIX)]] = value
+        else:
+            values[key] = value
+    return _encoder.encode([values, flash]).encode("utf-8")
+
+
+def decode_v3(raw: str | bytes) -> dict[str, Any]:
+    """Decode a "remix-v3" record into flat session data (flash under ``__flash_<name>__``).
+
+    Raises :class:`CorruptRecordError` unless it is an array of one or two objects (or nulls).
+
+    Example::
+
+        >>> decode_v3(b'[{"user":1},{"notice":"Saved"}]')
+        {'user': 1, '__flash_notice__': 'Saved'}
+    """
+    try:
+        value = loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptRecordError(f"record is not JSON: {exc}") from None
+    if not isinstance(value, list) or not 1 <= len(value) <= 2:
+        raise CorruptRecordError("a remix-v3 record is a JSON array [values, flash]")
+    values, flash = [*value, None][:2]
+    if not isinstance(values, (dict, type(None))) or not isinstance(flash, (dict, type(None))):
+        raise CorruptRecordError("a remix-v3 record holds two JSON objects")
+    data = dict(values or {})
+    for name, flashed in (flash or {}).items():
+        data[f"{_FLASH_PREFIX}{name}{_FLASH_SUFFIX}"] = flashed
+    return data
+
+
 def check_value(key: str, value: Any) -> None:
     """Refuse a value that would not survive a JSON round trip, naming the key.
 

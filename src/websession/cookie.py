@@ -5,6 +5,11 @@ A :class:`Cookie` turns a value into a ``Set-Cookie`` header and reads it back f
 first secret; every secret is tried when verifying, so secrets can rotate without logging
 anyone out. Reading never raises, whatever bytes the header holds.
 
+``format="remix-v3"`` speaks the newer ``@remix-run/cookie`` instead: the value is a plain
+string (base64 of its UTF-8 bytes, no JSON), it is not percent-encoded, and the attributes
+come in that package's order (Domain, Expires, HttpOnly, Max-Age, Partitioned, Path,
+SameSite, Secure).
+
 Example::
 
     >>> cookie = create_cookie("sess", secrets=["s1", "s2"])
@@ -34,6 +39,9 @@ from . import codec
 
 SameSite = Union[Literal["lax", "strict", "none"], bool, None]  # noqa: UP007 - a runtime alias on 3.10
 Priority = Literal["low", "medium", "high"]
+#: "remix": Remix v2 and React Router 7/8 (the default). "remix-v3": @remix-run/cookie.
+CookieFormat = Literal["remix", "remix-v3"]
+COOKIE_FORMATS: tuple[CookieFormat, ...] = ("remix", "remix-v3")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -81,8 +89,17 @@ class CookieOptions:
         if self.priority is not None and self.priority not in _PRIORITY:
             raise ValueError(f"cookie priority {self.priority!r} is not low, medium or high")
 
-    def attributes(self) -> str:
-        """The attribute part of Set-Cookie, in the order Remix's `cookie` package writes."""
+    def attributes(self, format: CookieFormat = "remix") -> str:
+        """The attribute part of Set-Cookie, in the order Remix's `cookie` package writes
+        (``format="remix-v3"``: the order of ``@remix-run/cookie``).
+
+        Example::
+
+            >>> CookieOptions(max_age=60, secure=True).attributes("remix-v3")
+            'HttpOnly; Max-Age=60; Path=/; SameSite=Lax; Secure'
+        """
+        if format == "remix-v3":
+            return self._attributes_v3()
         parts = []
         if self.max_age is not None:
             parts.append(f"Max-Age={math.floor(self.max_age)}")
@@ -104,6 +121,29 @@ class CookieOptions:
             parts.append(f"SameSite={_SAME_SITE[self.same_site]}")
         return "; ".join(parts)
 
+    def _attributes_v3(self) -> str:
+        parts = []
+        if self.domain:
+            parts.append(f"Domain={self.domain}")
+        if self.expires is not None:
+            parts.append(f"Expires={format_datetime(self.expires.astimezone(timezone.utc), usegmt=True)}")
+        if self.http_only:
+            parts.append("HttpOnly")
+        if self.max_age is not None:
+            parts.append(f"Max-Age={math.floor(self.max_age)}")
+        if self.partitioned:
+            parts.append("Partitioned")
+        if self.path:
+            parts.append(f"Path={self.path}")
+        if self.same_site:
+            parts.append(f"SameSite={_SAME_SITE[self.same_site]}")
+        # @remix-run/cookie turns Secure on for partitioned cookies, as browsers require.
+        if self.secure or self.partitioned:
+            parts.append("Secure")
+        if self.priority:  # not written by @remix-run/cookie; kept last so the rest lines up
+            parts.append(f"Priority={_PRIORITY[self.priority]}")
+        return "; ".join(parts)
+
 
 @dataclass(frozen=True, slots=True)
 class Verified:
@@ -114,27 +154,40 @@ class Verified:
 
 
 class Cookie:
-    """A named, optionally signed cookie in the Remix wire format.
+    """A named, optionally signed cookie in the Remix wire format (or ``format="remix-v3"``).
 
     Build one with :func:`create_cookie`.
     """
 
-    def __init__(self, name: str, secrets: tuple[str, ...], options: CookieOptions) -> None:
+    def __init__(
+        self,
+        name: str,
+        secrets: tuple[str, ...],
+        options: CookieOptions,
+        *,
+        format: CookieFormat = "remix",
+    ) -> None:
         if not _NAME.fullmatch(name):
             raise ValueError(f"cookie name {name!r} is not a valid token")
         if any(not isinstance(s, str) or not s for s in secrets):
             raise ValueError("cookie secrets must be non-empty strings")
+        if format not in COOKIE_FORMATS:
+            raise ValueError(f"cookie format {format!r} is not one of {', '.join(COOKIE_FORMATS)}")
         options.validate()
         self.name = name
         self.secrets = secrets
         self.options = options
+        #: "remix" (JSON values, percent-encoded) or "remix-v3" (plain strings, not encoded).
+        self.format: CookieFormat = format
         # Keyed once: copying a keyed HMAC skips the key schedule on every cookie.
         self._keys = tuple(hmac.new(s.encode("utf-8"), digestmod=hashlib.sha256) for s in secrets)
-        self._attributes = options.attributes()
+        self._attributes = options.attributes(format)
         # Session ids are signed again on every rolling response: remember recent ones.
         self._signed_ids: dict[tuple[str, str | None], str] = {}
 
     def __repr__(self) -> str:
+        if self.format != "remix":
+            return f"Cookie({self.name!r}, signed={self.is_signed}, format={self.format!r})"
         return f"Cookie({self.name!r}, signed={self.is_signed})"
 
     @property
@@ -167,7 +220,8 @@ class Cookie:
             >>> create_cookie("s", secrets=["new", "old"]).read(old)
             Verified(value=1, stale=True)
         """
-        raw = find_cookie(header, self.name)
+        # @remix-run/cookie never percent-decodes; Remix v2 does.
+        raw = find_cookie(header, self.name, decode=self.format == "remix")
         if raw is None or raw == "":
             return None
         return self.unsign(raw, binding=binding)
@@ -184,7 +238,7 @@ class Cookie:
             if index is None:
                 return None
             stale = index > 0
-        value = _decode_payload(payload)
+        value = _decode_payload(payload) if self.format == "remix" else _decode_text(payload)
         if value is _INVALID:
             return None
         return Verified(value, stale)
@@ -198,17 +252,25 @@ class Cookie:
         so the cookie verifies only when the same binding is given again. The value format is
         unchanged, but JavaScript apps cannot verify bound cookies.
 
+        A "remix-v3" cookie holds text: a str is written as it is, anything else as its JSON.
+
         Example::
 
             >>> create_cookie("s").sign({"a": 1})
             'eyJhIjoxfQ=='
+            >>> create_cookie("s", format="remix-v3").sign("abc")
+            'YWJj'
         """
         cacheable = isinstance(value, str) and len(value) <= _CACHED_ID_LENGTH
         if cacheable:
             cached = self._signed_ids.get((value, binding))
             if cached is not None:
                 return cached
-        payload = base64.b64encode(codec.dumps(value).encode("utf-8")).decode("ascii")
+        if self.format == "remix":
+            text = codec.dumps(value)
+        else:
+            text = value if isinstance(value, str) else codec.dumps(value)
+        payload = base64.b64encode(text.encode("utf-8")).decode("ascii")
         signed = payload
         if self._keys:
             signed = f"{payload}.{_signature(_message(payload, binding), self._keys[0])}"
@@ -232,8 +294,10 @@ class Cookie:
 
     def serialize_raw(self, signed: str, **overrides: Any) -> str:
         """Return a Set-Cookie header for an already signed value."""
-        attributes = self.with_overrides(overrides).attributes() if overrides else self._attributes
-        if _SIGNED_ALPHABET.fullmatch(signed):
+        attributes = self.with_overrides(overrides).attributes(self.format) if overrides else self._attributes
+        if self.format != "remix":
+            encoded = _quote_v3(signed)  # @remix-run/cookie only quotes
+        elif _SIGNED_ALPHABET.fullmatch(signed):
             # What encodeURIComponent does to base64, without quote()'s per-byte loop.
             encoded = signed.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
         else:
@@ -249,7 +313,7 @@ class Cookie:
             's=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Lax'
         """
         options = self.with_overrides({**overrides, "max_age": None, "expires": EPOCH})
-        return f"{self.name}=; {options.attributes()}"
+        return f"{self.name}=; {options.attributes(self.format)}"
 
     def with_overrides(self, overrides: dict[str, Any]) -> CookieOptions:
         """The cookie's options with ``overrides`` applied and checked."""
@@ -299,17 +363,21 @@ def create_cookie(
     same_site: SameSite = "lax",
     partitioned: bool = False,
     priority: Priority | None = None,
+    format: CookieFormat = "remix",
 ) -> Cookie:
     """Create a cookie. Defaults are safe: HttpOnly, SameSite=Lax, Path=/.
 
     ``secrets`` sign the value: the first one signs, all of them verify, so put a new secret
-    first and keep the old ones until their cookies have expired.
+    first and keep the old ones until their cookies have expired. ``format="remix-v3"``
+    writes cookies the way ``@remix-run/cookie`` (the session middleware of Remix 3) does.
 
     Example::
 
         >>> cookie = create_cookie("__session", secrets=["s3cret"], max_age=604800)
         >>> cookie.serialize("abc").split("; ")[1:]
         ['Max-Age=604800', 'Path=/', 'HttpOnly', 'SameSite=Lax']
+        >>> create_cookie("__session", max_age=60, format="remix-v3").serialize("abc")
+        '__session=YWJj; HttpOnly; Max-Age=60; Path=/; SameSite=Lax'
     """
     options = CookieOptions(
         max_age=max_age,
@@ -322,15 +390,16 @@ def create_cookie(
         partitioned=partitioned,
         priority=priority,
     )
-    return Cookie(name, tuple(secrets), options)
+    return Cookie(name, tuple(secrets), options, format=format)
 
 
-def find_cookie(header: str | bytes | None, name: str) -> str | None:
+def find_cookie(header: str | bytes | None, name: str, *, decode: bool = True) -> str | None:
     """Return the percent-decoded value of ``name`` in a Cookie header; the first one wins.
 
     Follows the npm ``cookie`` package that Remix uses: pairs split on ``;``, spaces and tabs
     trimmed, surrounding double quotes removed, and percent-decoding applied only when a ``%``
     is present and the escapes are valid UTF-8 (otherwise the raw text is kept). Never raises.
+    ``decode=False`` keeps the value as sent, as ``@remix-run/cookie`` does.
 
     Example::
 
@@ -348,7 +417,7 @@ def find_cookie(header: str | bytes | None, name: str) -> str | None:
         value = value.strip(" \t")
         if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
             value = value[1:-1]
-        return _decode_uri_component(value)
+        return _decode_uri_component(value) if decode else value
     return None
 
 
@@ -393,6 +462,23 @@ def _verify(payload: str, signature: str, keys: tuple[hmac.HMAC, ...]) -> int | 
 
 
 _INVALID = object()
+
+
+def _quote_v3(value: str) -> str:
+    """Quote a value as @remix-run/headers does (signed base64 never needs it)."""
+    if '"' in value or ";" in value or " " in value:
+        escaped = value.replace('"', '\\"')
+        return f'"{escaped}"'
+    return value
+
+
+def _decode_text(payload: str) -> Any:
+    """Decode base64 → UTF-8 text (a "remix-v3" value); ``_INVALID`` when any step fails."""
+    try:
+        padded = payload + "=" * (-len(payload) % 4)
+        return base64.b64decode(padded, validate=True).decode("utf-8")
+    except (ValueError, binascii.Error, UnicodeError):
+        return _INVALID
 
 
 def _decode_payload(payload: str) -> Any:

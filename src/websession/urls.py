@@ -35,6 +35,10 @@ SCHEMES: dict[str, str] = {
     "dynamodb": "websession.stores.dynamodb:open_url",
     "workers-kv": "websession.stores.workers_kv:open_url",
     "cookie": "websession.stores.cookie:open_url",
+    "redis": "websession.stores.redis:open_url",
+    "rediss": "websession.stores.redis:open_url",
+    "redis+cluster": "websession.stores.redis:open_url",
+    "rediss+cluster": "websession.stores.redis:open_url",
 }
 
 _runtime: dict[str, Opener] = {}

@@ -349,7 +349,8 @@ def test_rotated_secret_keeps_users_signed_in_and_resigns(
     header = door.commit(rotated, session)
     assert header is not None  # re-signed with the new secret
     browser.receive(header)
-    assert create_cookie(COOKIE_NAME, secrets=["new-secret"]).parse(browser.header) is not None
+    resigned = create_cookie(COOKIE_NAME, secrets=["new-secret"], format=rotated.cookie.format)
+    assert resigned.parse(browser.header) is not None
 
 
 # -- save_uninitialized -----------------------------------------------------------------------

@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +45,9 @@ return 1
 CAS_SHA1 = hashlib.sha1(CAS_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA1
 
 #: How many times a commit re-applies its changes to a record that keeps changing under it.
-MAX_ATTEMPTS = 16
+#: When N requests commit to one session at the same moment, each round has one winner, so
+#: the last of them needs N tries: this bounds the concurrent writers that always succeed.
+MAX_ATTEMPTS = 64
 
 
 def digest(raw: bytes) -> str:
@@ -61,9 +64,23 @@ class Attempt:
     data: dict[str, Any]
 
 
-def apply_to(changes: Changes, raw: bytes) -> Attempt:
+def apply_to(
+    changes: Changes,
+    raw: bytes,
+    *,
+    decode: Callable[[bytes], dict[str, Any]] = codec.decode_record,
+    encode: Callable[[Mapping[str, Any]], bytes] = codec.encode,
+) -> Attempt:
     """The changes applied to ``raw``: first the record this request read, then, after a
     mismatch, the current record the script returned. Raises CorruptRecordError if ``raw``
-    is not a JSON object."""
-    data = changes.apply(codec.decode_record(raw))
-    return Attempt(codec.encode(data), digest(raw), data)
+    is not a JSON object. ``decode``/``encode`` choose another record format
+    (``codec.decode_v3``/``codec.encode_v3`` for "remix-v3").
+
+    Example::
+
+        >>> v3 = {"decode": codec.decode_v3, "encode": codec.encode_v3}
+        >>> apply_to(Changes({"b": 2}), b'[{"a":[]},{}]', **v3).new_raw
+        b'[{"a":[],"b":2},{}]'
+    """
+    data = changes.apply(decode(raw))
+    return Attempt(encode(data), digest(raw), data)

@@ -1,0 +1,77 @@
+"""What every integration shares: the storage type, the 503 answer and the Vary rule.
+
+Example::
+
+    >>> has_cookie_vary(["Accept-Encoding, cookie"]), has_cookie_vary(["Accept"])
+    (True, False)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Union
+
+from ..errors import StoreUnavailableError
+from ..session import Session
+from ..storage import CookieSessionStorage, SessionStorage
+
+#: Either kind of storage: store-backed (the id in the cookie) or cookie-only.
+AnyStorage = Union[SessionStorage, CookieSessionStorage]  # noqa: UP007 - a runtime alias on 3.10
+
+logger = logging.getLogger("websession")
+
+#: The body of the default answer when the session store cannot be reached.
+UNAVAILABLE_BODY = b"Service Unavailable: the session store cannot be reached. Please try again shortly.\n"
+
+#: Seconds a client is asked to wait before retrying after a 503.
+RETRY_AFTER = "5"
+
+
+def log_unavailable(exc: StoreUnavailableError, status: int) -> None:
+    """Log a store outage once per request, without a traceback: it is not a bug in the app."""
+    cause = exc.__cause__
+    detail = f"{exc} (caused by {type(cause).__name__}: {cause})" if cause is not None else str(exc)
+    logger.warning("websession: session store unavailable, answered %d: %s", status, detail)
+
+
+def end_if_emptied(session: Session) -> None:
+    """Destroy a stored session that this request emptied (``session.clear()`` to sign out):
+    its record is deleted and the cookie expired, as Starlette, Flask and Django do.
+
+    Example::
+
+        >>> from websession.stores.base import Record
+        >>> session = Session({"user": 7}, "x" * 22, record=Record({"user": 7}))
+        >>> session.clear(); end_if_emptied(session); session.destroyed
+        True
+    """
+    if session.is_new or session.destroyed or session.regenerating or session:
+        return
+    if session.modified:
+        session.destroy()
+
+
+def has_cookie_vary(values: Iterable[str]) -> bool:
+    """Whether ``Vary`` header values already cover the Cookie header (``*`` covers all)."""
+    for value in values:
+        for token in value.split(","):
+            if token.strip().lower() in ("cookie", "*"):
+                return True
+    return False
+
+
+def status_line(status: int) -> str:
+    """``503`` -> ``"503 Service Unavailable"``, for WSGI.
+
+    Example::
+
+        >>> status_line(503), status_line(599)
+        ('503 Service Unavailable', '599 Error')
+    """
+    from http import HTTPStatus
+
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Error"

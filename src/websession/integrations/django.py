@@ -1,0 +1,283 @@
+"""Django: a session engine that keeps ``request.session`` in any websession storage.
+
+Settings::
+
+    SESSION_ENGINE = "websession.integrations.django"
+    WEBSESSION_STORAGE = "sqlite:///var/lib/myapp/sessions.db"   # or redis://..., file://...
+    MIDDLEWARE = [
+        ...,
+        "websession.integrations.django.SessionMiddleware",  # instead of Django's, for 503s
+        ...,
+    ]
+
+``WEBSESSION_STORAGE`` is a store URL (see :func:`websession.open_store`), a dotted path to a
+storage object (or to a function returning one), or the storage object itself. A URL without
+``secrets`` signs cookies with a key derived from ``SECRET_KEY`` (``SECRET_KEY_FALLBACKS``
+still verify, so rotating Django's key rotates the cookie's).
+
+``request.session``, ``login()`` (which calls ``cycle_key``), ``logout()`` (``flush``),
+``set_expiry``, the test client's ``login``/``session`` and ``manage.py clearsessions`` work
+unchanged. Django's cookie settings (``SESSION_COOKIE_NAME``, ``SESSION_COOKIE_AGE``, ...)
+still govern the cookie; its value is the session id signed the websession (Remix) way, so a
+Remix app with the same secret can read it. A save writes only the keys this request changed,
+so concurrent requests never undo each other, and a session that another request deleted is
+never brought back (Django answers that request with ``SessionInterrupted``).
+
+When the store cannot be reached, :class:`SessionMiddleware` (a drop-in subclass of Django's)
+answers 503 (``WEBSESSION_UNAVAILABLE_STATUS``) instead of a 500 with a traceback.
+
+Example (a minimal project, as in ``tests/integrations/django_project``)::
+
+    # settings.py
+    INSTALLED_APPS = ["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions"]
+    SESSION_ENGINE = "websession.integrations.django"
+    WEBSESSION_STORAGE = "sqlite:///tmp/sessions.db"
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+from django import conf
+from django.contrib.sessions.backends.base import SessionBase, UpdateError
+from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.http import HttpRequest, HttpResponse
+from django.utils.crypto import salted_hmac
+from django.utils.module_loading import import_string
+
+from .. import codec
+from ..changes import Changes
+from ..errors import StoreUnavailableError
+from ..storage import SessionStorage
+from ..stores.base import Record
+from ..urls import open_store
+from ._shared import RETRY_AFTER, UNAVAILABLE_BODY, log_unavailable
+
+#: What encodeURIComponent leaves alone: the session key is the cookie value Remix would send.
+_URI_COMPONENT_SAFE = "-_.!~*'()"
+_KEY_CHARACTERS = re.compile(r"[A-Za-z0-9%._~!*'()\-]{8,1024}")
+_SETTINGS = ("WEBSESSION_STORAGE", "SECRET_KEY", "SECRET_KEY_FALLBACKS")
+
+_storages: dict[tuple[Any, ...], SessionStorage] = {}
+_storages_lock = threading.Lock()
+
+
+def derived_secret(secret_key: str) -> str:
+    """The cookie-signing secret derived from a Django ``SECRET_KEY``; the key itself is never
+    used for anything but Django's own signing.
+
+    Example::
+
+        >>> len(derived_secret("django-insecure-example"))
+        64
+    """
+    digest = salted_hmac(
+        "websession.integrations.django", "cookie-secret", secret=secret_key, algorithm="sha256"
+    )
+    return str(digest.hexdigest())
+
+
+def get_storage() -> SessionStorage:
+    """The storage named by ``settings.WEBSESSION_STORAGE`` (opened once, reopened when the
+    setting changes)."""
+    value = getattr(conf.settings, "WEBSESSION_STORAGE", None)
+    key = (
+        value if isinstance(value, str) else id(value),
+        conf.settings.SECRET_KEY,
+        tuple(getattr(conf.settings, "SECRET_KEY_FALLBACKS", ())),
+    )
+    storage = _storages.get(key)
+    if storage is None:
+        with _storages_lock:
+            storage = _storages.get(key)
+            if storage is None:
+                storage = _storages[key] = _open(value)
+    return storage
+
+
+def _open(value: Any) -> SessionStorage:
+    solution = 'set WEBSESSION_STORAGE = "sqlite:///path/to/sessions.db" (or another store URL)'
+    if value is None:
+        raise ImproperlyConfigured(f"websession needs settings.WEBSESSION_STORAGE: {solution}")
+    storage: Any = value
+    if isinstance(value, str) and "://" in value:
+        options: dict[str, Any] = {}
+        if "secrets" not in dict(parse_qsl(urlsplit(value).query)):
+            keys = [conf.settings.SECRET_KEY, *getattr(conf.settings, "SECRET_KEY_FALLBACKS", ())]
+            options["secrets"] = [derived_secret(k) for k in keys if k]
+        storage = open_store(value, **options)
+    elif isinstance(value, str):
+        storage = import_string(value)
+    if callable(storage) and not isinstance(storage, SessionStorage):
+        storage = storage()
+    if not isinstance(storage, SessionStorage):
+        raise ImproperlyConfigured(
+            f"WEBSESSION_STORAGE gave {type(storage).__name__}; Django sessions need a store-backed "
+            f"SessionStorage (the cookie store keeps no records): {solution}"
+        )
+    return storage
+
+
+def _forget_storages(*, setting: str, **kwargs: Any) -> None:
+    if setting in _SETTINGS:
+        with _storages_lock:
+            _storages.clear()
+
+
+setting_changed.connect(_forget_storages, dispatch_uid="websession.integrations.django")
+
+
+class SessionStore(SessionBase):  # type: ignore[misc]
+    """Django's session API over a websession storage. Django creates it; you never need to."""
+
+    def __init__(self, session_key: str | None = None) -> None:
+        self.storage = get_storage()
+        self._record: Record | None = None
+        self._seen: dict[str, str] = {}
+        super().__init__(session_key)
+
+    # -- keys: the signed id, as the browser holds it --------------------------------------
+
+    def _validate_session_key(self, key: object) -> bool:
+        return self._find(key) is not None
+
+    def _find(self, key: object) -> tuple[str, bool] | None:
+        """The id inside a session key and whether a retired secret signed it; None if invalid."""
+        if not isinstance(key, str) or not _KEY_CHARACTERS.fullmatch(key):
+            return None
+        verified = self.storage.cookie.unsign(unquote(key))
+        if verified is None or not self.storage.store.is_valid_id(verified.value):
+            return None
+        return verified.value, verified.stale
+
+    def _key_for(self, session_id: str) -> str:
+        return quote(self.storage.cookie.sign(session_id), safe=_URI_COMPONENT_SAFE)
+
+    @property
+    def session_id(self) -> str | None:
+        """The store's id for this session (the session key is its signed form)."""
+        found = self._find(self.session_key)
+        return None if found is None else found[0]
+
+    # -- the five methods Django asks for --------------------------------------------------
+
+    def load(self) -> dict[str, Any]:
+        found = self._find(self.session_key)
+        record = None if found is None else self._read(found[0])
+        if found is None or record is None:
+            self._session_key = None
+            self._remember(None)
+            return {}
+        self._remember(record)
+        if found[1]:
+            # Signed with a retired secret: re-sign, and make the middleware send the new cookie.
+            self._session_key = self._key_for(found[0])
+            self.modified = True
+        return dict(record.data)
+
+    def exists(self, session_key: str) -> bool:
+        found = self._find(session_key)
+        return found is not None and self._read(found[0]) is not None
+
+    def create(self) -> None:
+        data = self._get_session(no_load=True)
+        expires = self._expires()
+        new_id = self.storage.store.create(data, expires)
+        self._session_key = self._key_for(new_id)
+        self._remember(Record(dict(data), expires))
+        self.modified = True
+
+    def save(self, must_create: bool = False) -> None:
+        if self.session_key is None or must_create:
+            self.create()
+            return
+        data = self._get_session()
+        found = self._find(self.session_key)
+        if found is None:  # load() found nothing and dropped the key
+            self.create()
+            return
+        session_id = found[0]
+        seen = self._record
+        if seen is None:
+            # The data was replaced (clear()) without being loaded: diff against what is stored.
+            seen = self._read(session_id)
+            if seen is None:
+                raise UpdateError
+            self._seen = {}
+            removed = frozenset(seen.data) - frozenset(data)
+        else:
+            removed = frozenset(self._seen) - frozenset(data)
+        changed = {k: v for k, v in data.items() if self._seen.get(k) != codec.dumps(v)}
+        record = self.storage.store.update(session_id, Changes(changed, removed), self._expires(), seen)
+        if record is None:
+            raise UpdateError
+        self._remember(record)
+
+    def delete(self, session_key: str | None = None) -> None:
+        key = self.session_key if session_key is None else session_key
+        found = self._find(key)
+        if found is None:
+            return
+        self.storage.store.delete(found[0])
+        if key == self.session_key:
+            self._remember(None)
+
+    @classmethod
+    def clear_expired(cls) -> None:
+        get_storage().store.purge_expired()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _read(self, session_id: str) -> Record | None:
+        record = self.storage.store.read(session_id, None)
+        if record is None or self.storage.store.is_expired(record.expires):
+            return None
+        return record
+
+    def _remember(self, record: Record | None) -> None:
+        """Keep the record as read or written, with each value's JSON to tell what changed."""
+        self._record = record
+        self._seen = {} if record is None else {k: codec.dumps(v) for k, v in record.data.items()}
+
+    def _expires(self) -> datetime:
+        age = self.get_expiry_age()
+        return self.storage.store.clock() + timedelta(seconds=max(int(age), 1))
+
+
+class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
+    """Django's ``SessionMiddleware``, answering 503 when the session store cannot be reached
+    (while loading in a view, or while saving) instead of a 500 with a traceback."""
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if getattr(request, "_websession_unavailable", False):
+            return response
+        try:
+            result: HttpResponse = super().process_response(request, response)
+        except StoreUnavailableError as exc:
+            return self._unavailable(request, exc)
+        return result
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, StoreUnavailableError):
+            return self._unavailable(request, exception)
+        return None
+
+    def _unavailable(self, request: HttpRequest, exc: StoreUnavailableError) -> HttpResponse:
+        status = int(getattr(conf.settings, "WEBSESSION_UNAVAILABLE_STATUS", 503))
+        log_unavailable(exc, status)
+        request._websession_unavailable = True
+        return HttpResponse(
+            UNAVAILABLE_BODY,
+            status=status,
+            content_type="text/plain; charset=utf-8",
+            headers={"Retry-After": RETRY_AFTER, "Cache-Control": "no-store"},
+        )
+
+
+__all__ = ["SessionMiddleware", "SessionStore", "derived_secret", "get_storage"]

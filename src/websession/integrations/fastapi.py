@@ -1,0 +1,71 @@
+"""FastAPI: typed dependencies over :class:`~websession.integrations.asgi.SessionMiddleware`.
+
+``request.session`` already works once the middleware is installed, but it is typed as a
+plain dict. ``SessionDep`` gives the endpoint a :class:`~websession.Session`, with ``flash``,
+``regenerate`` and ``destroy`` known to the type checker, in HTTP and WebSocket endpoints alike.
+
+Example::
+
+    >>> from fastapi import FastAPI
+    >>> from fastapi.testclient import TestClient
+    >>> from websession import create_cookie, create_memory_session_storage
+    >>> storage = create_memory_session_storage(cookie=create_cookie("s", secrets=["k"]))
+    >>> app = FastAPI()
+    >>> app.add_middleware(SessionMiddleware, storage=storage)
+    >>> @app.post("/login")
+    ... def login(session: SessionDep) -> dict[str, str]:
+    ...     session.regenerate()
+    ...     session["user"] = "ada"
+    ...     return {"user": session["user"]}
+    >>> @app.get("/me")
+    ... def me(session: SessionDep) -> dict[str, str | None]:
+    ...     return {"user": session.get("user")}
+    >>> with TestClient(app) as client:
+    ...     client.post("/login").json(), client.get("/me").json()
+    ({'user': 'ada'}, {'user': 'ada'})
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+
+from ..errors import ConfigurationError
+from ..session import Session
+from ._shared import AnyStorage
+from .asgi import STORAGE_SCOPE_KEY, SessionMiddleware
+
+_SOLUTION = (
+    "add websession.integrations.asgi.SessionMiddleware to the app: "
+    "app.add_middleware(SessionMiddleware, storage=...)"
+)
+
+
+def get_session(connection: HTTPConnection) -> Session:
+    """The request's :class:`~websession.Session` (a FastAPI dependency).
+
+    Raises :class:`~websession.errors.ConfigurationError` when the middleware is missing.
+    """
+    session = connection.scope.get("session")
+    if not isinstance(session, Session):
+        raise ConfigurationError("no websession session in this request", solution=_SOLUTION)
+    return session
+
+
+def get_storage(connection: HTTPConnection) -> AnyStorage:
+    """The storage the middleware uses (a FastAPI dependency), e.g. to inspect records."""
+    storage = connection.scope.get(STORAGE_SCOPE_KEY)
+    if storage is None:
+        raise ConfigurationError("no websession storage in this request", solution=_SOLUTION)
+    return storage  # type: ignore[no-any-return]
+
+
+#: ``def endpoint(session: SessionDep)``: the request's session, typed.
+SessionDep = Annotated[Session, Depends(get_session)]
+
+#: ``def endpoint(storage: StorageDep)``: the middleware's storage.
+StorageDep = Annotated[AnyStorage, Depends(get_storage)]
+
+__all__ = ["SessionDep", "SessionMiddleware", "StorageDep", "get_session", "get_storage"]

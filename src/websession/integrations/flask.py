@@ -1,0 +1,205 @@
+"""Flask: a ``SessionInterface`` so that ``flask.session`` keeps its data in any websession store.
+
+``app.session_interface = SessionInterface(storage)`` is the whole setup. ``flask.session``
+then works unchanged, including ``session.permanent``, ``flash()`` with
+``get_flashed_messages()``, and ``session.modified = True``. Unlike a snapshot-writing
+backend, a commit applies only the keys this request changed, so concurrent requests never
+undo each other.
+
+- The cookie is the storage's own (name, secrets, attributes); Flask's ``SESSION_COOKIE_*``
+  settings and ``secret_key`` are not used for it.
+- ``session.permanent = True`` gives the cookie and the record the app's
+  ``PERMANENT_SESSION_LIFETIME``; otherwise the storage's cookie settings apply.
+- ``session.modified = True`` re-saves every key, as Flask's own sessions do: use it after
+  changing a value that was not read through the session (in-place edits of values read from
+  the session are detected without it).
+- When the store cannot be reached, the request gets a 503 (``unavailable_status``), through
+  Flask's error handlers: ``@app.errorhandler(503)`` customises the page. Views that never touch
+  the session keep working while the store is down.
+
+Example::
+
+    >>> import flask
+    >>> from websession import create_cookie, create_memory_session_storage
+    >>> app = flask.Flask("example")
+    >>> app.session_interface = SessionInterface(
+    ...     create_memory_session_storage(cookie=create_cookie("s", secrets=["k"])))
+    >>> @app.post("/save")
+    ... def save():
+    ...     flask.session["name"] = "ada"
+    ...     flask.flash("Saved")
+    ...     return "ok"
+    >>> @app.get("/")
+    ... def show():
+    ...     return f"{flask.session.get('name')} {flask.get_flashed_messages()}"
+    >>> client = app.test_client()
+    >>> client.post("/save").text, client.get("/").text, client.get("/").text
+    ('ok', "ada ['Saved']", 'ada []')
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from flask.sessions import SessionInterface as FlaskSessionInterface
+from flask.sessions import SessionMixin
+from werkzeug.exceptions import HTTPException, ServiceUnavailable, default_exceptions
+
+from ..errors import StoreUnavailableError
+from ..session import Session
+from ._shared import RETRY_AFTER, UNAVAILABLE_BODY, AnyStorage, end_if_emptied, log_unavailable
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from flask.wrappers import Request, Response
+    from werkzeug.sansio.response import Response as BaseResponse
+
+
+class FlaskSession(Session, SessionMixin):
+    """A websession :class:`~websession.Session` that is also Flask's ``SessionMixin``.
+
+    ``modified`` can be set to True to force a save of every key; ``new`` is True until the
+    session is stored.
+    """
+
+    def __init__(self, session: Session) -> None:
+        super().__init__(session.data, session.id, record=session.record)
+        self.stale_cookie = session.stale_cookie
+        self.resign = session.resign
+        self._force = False
+
+    @property
+    def modified(self) -> bool:
+        """True when this request changed the data, or the app said so."""
+        return self._force or super().modified
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        self._force = bool(value)
+
+    @property
+    def permanent(self) -> bool:
+        """Whether the session lives for ``PERMANENT_SESSION_LIFETIME`` (the ``_permanent`` key)."""
+        return bool(self.get("_permanent", False))
+
+    @permanent.setter
+    def permanent(self, value: bool) -> None:
+        # Apps often set this on every request; writing an unchanged value would cost a store write.
+        if self.get("_permanent", False) != bool(value):
+            self["_permanent"] = bool(value)
+
+    @property
+    def new(self) -> bool:  # type: ignore[override]
+        """True when no stored record backs this session yet."""
+        return self.is_new
+
+    def _force_save(self) -> None:
+        """Mark every key as set, so that a commit writes them all (``modified = True``)."""
+        for key, value in self.data.items():
+            self[key] = value
+
+
+class SessionUnavailable(ServiceUnavailable):
+    """The session store cannot be reached. Flask answers it like any 503, so
+    ``@app.errorhandler(503)`` customises the page."""
+
+    description = UNAVAILABLE_BODY.decode().strip()
+
+    def get_headers(self, environ: Any = None, scope: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+        return [
+            *super().get_headers(environ, scope),
+            ("Retry-After", RETRY_AFTER),
+            ("Cache-Control", "no-store"),
+        ]
+
+
+class UnavailableSession(SessionMixin):
+    """Stands in for the session when the store could not be read. Any use of it raises
+    :class:`SessionUnavailable`, so Flask answers 503; pages that never touch the session
+    still render."""
+
+    def __init__(self, error: HTTPException) -> None:
+        self._error = error
+
+    def _fail(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise self._error
+
+    __getitem__ = __setitem__ = __delitem__ = __iter__ = __len__ = __contains__ = _fail
+    get = setdefault = pop = popitem = clear = update = keys = items = values = _fail
+
+
+class SessionInterface(FlaskSessionInterface):
+    """Keep ``flask.session`` in a websession storage.
+
+    Set it with ``app.session_interface = SessionInterface(storage)``. ``unavailable_status``
+    is the status answered when the store cannot be reached.
+    """
+
+    def __init__(self, storage: AnyStorage, *, unavailable_status: int = 503) -> None:
+        self.storage = storage
+        self.unavailable_status = unavailable_status
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+        try:
+            session = self.storage.get_session(request.headers.get("Cookie"))
+        except StoreUnavailableError as exc:
+            log_unavailable(exc, self.unavailable_status)
+            return UnavailableSession(self._error())
+        return FlaskSession(session)
+
+    def is_null_session(self, obj: object) -> bool:
+        return isinstance(obj, UnavailableSession) or super().is_null_session(obj)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if not isinstance(session, FlaskSession):
+            return
+        end_if_emptied(session)
+        overrides = self._overrides(app, session)
+        if session._force and not session.destroyed:
+            session._force_save()
+        try:
+            set_cookie = self.storage.commit_session(session, **overrides)
+        except StoreUnavailableError as exc:
+            log_unavailable(exc, self.unavailable_status)
+            _replace(response, _error_response(app, self._error()))
+            return
+        if set_cookie is not None:
+            response.headers.add("Set-Cookie", set_cookie)
+        if session.accessed or set_cookie is not None:
+            response.vary.add("Cookie")
+
+    def _overrides(self, app: Flask, session: FlaskSession) -> dict[str, Any]:
+        """A permanent session lives for PERMANENT_SESSION_LIFETIME, as in Flask."""
+        if not session.permanent or session.destroyed:
+            return {}
+        lifetime = app.permanent_session_lifetime.total_seconds()
+        if self.storage.cookie.options.max_age == lifetime:
+            return {}
+        return {"max_age": lifetime}
+
+    def _error(self) -> HTTPException:
+        other = default_exceptions.get(self.unavailable_status)
+        if other is not None and self.unavailable_status != 503:
+            # Another status: raise Flask's own class for it, so its error handler applies.
+            return other(description=SessionUnavailable.description)
+        error = SessionUnavailable()
+        error.code = self.unavailable_status
+        return error
+
+
+def _error_response(app: Flask, error: HTTPException) -> BaseResponse:
+    """The response Flask's error handlers give for ``error`` (the app's own 503 page if any)."""
+    handled = app.handle_user_exception(error)
+    return app.make_response(handled)
+
+
+def _replace(response: Response, replacement: BaseResponse) -> None:
+    """Turn ``response`` into ``replacement``: save_session can only change it in place."""
+    response.status = replacement.status
+    response.headers.clear()
+    response.headers.extend(replacement.headers)
+    response.response = replacement.response  # type: ignore[attr-defined]
+    response.direct_passthrough = False
+
+
+__all__ = ["FlaskSession", "SessionInterface", "SessionUnavailable", "UnavailableSession"]

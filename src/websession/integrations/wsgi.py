@@ -1,0 +1,208 @@
+"""WSGI middleware: server-side sessions for any WSGI framework (Bottle, Falcon, Pyramid, ...).
+
+The middleware reads the session through the storage's sync door and puts it in
+``environ["websession.session"]``. When the app calls ``start_response``, it commits the
+session and appends a ``Set-Cookie`` header only when the browser's cookie must change; the
+app's own ``Set-Cookie`` headers are kept. A request without the session cookie does no store
+I/O. When the store cannot be reached, the client gets a plain 503 (``unavailable_status``)
+instead of the app's response, and its cookie is left alone.
+
+Flask has its own, closer integration: :mod:`websession.integrations.flask`.
+
+Example::
+
+    >>> from wsgiref.util import setup_testing_defaults
+    >>> from websession import create_cookie, create_memory_session_storage
+    >>> def app(environ, start_response):
+    ...     session = environ["websession.session"]
+    ...     session["visits"] = session.get("visits", 0) + 1
+    ...     start_response("200 OK", [("Content-Type", "text/plain")])
+    ...     return [str(session["visits"]).encode()]
+    >>> storage = create_memory_session_storage(cookie=create_cookie("s", secrets=["k"]))
+    >>> wrapped = SessionMiddleware(app, storage)
+    >>> environ = {}; setup_testing_defaults(environ)
+    >>> sent = []
+    >>> body = wrapped(environ, lambda status, headers, exc_info=None: sent.append(headers))
+    >>> b"".join(body), [value.split("=")[0] for name, value in sent[0] if name == "Set-Cookie"]
+    (b'1', ['s'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any, Optional, Protocol
+
+from ..errors import StoreUnavailableError
+from ..session import Session
+from ._shared import (
+    RETRY_AFTER,
+    UNAVAILABLE_BODY,
+    AnyStorage,
+    end_if_emptied,
+    has_cookie_vary,
+    log_unavailable,
+    status_line,
+)
+
+ExcInfo = tuple[type[BaseException], BaseException, Optional[TracebackType]]  # noqa: UP045 - runtime alias on 3.10
+Headers = list[tuple[str, str]]
+Write = Callable[[bytes], object]
+
+
+class StartResponse(Protocol):
+    def __call__(self, status: str, headers: Headers, exc_info: ExcInfo | None = ..., /) -> Write: ...
+
+
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+#: The environ key under which the session is found.
+SESSION_ENVIRON_KEY = "websession.session"
+#: The environ key under which the storage is found.
+STORAGE_ENVIRON_KEY = "websession.storage"
+
+
+def get_session(environ: dict[str, Any]) -> Session:
+    """The request's session, from a WSGI environ the middleware has seen.
+
+    Example::
+
+        >>> get_session({"websession.session": Session({"a": 1})})["a"]
+        1
+    """
+    session = environ.get(SESSION_ENVIRON_KEY)
+    if not isinstance(session, Session):
+        raise KeyError(
+            "no websession session in environ: wrap the app in websession.integrations.wsgi.SessionMiddleware"
+        )
+    return session
+
+
+class SessionMiddleware:
+    """Load the session into ``environ["websession.session"]`` and commit it at ``start_response``.
+
+    ``vary_cookie`` adds ``Vary: Cookie`` to every response so that shared caches never hand
+    one visitor's page to another.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        storage: AnyStorage,
+        *,
+        environ_key: str = SESSION_ENVIRON_KEY,
+        unavailable_status: int = 503,
+        vary_cookie: bool = True,
+    ) -> None:
+        self.app = app
+        self.storage = storage
+        self.environ_key = environ_key
+        self.unavailable_status = unavailable_status
+        self.vary_cookie = vary_cookie
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            session = self.storage.get_session(environ.get("HTTP_COOKIE"))
+        except StoreUnavailableError as exc:
+            return self._unavailable(start_response, exc)
+        environ[self.environ_key] = session
+        environ[STORAGE_ENVIRON_KEY] = self.storage
+        call = _Call(self, session, start_response)
+        try:
+            result = self.app(environ, call.start_response)
+        except StoreUnavailableError as exc:
+            if call.started:
+                raise
+            return self._unavailable(start_response, exc)
+        if call.failed:
+            _close(result)
+            return [UNAVAILABLE_BODY]
+        return _Body(result, call)
+
+    def _unavailable(self, start_response: StartResponse, exc: StoreUnavailableError) -> list[bytes]:
+        log_unavailable(exc, self.unavailable_status)
+        start_response(status_line(self.unavailable_status), _unavailable_headers())
+        return [UNAVAILABLE_BODY]
+
+
+def _unavailable_headers() -> Headers:
+    return [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(UNAVAILABLE_BODY))),
+        ("Retry-After", RETRY_AFTER),
+        ("Cache-Control", "no-store"),
+    ]
+
+
+class _Call:
+    """One request's state: the session, whether it was committed, whether the store failed."""
+
+    def __init__(
+        self, middleware: SessionMiddleware, session: Session, start_response: StartResponse
+    ) -> None:
+        self.middleware = middleware
+        self.session = session
+        self.outer = start_response
+        self.started = False
+        self.failed = False
+        self.set_cookie: str | None = None
+
+    def start_response(self, status: str, headers: Headers, exc_info: ExcInfo | None = None, /) -> Write:
+        if self.failed:
+            # The 503 is already on its way; the app's response is dropped.
+            return _discard
+        if not self.started:
+            # The first call commits. A second call (with exc_info, after an error) replaces the
+            # headers, so it carries the same Set-Cookie again.
+            self.started = True
+            end_if_emptied(self.session)
+            try:
+                self.set_cookie = self.middleware.storage.commit_session(self.session)
+            except StoreUnavailableError as exc:
+                self.failed = True
+                log_unavailable(exc, self.middleware.unavailable_status)
+                self.outer(status_line(self.middleware.unavailable_status), _unavailable_headers(), exc_info)
+                return _discard
+        headers = list(headers)
+        if self.set_cookie is not None:
+            headers.append(("Set-Cookie", self.set_cookie))
+        if self.middleware.vary_cookie and not has_cookie_vary(v for k, v in headers if k.lower() == "vary"):
+            headers.append(("Vary", "Cookie"))
+        return self.outer(status, headers, exc_info)
+
+
+def _discard(data: bytes) -> None:
+    return None
+
+
+def _close(result: Iterable[bytes]) -> None:
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
+
+
+class _Body:
+    """The app's response body. Apps may call start_response while the first chunk is made;
+    when that commit fails, the rest of the app's body is dropped for the 503's."""
+
+    def __init__(self, result: Iterable[bytes], call: _Call) -> None:
+        self.result = result
+        self.call = call
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self.call.failed:
+            yield UNAVAILABLE_BODY
+            return
+        for chunk in self.result:
+            if self.call.failed:
+                yield UNAVAILABLE_BODY
+                return
+            yield chunk
+        if self.call.failed:
+            yield UNAVAILABLE_BODY
+
+    def close(self) -> None:
+        _close(self.result)
+
+
+__all__ = ["SESSION_ENVIRON_KEY", "STORAGE_ENVIRON_KEY", "SessionMiddleware", "get_session"]

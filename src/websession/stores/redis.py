@@ -1,0 +1,662 @@
+"""The Redis store: redis-py, sync and async, plain Redis, Redis Cluster or Sentinel.
+
+One storage object serves both doors. Built from ``url=``, it makes a ``redis.Redis`` for
+the sync door and a ``redis.asyncio.Redis`` for the async door, each on first use (and one
+async client per event loop, so ``asyncio.run`` twice still works). Handed a ``client=``, it
+serves that client's door only; the other door raises :class:`ConfigurationError` naming the
+client to pass. redis-py parses replies with hiredis when it is installed.
+
+Every request costs at most the round trips it must: no cookie, none; an unchanged session,
+one (``GETEX`` reads it and moves its expiry); a changed one, two (the read, then one script
+call that applies the changes).
+
+Layouts (``layout=``):
+
+``"string"`` (the default, what Remix writes)
+    ``prefix + id`` holds the JSON of the data. Changes are applied with a compare-and-set
+    script (:mod:`websession.stores.redis_cas`): Python applies them to the record it read and
+    sends the new record with a digest of the old; the script writes only if the record is
+    still the one read, otherwise it returns the current record and Python tries again. The
+    script never decodes JSON, so untouched values are never re-encoded by Lua's cjson.
+
+``"hash"``
+    ``prefix + id`` is a Redis hash: one field per session key, each value the JSON of that
+    value. A commit sets and deletes only the fields it changed, in one script that first
+    checks that the hash still exists, so a destroyed session stays destroyed. A field named
+    ``""`` with an empty value (never valid JSON, so never data) keeps empty sessions alive.
+
+Formats (``format=``): ``"remix"`` is Remix v2 / React Router's flat JSON object and cookie;
+``"remix-v3"`` is ``@remix-run/session-storage-redis``: ``[values, flash]`` records under
+UUID ids and the ``@remix-run/cookie`` cookie (string layout only).
+
+Example::
+
+    >>> from websession import create_cookie, create_redis_session_storage
+    >>> storage = create_redis_session_storage(
+    ...     cookie=create_cookie("__session", secrets=["s3cret"], max_age=3600),
+    ...     url="redis://localhost:6379/0", prefix="myapp:session:")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import threading
+import weakref
+from collections.abc import Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, TypeVar, Union, get_args
+from urllib.parse import SplitResult, urlunsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+import redis.exceptions
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .. import codec
+from ..changes import Changes
+from ..cookie import Cookie, CookieLike, as_cookie
+from ..errors import ConfigurationError, SessionStoreError, StoreUnavailableError
+from ..ids import generate_uuid, is_valid_uuid
+from ..storage import SessionStorage
+from ..urls import cookie_from_options, reject_unknown, storage_options
+from . import redis_cas
+from .base import Clock, Record, Store, utcnow
+
+Format = Literal["remix", "remix-v3"]
+Layout = Literal["string", "hash"]
+
+T = TypeVar("T")
+
+#: How many fresh ids a create tries before giving up (a collision needs 128 random bits).
+CREATE_ATTEMPTS = 8
+#: The hash field that keeps an empty session's hash alive. Its value, b"", is never JSON.
+HASH_MARKER = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A Lua script, run with EVALSHA and, after NOSCRIPT, with EVAL (which also caches it)."""
+
+    source: str
+    sha: str
+
+    @classmethod
+    def of(cls, source: str) -> Script:
+        return cls(source, redis_cas.digest(source.encode()))
+
+
+#: KEYS[1] the hash; ARGV[1] TTL seconds (0: none); then field, value pairs.
+HASH_CREATE = Script.of("""
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSETNX', KEYS[1], '', '')
+local ttl = tonumber(ARGV[1])
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+return 1
+""")
+
+#: KEYS[1] the hash; ARGV[1] TTL seconds. HGETALL and move the expiry in one round trip.
+HASH_READ_TOUCH = Script.of("""
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return fields
+""")
+
+#: KEYS[1] the hash; ARGV[1] TTL seconds (0: none); ARGV[2] n, then n fields to delete, then
+#: field, value pairs to set. Returns 0 and writes nothing when the hash is gone.
+HASH_UPDATE = Script.of("""
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local removed = tonumber(ARGV[2])
+for i = 3, 2 + removed do redis.call('HDEL', KEYS[1], ARGV[i]) end
+for i = 3 + removed, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSETNX', KEYS[1], '', '')
+local ttl = tonumber(ARGV[1])
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
+return 1
+""")
+
+CAS = Script(redis_cas.CAS_SCRIPT, redis_cas.CAS_SHA1)
+
+
+# -- the commands a store operation sends, independent of the door -------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Command:
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Eval:
+    script: Script
+    key: str
+    args: tuple[Any, ...]
+
+
+_Op = Union[_Command, _Eval]  # noqa: UP007 - a runtime alias on 3.10
+#: An operation written once as a generator: it yields commands, receives their replies and
+#: returns its result. The sync and async doors only differ in how they send a command.
+_Steps = Generator[_Op, Any, T]
+
+_UNAVAILABLE = (
+    redis.exceptions.ConnectionError,  # refused, reset, closed by a restart, loading
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ReadOnlyError,  # a failover made our node a replica
+    redis.exceptions.RedisClusterException,  # no reachable node, slots not covered
+)
+
+
+@contextlib.contextmanager
+def _translated(operation: str) -> Iterator[None]:
+    """Raise websession's errors for redis-py's, keeping the cause."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailableError(f"redis store unavailable during {operation}: {exc}") from exc
+    except redis.exceptions.RedisError as exc:
+        raise SessionStoreError(f"redis store failed during {operation}: {exc}") from exc
+
+
+def _as_bytes(reply: Any) -> bytes:
+    """Replies are bytes, or str from a client made with decode_responses=True."""
+    return reply.encode("utf-8") if isinstance(reply, str) else bytes(reply)
+
+
+def _text(reply: Any) -> str:
+    return reply if isinstance(reply, str) else bytes(reply).decode("utf-8")
+
+
+def _pairs(reply: Any) -> list[tuple[Any, Any]]:
+    """HGETALL's reply as pairs: redis-py gives a dict, a script gives a flat list."""
+    if isinstance(reply, dict):
+        return list(reply.items())
+    items = list(reply or ())
+    return list(zip(items[0::2], items[1::2], strict=True))
+
+
+def _is_async_client(client: Any) -> bool:
+    return inspect.iscoroutinefunction(getattr(client, "execute_command", None))
+
+
+class RedisStore(Store):
+    """Records in Redis, through redis-py. See the module docstring for layouts and formats.
+
+    ``url``: ``redis://``, ``rediss://`` (TLS), ``redis+cluster://`` / ``rediss+cluster://``
+    (Redis Cluster); clients are made on first use with ``timeout`` seconds for connecting
+    and for each reply. ``client``: a ``redis.Redis``, ``redis.cluster.RedisCluster``, a
+    Sentinel ``master_for(...)`` client, or their ``redis.asyncio`` twins; it serves its
+    own door only and is not closed by :meth:`close`.
+    """
+
+    kind = "redis"
+    native_ttl = True
+    atomic_changes = True
+
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        client: Any = None,
+        prefix: str = "session:",
+        default_ttl: float | None = 604800,
+        format: Format = "remix",
+        layout: Layout = "string",
+        timeout: float | None = 5.0,
+        clock: Clock = utcnow,
+    ) -> None:
+        super().__init__(default_ttl=default_ttl, clock=clock)
+        if (url is None) == (client is None):
+            raise ConfigurationError(
+                "the redis store needs exactly one of url=... or client=...",
+                solution="pass url='redis://localhost:6379/0', or a redis-py client as client=",
+            )
+        if format not in get_args(Format):
+            raise ConfigurationError(f"redis format {format!r} is not 'remix' or 'remix-v3'")
+        if layout not in get_args(Layout):
+            raise ConfigurationError(f"redis layout {layout!r} is not 'string' or 'hash'")
+        if format == "remix-v3" and layout != "string":
+            raise ConfigurationError(
+                "the remix-v3 format stores [values, flash] as one string",
+                solution="use layout='string' with format='remix-v3'",
+            )
+        if default_ttl is not None and default_ttl <= 0:
+            raise ConfigurationError("ttl must be a positive number of seconds, or None for no expiry")
+        self.url = url
+        self.prefix = prefix
+        self.format: Format = format
+        self.layout: Layout = layout
+        self.timeout = timeout
+        self._decode: Callable[[bytes], dict[str, Any]] = (
+            codec.decode_v3 if format == "remix-v3" else codec.decode_record
+        )
+        self._encode: Callable[[Mapping[str, Any]], bytes] = (
+            codec.encode_v3 if format == "remix-v3" else codec.encode
+        )
+        self._given_sync: Any = None
+        self._given_async: Any = None
+        if client is not None:
+            if _is_async_client(client):
+                self._given_async = client
+            else:
+                self._given_sync = client
+        self._sync: Any = None
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        source = "client" if self.url is None else "url"
+        return f"RedisStore({source}, prefix={self.prefix!r}, format={self.format!r}, layout={self.layout!r})"
+
+    # -- ids -------------------------------------------------------------------------------
+
+    def new_id(self) -> str:
+        return generate_uuid() if self.format == "remix-v3" else super().new_id()
+
+    def is_valid_id(self, value: object) -> bool:
+        return is_valid_uuid(value) if self.format == "remix-v3" else super().is_valid_id(value)
+
+    def key(self, id: str) -> str:
+        """The Redis key of a session id."""
+        return self.prefix + id
+
+    # -- the sync door ---------------------------------------------------------------------
+
+    def create(self, data: Mapping[str, Any], expires: datetime | None) -> str:
+        return self._run(self._create(data, expires), "create")
+
+    def read(self, id: str, touch: datetime | None) -> Record | None:
+        return self._run(self._read(id, touch), "read")
+
+    def update(self, id: str, changes: Changes, expires: datetime | None, seen: Record) -> Record | None:
+        return self._run(self._update(id, changes, expires, seen), "update")
+
+    def delete(self, id: str) -> None:
+        self._run(self._delete(id), "delete")
+
+    def close(self) -> None:
+        """Close the sync client this store made from its url (a given client stays open)."""
+        with self._lock:
+            client, self._sync = self._sync, None
+        if client is not None:
+            client.close()
+
+    # -- the async door --------------------------------------------------------------------
+
+    async def acreate(self, data: Mapping[str, Any], expires: datetime | None) -> str:
+        return await self._arun(self._create(data, expires), "create")
+
+    async def aread(self, id: str, touch: datetime | None) -> Record | None:
+        return await self._arun(self._read(id, touch), "read")
+
+    async def aupdate(
+        self, id: str, changes: Changes, expires: datetime | None, seen: Record
+    ) -> Record | None:
+        return await self._arun(self._update(id, changes, expires, seen), "update")
+
+    async def adelete(self, id: str) -> None:
+        await self._arun(self._delete(id), "delete")
+
+    async def aclose(self) -> None:
+        """Close the clients this store made: this event loop's async client and the sync one."""
+        loop = asyncio.get_running_loop()
+        client = self._async.pop(loop, None)
+        self._async.clear()  # clients of other (usually closed) loops cannot be awaited here
+        if client is not None:
+            await client.aclose()
+        self.close()
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def scan(self) -> Iterator[tuple[str, Record]]:
+        """Yield every live session under the prefix, a batch of keys at a time."""
+        client = self._sync_client()
+        pattern = _glob_escape(self.prefix) + "*"
+        with _translated("scan"):
+            batch: list[bytes | str] = []
+            for key in client.scan_iter(match=pattern, count=500):
+                batch.append(key)
+                if len(batch) >= 500:
+                    yield from self._scan_batch(client, batch)
+                    batch = []
+            if batch:
+                yield from self._scan_batch(client, batch)
+
+    def _scan_batch(self, client: Any, keys: list[bytes | str]) -> Iterator[tuple[str, Record]]:
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            if self.layout == "hash":
+                pipe.hgetall(key)
+            else:
+                pipe.get(key)
+            pipe.pttl(key)
+        replies = pipe.execute()
+        now = self.clock()
+        for key, value, pttl in zip(keys, replies[0::2], replies[1::2], strict=True):
+            id = _text(key)[len(self.prefix) :]
+            if not value or not self.is_valid_id(id) or pttl == -2:
+                continue
+            data = self._decode_value(id, value)
+            if data is not None:
+                expires = None if pttl < 0 else now + timedelta(milliseconds=pttl)
+                yield id, Record(data, expires, None if self.layout == "hash" else _as_bytes(value))
+
+    # -- the operations, written once for both doors ----------------------------------------
+
+    def _create(self, data: Mapping[str, Any], expires: datetime | None) -> _Steps[str]:
+        ttl = self.seconds_until(expires)
+        # Encoded once; only the id changes between tries.
+        args: tuple[Any, ...]
+        if self.layout == "hash":
+            args = (ttl or 0, *(part for key, value in data.items() for part in (key, codec.dumps(value))))
+        else:
+            args = (self._encode(data), "NX", *(("EX", ttl) if ttl else ()))
+        for _ in range(CREATE_ATTEMPTS):
+            id = self.new_id()
+            if self.layout == "hash":
+                created = yield _Eval(HASH_CREATE, self.key(id), args)
+            else:
+                created = yield _Command(("SET", self.key(id), *args))
+            if created:  # else the id was taken: 128 random bits make this all but impossible
+                return id
+        raise SessionStoreError(f"no free session id after {CREATE_ATTEMPTS} tries under {self.prefix!r}")
+
+    def _read(self, id: str, touch: datetime | None) -> _Steps[Record | None]:
+        key = self.key(id)
+        ttl = self.seconds_until(touch)
+        if self.layout == "hash":
+            reply = yield (_Eval(HASH_READ_TOUCH, key, (ttl,)) if ttl else _Command(("HGETALL", key)))
+            if not reply:
+                return None
+            data = self._decode_value(id, reply)
+            return None if data is None else Record(data, touch, None)
+        reply = yield _Command(("GETEX", key, "EX", ttl) if ttl else ("GET", key))
+        if reply is None:
+            return None
+        raw = _as_bytes(reply)
+        data = self._decode_value(id, raw)
+        # The raw bytes are the version: update() digests them, with no second read.
+        return None if data is None else Record(data, touch, raw)
+
+    def _update(
+        self, id: str, changes: Changes, expires: datetime | None, seen: Record
+    ) -> _Steps[Record | None]:
+        key = self.key(id)
+        ttl = self.seconds_until(expires)
+        if self.layout == "hash":
+            removed = [name for name in changes.removed if name not in changes.set]
+            pairs = [part for name, value in changes.set.items() for part in (name, codec.dumps(value))]
+            done = yield _Eval(HASH_UPDATE, key, (ttl or 0, len(removed), *removed, *pairs))
+            return Record(changes.apply(seen.data), expires, None) if done else None
+        if not changes:
+            # Only the lifetime changed: move the expiry, never rewrite the data.
+            if ttl:
+                done = yield _Command(("EXPIRE", key, ttl))
+            else:
+                done = yield _Command(("PERSIST", key))
+                if not done:  # PERSIST says 0 both for "gone" and for "had no expiry"
+                    done = yield _Command(("EXISTS", key))
+            return Record(seen.data, expires, seen.version) if done else None
+        # A record this process created has no raw version; its bytes are the encoded data.
+        raw = seen.version if isinstance(seen.version, bytes) else self._encode(seen.data)
+        for _ in range(redis_cas.MAX_ATTEMPTS):
+            try:
+                attempt = redis_cas.apply_to(changes, raw, decode=self._decode, encode=self._encode)
+            except codec.CorruptRecordError as exc:
+                codec.log_corrupt(self.kind, id, exc)
+                return None
+            reply = yield _Eval(CAS, key, (attempt.expected, attempt.new_raw, ttl or 0))
+            if reply is None:
+                return None  # deleted or expired meanwhile: never bring it back
+            if isinstance(reply, int):
+                return Record(attempt.data, expires, attempt.new_raw)
+            raw = _as_bytes(reply)  # changed meanwhile: apply the changes to what is there now
+        raise SessionStoreError(
+            f"session {id[:8]}… kept changing; gave up after {redis_cas.MAX_ATTEMPTS} tries"
+        )
+
+    def _delete(self, id: str) -> _Steps[None]:
+        yield _Command(("DEL", self.key(id)))
+
+    def _decode_value(self, id: str, reply: Any) -> dict[str, Any] | None:
+        try:
+            if self.layout == "hash":
+                return _decode_hash(reply)
+            return self._decode(_as_bytes(reply))
+        except codec.CorruptRecordError as exc:
+            codec.log_corrupt(self.kind, id, exc)
+            return None
+
+    # -- the doors' drivers ----------------------------------------------------------------
+
+    def _run(self, steps: _Steps[T], operation: str) -> T:
+        client = self._sync_client()
+        with _translated(operation):
+            try:
+                op = next(steps)
+                while True:
+                    op = steps.send(_send(client, op))
+            except StopIteration as done:
+                result: T = done.value
+                return result
+
+    async def _arun(self, steps: _Steps[T], operation: str) -> T:
+        client = self._async_client()
+        with _translated(operation):
+            try:
+                op = next(steps)
+                while True:
+                    op = steps.send(await _asend(client, op))
+            except StopIteration as done:
+                result: T = done.value
+                return result
+
+    def _sync_client(self) -> Any:
+        if self._given_sync is not None:
+            return self._given_sync
+        if self._given_async is not None:
+            raise ConfigurationError(
+                "this redis storage was given an async client, so it has no sync door",
+                solution="call the a* methods (aget_session, acommit_session), or pass a "
+                "redis.Redis / redis.cluster.RedisCluster as client=, or pass url=",
+            )
+        with self._lock:
+            if self._sync is None:
+                self._sync = self._build(asynchronous=False)
+            return self._sync
+
+    def _async_client(self) -> Any:
+        if self._given_async is not None:
+            return self._given_async
+        if self._given_sync is not None:
+            raise ConfigurationError(
+                "this redis storage was given a sync client, so it has no async door",
+                solution="call the sync methods (get_session, commit_session), or pass a "
+                "redis.asyncio.Redis / redis.asyncio.cluster.RedisCluster as client=, or pass url=",
+            )
+        # An asyncio client belongs to the loop it first ran on: keep one per loop.
+        loop = asyncio.get_running_loop()
+        client = self._async.get(loop)
+        if client is None:
+            client = self._async[loop] = self._build(asynchronous=True)
+        return client
+
+    def _build(self, *, asynchronous: bool) -> Any:
+        assert self.url is not None
+        url, cluster = redis_url(self.url)
+        options: dict[str, Any] = {
+            "socket_timeout": self.timeout,
+            "socket_connect_timeout": self.timeout,
+        }
+        if cluster:
+            factory: Any = redis.asyncio.cluster.RedisCluster if asynchronous else redis.cluster.RedisCluster
+        else:
+            factory = redis.asyncio.Redis if asynchronous else redis.Redis
+            # redis-py retries 10 times with backoff by default: seconds per request while the
+            # server is down, where a quick 503 serves better. One immediate retry still covers
+            # a connection that drops mid-command (a pooled connection that a restart closed is
+            # replaced by redis-py when it is checked out). Every command here is safe to repeat.
+            options["retry"] = Retry(NoBackoff(), 1)
+        with _translated("connect"):
+            return factory.from_url(url, **options)
+
+
+def _send(client: Any, op: _Op) -> Any:
+    if isinstance(op, _Command):
+        return client.execute_command(*op.args)
+    try:
+        return client.execute_command("EVALSHA", op.script.sha, 1, op.key, *op.args)
+    except redis.exceptions.NoScriptError:
+        return client.execute_command("EVAL", op.script.source, 1, op.key, *op.args)
+
+
+async def _asend(client: Any, op: _Op) -> Any:
+    if isinstance(op, _Command):
+        return await client.execute_command(*op.args)
+    try:
+        return await client.execute_command("EVALSHA", op.script.sha, 1, op.key, *op.args)
+    except redis.exceptions.NoScriptError:
+        return await client.execute_command("EVAL", op.script.source, 1, op.key, *op.args)
+
+
+def _decode_hash(reply: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for field, value in _pairs(reply):
+        try:
+            name = _text(field)
+        except UnicodeDecodeError:
+            raise codec.CorruptRecordError("a hash field name is not UTF-8") from None
+        raw = _as_bytes(value)
+        if name == HASH_MARKER and raw == b"":
+            continue
+        try:
+            data[name] = codec.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise codec.CorruptRecordError(f"hash field {name!r} is not JSON: {exc}") from None
+    return data
+
+
+def _glob_escape(text: str) -> str:
+    """Escape Redis glob characters so a prefix matches only itself."""
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
+
+
+def redis_url(url: str) -> tuple[str, bool]:
+    """The URL redis-py understands, and whether it names a cluster.
+
+    Example::
+
+        >>> redis_url("redis+cluster://10.0.0.1:7000")
+        ('redis://10.0.0.1:7000', True)
+        >>> redis_url("rediss://:pw@cache:6380/2")
+        ('rediss://:pw@cache:6380/2', False)
+    """
+    scheme, sep, rest = url.partition("://")
+    base, plus, kind = scheme.lower().partition("+")
+    if not sep or base not in ("redis", "rediss") or (plus and kind != "cluster"):
+        raise ConfigurationError(
+            f"not a redis URL: {url.split('@')[-1]!r}",
+            solution="use redis://, rediss://, redis+cluster:// or rediss+cluster://",
+        )
+    return f"{base}://{rest}", bool(plus)
+
+
+def create_redis_session_storage(
+    *,
+    cookie: CookieLike = None,
+    url: str | None = None,
+    client: Any = None,
+    ttl: float | None = 604800,
+    prefix: str = "session:",
+    format: Format = "remix",
+    layout: Layout = "string",
+    timeout: float | None = 5.0,
+    rolling: bool = True,
+    save_uninitialized: bool = False,
+    clock: Clock = utcnow,
+) -> SessionStorage:
+    """Sessions in Redis (or Redis Cluster), wire-compatible with Remix's Redis storages.
+
+    ``ttl`` (seconds) is the record lifetime when the cookie sets neither ``max_age`` nor
+    ``expires``; otherwise records live as long as the cookie. ``format="remix-v3"`` needs a
+    cookie made with ``create_cookie(..., format="remix-v3")`` (cookie options as a dict get it
+    automatically). See :class:`RedisStore` for ``url``/``client`` and ``timeout``.
+
+    Example::
+
+        >>> from websession import create_cookie
+        >>> storage = create_redis_session_storage(
+        ...     cookie=create_cookie("__session", secrets=["s3cret"], max_age=3600),
+        ...     url="redis://localhost:6379/0", prefix="doctest:session:")
+        >>> session = storage.get_session(None)
+        >>> session["user_id"] = 42
+        >>> header = storage.commit_session(session)
+        >>> storage.get_session(header.split(";")[0])["user_id"]
+        42
+        >>> storage.destroy_session(session).split(";")[0]
+        '__session='
+        >>> storage.close()
+    """
+    store = RedisStore(
+        url=url,
+        client=client,
+        prefix=prefix,
+        default_ttl=ttl,
+        format=format,
+        layout=layout,
+        timeout=timeout,
+        clock=clock,
+    )
+    return SessionStorage(
+        cookie=_cookie_for(cookie, format),
+        store=store,
+        rolling=rolling,
+        save_uninitialized=save_uninitialized,
+    )
+
+
+def _cookie_for(cookie: CookieLike, format: Format) -> Cookie:
+    """The storage's cookie: options given as a dict get the store's format."""
+    made = cookie if isinstance(cookie, Cookie) else as_cookie({"format": format, **(cookie or {})})
+    if made.format != format:
+        raise ConfigurationError(
+            f"a {format!r} redis storage needs a {format!r} cookie, not a {made.format!r} one",
+            solution=f"create the cookie with create_cookie(..., format={format!r})",
+        )
+    return made
+
+
+def open_url(url: SplitResult, options: dict[str, Any]) -> SessionStorage:
+    """``redis://[:password@]host:6379/0?prefix=app:&ttl=3600&format=remix&layout=string``;
+    also ``rediss://`` (TLS), ``redis+cluster://`` and ``rediss+cluster://``."""
+    explicit_cookie = "cookie" in options
+    cookie = cookie_from_options(options)
+    shared = storage_options(options)
+    prefix = options.pop("prefix", "session:")
+    ttl = options.pop("ttl", 604800)
+    format = options.pop("format", "remix")
+    layout = options.pop("layout", "string")
+    timeout = options.pop("timeout", 5.0)
+    reject_unknown(url.scheme, options)
+    if not explicit_cookie and format in get_args(Format) and cookie.format != format:
+        cookie = Cookie(cookie.name, cookie.secrets, cookie.options, format=format)
+    return create_redis_session_storage(
+        cookie=cookie,
+        url=urlunsplit((url.scheme, url.netloc, url.path, "", "")),
+        ttl=None if ttl in (None, "", "none") else float(ttl),
+        prefix=prefix,
+        format=format,
+        layout=layout,
+        timeout=None if timeout in (None, "", "none") else float(timeout),
+        **shared,
+    )
+
+
+__all__ = ["RedisStore", "create_redis_session_storage", "open_url"]

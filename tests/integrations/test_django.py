@@ -1,0 +1,304 @@
+"""Django: a real (minimal) project whose SESSION_ENGINE is websession, driven by Django's
+test client: login's cycle_key, logout's flush, messages, expiry, clearsessions, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+from datetime import timedelta
+
+import pytest
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.integrations.django_project.settings")
+
+import django
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.contrib.auth.models import User  # noqa: E402
+from django.contrib.sessions.backends.base import UpdateError  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.test import AsyncClient, Client, override_settings  # noqa: E402
+from django.test.utils import setup_test_environment, teardown_test_environment  # noqa: E402
+
+from websession import SessionStorage, create_cookie  # noqa: E402
+from websession.integrations.django import SessionStore, derived_secret, get_storage  # noqa: E402
+from websession.stores.sqlite import SqliteStore  # noqa: E402
+
+from .helpers import SqliteOutage  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def project():
+    setup_test_environment()
+    call_command("migrate", verbosity=0, interactive=False)
+    User.objects.filter(username="ada").delete()
+    User.objects.create_user("ada", password="lovelace")
+    yield
+    teardown_test_environment()
+
+
+@pytest.fixture
+def client() -> Client:
+    return Client()
+
+
+def sessionid(client: Client) -> str | None:
+    morsel = client.cookies.get(settings.SESSION_COOKIE_NAME)
+    return morsel.value if morsel is not None and morsel.value else None
+
+
+def record_for(key: str):
+    storage = get_storage()
+    session_id = SessionStore(key).session_id
+    return None if session_id is None else storage.store.read(session_id, None)
+
+
+def test_anonymous_request_without_session_use_sets_no_cookie(client):
+    response = client.get("/messages")
+    assert response.json() == {"messages": []}
+    assert sessionid(client) is None
+
+
+def test_session_data_persists_and_the_cookie_is_the_signed_id(client):
+    assert [client.get("/").json()["visits"] for _ in range(3)] == [1, 2, 3]
+    key = sessionid(client)
+    storage = get_storage()
+    session_id = SessionStore(key).session_id
+    assert session_id is not None and key != session_id
+    # The cookie value is exactly what websession (and Remix) would send for this id.
+    assert storage.cookie.serialize(session_id).split(";")[0] == f"{storage.cookie.name}={key}"
+    assert storage.cookie.secrets == (derived_secret(settings.SECRET_KEY),)
+    assert record_for(key).data == {"visits": 3}
+
+
+def test_login_cycles_the_key_and_keeps_the_data(client):
+    client.get("/")
+    client.post("/cart", {"item": "tea"})
+    before = sessionid(client)
+    response = client.post("/login", {"username": "ada", "password": "lovelace"})
+    assert response.status_code == 302
+    after = sessionid(client)
+    assert after != before
+    assert record_for(before) is None  # the pre-login record is gone: no fixation
+    assert client.get("/").json() == {"user": "ada", "visits": 2, "cart": ["tea"]}
+    data = record_for(after).data
+    assert data["_auth_user_id"] == str(User.objects.get(username="ada").pk)
+
+
+def test_async_views_and_the_async_client():
+    async def visit_twice():
+        client = AsyncClient()
+        first = await client.get("/async")
+        second = await client.get("/async")
+        return first.json(), second.json(), client.cookies[settings.SESSION_COOKIE_NAME].value
+
+    first, second, key = asyncio.run(visit_twice())
+    assert (first, second) == ({"visits": 1}, {"visits": 2})
+    assert record_for(key).data == {"visits": 2}
+
+
+def test_bad_credentials(client):
+    assert client.post("/login", {"username": "ada", "password": "nope"}).status_code == 401
+
+
+def test_logout_flushes_and_the_old_cookie_stops_working(client):
+    client.post("/login", {"username": "ada", "password": "lovelace"})
+    signed_in = sessionid(client)
+    client.post("/logout")
+    assert record_for(signed_in) is None
+    assert sessionid(client) is None
+    replay = Client()
+    replay.cookies[settings.SESSION_COOKIE_NAME] = signed_in
+    assert replay.get("/").json()["user"] is None
+
+
+def test_test_client_login_and_session_helpers(client):
+    assert client.login(username="ada", password="lovelace")
+    assert client.get("/").json()["user"] == "ada"
+    session = client.session
+    assert isinstance(session, SessionStore)
+    session["cart"] = ["cake"]
+    session.save()
+    assert client.get("/").json()["cart"] == ["cake"]
+    client.logout()
+    assert client.get("/").json()["user"] is None
+
+
+def test_messages_framework_in_the_session(client):
+    response = client.get("/notify", follow=True)
+    assert response.json() == {"messages": ["Saved!"]}
+    assert client.get("/messages").json() == {"messages": []}
+
+
+def test_concurrent_saves_touching_different_keys_both_survive(client):
+    client.get("/")
+    key = sessionid(client)
+    first, second = SessionStore(key), SessionStore(key)
+    first["a"], second["b"] = 1, 2
+    first.save()
+    second.save()
+    assert record_for(key).data == {"visits": 1, "a": 1, "b": 2}
+
+
+def test_a_session_deleted_meanwhile_is_never_brought_back(client):
+    client.get("/")
+    key = sessionid(client)
+    slow = SessionStore(key)
+    slow["late"] = True
+    SessionStore(key).flush()
+    with pytest.raises(UpdateError):
+        slow.save()
+    assert record_for(key) is None
+
+
+def test_a_session_deleted_during_a_request_answers_400(client):
+    client.get("/")
+    key = sessionid(client)
+    response = client.get("/race")
+    assert response.status_code == 400  # Django's SessionInterrupted
+    assert record_for(key) is None
+
+
+def test_a_session_deleted_between_requests_starts_afresh(client):
+    client.get("/")
+    SessionStore(sessionid(client)).delete()
+    assert client.get("/").json()["visits"] == 1
+
+
+def test_clear_without_load_replaces_the_stored_data(client):
+    client.get("/")
+    client.post("/cart", {"item": "tea"})
+    key = sessionid(client)
+    session = SessionStore(key)
+    session.clear()
+    session["only"] = True
+    session.save()
+    assert record_for(key).data == {"only": True}
+
+
+def test_tampered_and_foreign_keys_are_ignored(client):
+    client.cookies[settings.SESSION_COOKIE_NAME] = "x" * 32  # a Django-db style key
+    assert client.get("/").json()["visits"] == 1
+    forged = sessionid(client)[:-3] + "AAA"
+    assert SessionStore(forged).session_key is None
+    assert SessionStore("short").session_key is None
+    assert SessionStore("bad;key" * 3).session_key is None
+    assert not SessionStore().exists(forged)
+
+
+def test_set_expiry_zero_gives_a_browser_session_cookie_but_a_bounded_record(client):
+    client.get("/expire-at-close")
+    morsel = client.cookies[settings.SESSION_COOKIE_NAME]
+    assert morsel["max-age"] == ""
+    record = record_for(morsel.value)
+    remaining = record.expires - get_storage().store.clock()
+    assert (
+        timedelta(seconds=settings.SESSION_COOKIE_AGE - 60)
+        < remaining
+        <= timedelta(seconds=settings.SESSION_COOKIE_AGE)
+    )
+
+
+def test_custom_expiry_reaches_the_store(client):
+    store = SessionStore()
+    store["x"] = 1
+    store.set_expiry(300)
+    store.save()
+    remaining = record_for(store.session_key).expires - get_storage().store.clock()
+    assert timedelta(seconds=240) < remaining <= timedelta(seconds=300)
+
+
+def test_secret_key_rotation_resigns_the_cookie(client):
+    client.get("/")
+    old_key = sessionid(client)
+    with override_settings(SECRET_KEY="a-brand-new-secret", SECRET_KEY_FALLBACKS=[settings.SECRET_KEY]):
+        assert client.get("/").json()["visits"] == 2
+        new_key = sessionid(client)
+        assert new_key != old_key
+        assert SessionStore(new_key).session_id == SessionStore(old_key).session_id
+    with override_settings(SECRET_KEY="yet-another-secret", SECRET_KEY_FALLBACKS=[]):
+        assert SessionStore(old_key).session_key is None
+
+
+def test_clearsessions_purges_expired_records():
+    store = get_storage().store
+    expired = store.create({"old": True}, store.clock() - timedelta(seconds=5))
+    live = store.create({"new": True}, store.clock() + timedelta(hours=1))
+    call_command("clearsessions")
+    assert store.read(live, None) is not None
+    assert expired not in {id for id, _ in store.scan()}
+    with contextlib.closing(sqlite3.connect(store.path)) as db:
+        rows = db.execute(f"SELECT id FROM {store.table} WHERE id IN (?, ?)", (expired, live)).fetchall()
+    assert rows == [(live,)]
+
+
+def test_storage_setting_forms(tmp_path):
+    storage = SessionStorage(
+        cookie=create_cookie("s", secrets=["own"]), store=SqliteStore(tmp_path / "own.db")
+    )
+    with override_settings(WEBSESSION_STORAGE=storage):
+        assert get_storage() is storage
+    with override_settings(WEBSESSION_STORAGE=lambda: storage):
+        assert get_storage() is storage
+    from .django_project import sessions
+
+    for dotted in ("storage", "make_storage"):
+        with override_settings(WEBSESSION_STORAGE=f"tests.integrations.django_project.sessions.{dotted}"):
+            assert get_storage() is sessions.storage
+    with override_settings(WEBSESSION_STORAGE=f"sqlite:///{tmp_path}/url.db?secrets=mine"):
+        assert get_storage().cookie.secrets == ("mine",)
+    from django.core.exceptions import ImproperlyConfigured
+
+    with (
+        override_settings(WEBSESSION_STORAGE="cookie://"),
+        pytest.raises(ImproperlyConfigured, match="store-backed"),
+    ):
+        get_storage()
+    with (
+        override_settings(WEBSESSION_STORAGE=None),
+        pytest.raises(ImproperlyConfigured, match="WEBSESSION_STORAGE"),
+    ):
+        get_storage()
+
+
+@pytest.fixture
+def down(tmp_path):
+    storage = SessionStorage(
+        cookie=create_cookie("s", secrets=["k"]), store=SqliteStore(tmp_path / "down.db", timeout=0.05)
+    )
+    outage = SqliteOutage(storage.store)
+    with override_settings(WEBSESSION_STORAGE=storage):
+        yield outage
+    outage.end()
+    storage.close()
+
+
+def test_store_down_while_loading_answers_503(client, down):
+    client.get("/")
+    down.block_all()
+    response = client.get("/")
+    assert response.status_code == 503 and response["Retry-After"] == "5"
+    assert settings.SESSION_COOKIE_NAME not in response.cookies
+    down.end()
+    assert client.get("/").json()["visits"] == 2
+
+
+def test_store_down_while_saving_answers_503(client, down):
+    client.get("/")
+    down.block_writes()
+    response = client.get("/")
+    assert response.status_code == 503
+    assert settings.SESSION_COOKIE_NAME not in response.cookies
+    down.end()
+    assert client.get("/").json()["visits"] == 2
+
+
+def test_unavailable_status_setting(client, down):
+    client.get("/")
+    down.block_all()
+    with override_settings(WEBSESSION_UNAVAILABLE_STATUS=500):
+        assert client.get("/").status_code == 500
