@@ -42,9 +42,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import sys
 import threading
 import weakref
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar, Union, get_args
@@ -67,6 +68,11 @@ from ..storage import SessionStorage
 from ..urls import cookie_from_options, reject_unknown, storage_options
 from . import redis_cas
 from .base import Clock, Record, Store, utcnow
+
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - the hiredis extra is not installed
+    _hiredis_pack = None
 
 Format = Literal["remix", "remix-v3"]
 Layout = Literal["string", "hash"]
@@ -191,7 +197,8 @@ class RedisStore(Store):
 
     ``url``: ``redis://``, ``rediss://`` (TLS), ``redis+cluster://`` / ``rediss+cluster://``
     (Redis Cluster); clients are made on first use with ``timeout`` seconds for connecting
-    and for each reply. ``client``: a ``redis.Redis``, ``redis.cluster.RedisCluster``, a
+    and for each reply (the async door allows ``timeout`` for each whole store operation,
+    given clients included). ``client``: a ``redis.Redis``, ``redis.cluster.RedisCluster``, a
     Sentinel ``master_for(...)`` client, or their ``redis.asyncio`` twins; it serves its
     own door only and is not closed by :meth:`close`.
     """
@@ -248,7 +255,9 @@ class RedisStore(Store):
             else:
                 self._given_sync = client
         self._sync: Any = None
+        self._sync_held: _Held | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._async_held: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Held] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -285,6 +294,7 @@ class RedisStore(Store):
         """Close the sync client this store made from its url (a given client stays open)."""
         with self._lock:
             client, self._sync = self._sync, None
+            self._sync_held = None
         if client is not None:
             client.close()
 
@@ -309,6 +319,7 @@ class RedisStore(Store):
         loop = asyncio.get_running_loop()
         client = self._async.pop(loop, None)
         self._async.clear()  # clients of other (usually closed) loops cannot be awaited here
+        self._async_held.clear()
         if client is not None:
             await client.aclose()
         self.close()
@@ -439,6 +450,9 @@ class RedisStore(Store):
     def _run(self, steps: _Steps[T], operation: str) -> T:
         client = self._sync_client()
         with _translated(operation):
+            held = self._sync_held
+            if held is not None:
+                return _drive_held(held, steps)
             try:
                 op = next(steps)
                 while True:
@@ -449,14 +463,15 @@ class RedisStore(Store):
 
     async def _arun(self, steps: _Steps[T], operation: str) -> T:
         client = self._async_client()
+        held = self._async_held.get(asyncio.get_running_loop()) if self._given_async is None else None
         with _translated(operation):
+            work = _adrive(client, steps) if held is None else _adrive_held(held, steps)
+            if self.timeout is None:
+                return await work
             try:
-                op = next(steps)
-                while True:
-                    op = steps.send(await _asend(client, op))
-            except StopIteration as done:
-                result: T = done.value
-                return result
+                return await _within(self.timeout, work)
+            except asyncio.TimeoutError as exc:
+                raise redis.exceptions.TimeoutError(f"no reply within {self.timeout} s") from exc
 
     def _sync_client(self) -> Any:
         if self._given_sync is not None:
@@ -470,6 +485,7 @@ class RedisStore(Store):
         with self._lock:
             if self._sync is None:
                 self._sync = self._build(asynchronous=False)
+                self._sync_held = _Held.of(self._sync)
             return self._sync
 
     def _async_client(self) -> Any:
@@ -486,15 +502,20 @@ class RedisStore(Store):
         client = self._async.get(loop)
         if client is None:
             client = self._async[loop] = self._build(asynchronous=True)
+            held = _Held.of(client)
+            if held is not None:
+                self._async_held[loop] = held
         return client
 
     def _build(self, *, asynchronous: bool) -> Any:
         assert self.url is not None
         url, cluster = redis_url(self.url)
-        options: dict[str, Any] = {
-            "socket_timeout": self.timeout,
-            "socket_connect_timeout": self.timeout,
-        }
+        options: dict[str, Any] = {"socket_connect_timeout": self.timeout}
+        if not asynchronous:
+            options["socket_timeout"] = self.timeout
+        # The async door enforces ``timeout`` once per operation (see _arun): redis-py's own
+        # socket_timeout wraps every command in asyncio.wait_for, a task and a timer per
+        # command, which cost as much as the round trip itself on loopback.
         if cluster:
             factory: Any = redis.asyncio.cluster.RedisCluster if asynchronous else redis.cluster.RedisCluster
         else:
@@ -508,6 +529,120 @@ class RedisStore(Store):
             return factory.from_url(url, **options)
 
 
+class _Held:
+    """Connections a store keeps checked out of its own redis-py pool between operations.
+
+    redis-py's ``execute_command`` takes a connection from the pool and gives it back around
+    every command, under a lock, with a readiness probe and observability hooks; on loopback
+    that costs more than the round trip itself. Instead, a store operation takes one idle
+    connection for all its commands and leaves it idle for the next operation (list pop and
+    append are atomic, so threads share the list safely). A connection interrupted in the
+    middle of a command is disconnected, so no half-read reply ever reaches another request;
+    redis-py reconnects it on its next command. Only clients the store built itself, on a
+    plain connection pool, are used this way: a given client keeps its owner's pool rules.
+    """
+
+    __slots__ = ("idle", "pool")
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.idle: list[Any] = []
+
+    @classmethod
+    def of(cls, client: Any) -> _Held | None:
+        plain = isinstance(client, (redis.Redis, redis.asyncio.Redis)) and client.connection is None
+        return cls(client.connection_pool) if plain else None
+
+
+def _drive_held(held: _Held, steps: _Steps[T]) -> T:
+    try:
+        conn = held.idle.pop()
+    except IndexError:
+        conn = held.pool.get_connection()
+    busy = False
+    try:
+        op = next(steps)
+        while True:
+            busy = True
+            reply = _held_send(conn, op)
+            busy = False
+            op = steps.send(reply)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    finally:
+        if busy:
+            conn.disconnect()
+        held.idle.append(conn)
+
+
+def _held_send(conn: Any, op: _Op) -> Any:
+    if isinstance(op, _Command):
+        return _held_call(conn, op.args)
+    try:
+        return _held_call(conn, ("EVALSHA", op.script.sha, 1, op.key, *op.args))
+    except redis.exceptions.NoScriptError:
+        return _held_call(conn, ("EVAL", op.script.source, 1, op.key, *op.args))
+
+
+def _pack(conn: Any, args: tuple[Any, ...]) -> Any:
+    # hiredis packs in C; redis-py's asyncio connections pack in Python.
+    return [_hiredis_pack(args)] if _hiredis_pack is not None else conn.pack_command(*args)
+
+
+def _held_call(conn: Any, args: tuple[Any, ...]) -> Any:
+    packed = _pack(conn, args)
+    try:
+        conn.send_packed_command(packed, check_health=False)
+        return conn.read_response()
+    except redis.exceptions.ConnectionError:
+        # A connection that a restart closed while it sat idle: reconnect once and repeat
+        # (every command here is safe to repeat). A timeout is not retried: a hung server
+        # should give a quick 503, not twice the wait.
+        conn.disconnect()
+        conn.send_packed_command(packed, check_health=False)
+        return conn.read_response()
+
+
+async def _adrive_held(held: _Held, steps: _Steps[T]) -> T:
+    conn = held.idle.pop() if held.idle else await held.pool.get_connection()
+    busy = False
+    try:
+        op = next(steps)
+        while True:
+            busy = True
+            reply = await _aheld_send(conn, op)
+            busy = False
+            op = steps.send(reply)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    finally:
+        if busy:  # a timeout or a cancelled request: the reply may still be on its way
+            await conn.disconnect(nowait=True)
+        held.idle.append(conn)
+
+
+async def _aheld_send(conn: Any, op: _Op) -> Any:
+    if isinstance(op, _Command):
+        return await _aheld_call(conn, op.args)
+    try:
+        return await _aheld_call(conn, ("EVALSHA", op.script.sha, 1, op.key, *op.args))
+    except redis.exceptions.NoScriptError:
+        return await _aheld_call(conn, ("EVAL", op.script.source, 1, op.key, *op.args))
+
+
+async def _aheld_call(conn: Any, args: tuple[Any, ...]) -> Any:
+    packed = _pack(conn, args)
+    try:
+        await conn.send_packed_command(packed, check_health=False)
+        return await conn.read_response()
+    except redis.exceptions.ConnectionError:
+        await conn.disconnect()
+        await conn.send_packed_command(packed, check_health=False)
+        return await conn.read_response()
+
+
 def _send(client: Any, op: _Op) -> Any:
     if isinstance(op, _Command):
         return client.execute_command(*op.args)
@@ -515,6 +650,29 @@ def _send(client: Any, op: _Op) -> Any:
         return client.execute_command("EVALSHA", op.script.sha, 1, op.key, *op.args)
     except redis.exceptions.NoScriptError:
         return client.execute_command("EVAL", op.script.source, 1, op.key, *op.args)
+
+
+async def _adrive(client: Any, steps: _Steps[T]) -> T:
+    try:
+        op = next(steps)
+        while True:
+            op = steps.send(await _asend(client, op))
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+if sys.version_info >= (3, 11):
+
+    async def _within(seconds: float, work: Awaitable[T]) -> T:
+        """``work``, cancelled after ``seconds``: one timer, no extra task."""
+        async with asyncio.timeout(seconds):
+            return await work
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _within(seconds: float, work: Awaitable[T]) -> T:
+        return await asyncio.wait_for(work, seconds)
 
 
 async def _asend(client: Any, op: _Op) -> Any:
