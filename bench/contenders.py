@@ -173,6 +173,9 @@ def websession_storage(store: str, env: Env) -> Any:
     cookie = _cookie()
     if store == "cookie":
         return websession.create_cookie_session_storage(cookie=cookie)
+    if store == "cookie-fixed":
+        # Starlette's semantics: the cookie is re-sent only when the data changed.
+        return websession.create_cookie_session_storage(cookie=cookie, rolling=False)
     if store == "memory":
         return websession.create_memory_session_storage(cookie=cookie)
     if store == "file":
@@ -316,12 +319,16 @@ class AiohttpRunner(Runner):
 class WsgiRunner(Runner):
     is_async = False
 
-    def __init__(self, app: Any, cookie_name: str, env: Env, closer: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self, app: Any, cookie_name: str, env: Env, closer: Callable[[], Any] | None = None, *, primed: bool = False
+    ) -> None:
         self.driver = WsgiDriver(app, cookie_name, env.slots)
         self.closer = closer
+        self.primed = primed
 
     def prime(self) -> None:
-        self.driver.prime()
+        if not self.primed:
+            self.driver.prime()
 
     def run(self, n: int, workload: str) -> None:
         self.driver.run(n, workload)
@@ -338,8 +345,11 @@ def flask_app(configure: Callable[[Any], None]) -> Any:
     app.config["PERMANENT_SESSION_LIFETIME"] = LIFETIME
     configure(app)
 
+    sessions = not app.config.get("BENCH_NO_SESSIONS")
+
     def view() -> str:
-        touch(flask.session, flask.request.path)
+        if sessions:
+            touch(flask.session, flask.request.path)
         return "ok"
 
     for path in ("/read", "/write", "/init"):
@@ -384,6 +394,15 @@ def websession_flask(store: str) -> Callable[[Env], Runner]:
     return build
 
 
+def flask_plain(env: Env) -> Runner:
+    """Flask with a view that never touches the session: what the framework itself costs."""
+
+    def configure(app: Any) -> None:
+        app.config["BENCH_NO_SESSIONS"] = True
+
+    return WsgiRunner(flask_app(configure), COOKIE, env, primed=True)
+
+
 def flask_cookie(env: Env) -> Runner:
     """Flask's own signed-cookie sessions (itsdangerous)."""
 
@@ -410,6 +429,7 @@ CONTENDERS: list[Contender] = [
     Contender("Flask-Session (redis)", "anchor", flask_session_redis, ("flask_session",)),
     Contender("Starlette SessionMiddleware (cookie)", "anchor", starlette_cookie, ("starlette", "itsdangerous")),
     Contender("Flask cookie session", "anchor", flask_cookie, ("flask",)),
+    Contender("Flask, no sessions", "baseline", flask_plain, ("flask",)),
     Contender(
         "websession redis",
         "websession",
@@ -438,7 +458,15 @@ CONTENDERS: list[Contender] = [
         (),
         {"read": "Starlette SessionMiddleware (cookie)", "write": "Starlette SessionMiddleware (cookie)"},
     ),
+    Contender(
+        "websession cookie, rolling=False",
+        "websession",
+        websession_asgi("cookie-fixed"),
+        (),
+        {"read": "Starlette SessionMiddleware (cookie)", "write": "Starlette SessionMiddleware (cookie)"},
+    ),
     Contender("websession memory", "websession", websession_asgi("memory")),
+    Contender("websession Flask memory", "websession", websession_flask("memory"), ("flask",)),
     Contender("websession file", "websession", websession_asgi("file")),
     Contender("websession sqlite", "websession", websession_asgi("sqlite")),
     Contender("websession memcache", "websession", websession_asgi("memcache"), ("websession.stores.memcache",)),

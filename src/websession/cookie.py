@@ -29,7 +29,7 @@ import hmac
 import math
 import re
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any, Literal, Union
@@ -147,10 +147,12 @@ class CookieOptions:
 
 @dataclass(frozen=True, slots=True)
 class Verified:
-    """A cookie value that verified. ``stale`` means an older secret signed it."""
+    """A cookie value that verified. ``stale`` means an older secret signed it; ``signed`` is
+    the signed text it came from (what :meth:`Cookie.serialize_raw` can send again)."""
 
     value: Any
     stale: bool = False
+    signed: str | None = field(default=None, repr=False, compare=False)
 
 
 class Cookie:
@@ -182,8 +184,13 @@ class Cookie:
         # Keyed once: copying a keyed HMAC skips the key schedule on every cookie.
         self._keys = tuple(hmac.new(s.encode("utf-8"), digestmod=hashlib.sha256) for s in secrets)
         self._attributes = options.attributes(format)
-        # Session ids are signed again on every rolling response: remember recent ones.
+        self._lifetime = None if options.max_age is None else timedelta(seconds=options.max_age)
+        # Session ids are signed again on every rolling response, and the same signed id comes
+        # back on every request: remember recent ones both ways, and their Set-Cookie headers.
+        # Only short str values are kept (ids); a cache is cleared whole when full.
         self._signed_ids: dict[tuple[str, str | None], str] = {}
+        self._verified_ids: dict[tuple[str, str | None], Verified] = {}
+        self._id_headers: dict[tuple[str, str | None], str] = {}
 
     def __repr__(self) -> str:
         if self.format != "remix":
@@ -228,6 +235,9 @@ class Cookie:
 
     def unsign(self, raw: str, *, binding: str | None = None) -> Verified | None:
         """Verify and decode a percent-decoded cookie value; None when it fails in any way."""
+        known = self._verified_ids.get((raw, binding))
+        if known is not None:
+            return known
         payload = raw
         stale = False
         if self._keys:
@@ -241,7 +251,10 @@ class Cookie:
         value = _decode_payload(payload) if self.format == "remix" else _decode_text(payload)
         if value is _INVALID:
             return None
-        return Verified(value, stale)
+        verified = Verified(value, stale, raw)
+        if isinstance(value, str) and len(value) <= _CACHED_ID_LENGTH:
+            _remember(self._verified_ids, (raw, binding), verified)
+        return verified
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -275,9 +288,9 @@ class Cookie:
         if self._keys:
             signed = f"{payload}.{_signature(_message(payload, binding), self._keys[0])}"
         if cacheable:
-            if len(self._signed_ids) >= _CACHED_IDS:
-                self._signed_ids.clear()
-            self._signed_ids[(value, binding)] = signed
+            _remember(self._signed_ids, (value, binding), signed)
+            # The browser sends it back next: it verifies with the newest secret.
+            _remember(self._verified_ids, (signed, binding), Verified(value, False, signed))
         return signed
 
     def serialize(self, value: Any, *, binding: str | None = None, **overrides: Any) -> str:
@@ -290,7 +303,13 @@ class Cookie:
             >>> create_cookie("s", http_only=False).serialize("abc", max_age=60)
             's=ImFiYyI%3D; Max-Age=60; Path=/; SameSite=Lax'
         """
-        return self.serialize_raw(self.sign(value, binding=binding), **overrides)
+        if overrides or not isinstance(value, str) or len(value) > _CACHED_ID_LENGTH:
+            return self.serialize_raw(self.sign(value, binding=binding), **overrides)
+        header = self._id_headers.get((value, binding))
+        if header is None:
+            header = self.serialize_raw(self.sign(value, binding=binding))
+            _remember(self._id_headers, (value, binding), header)
+        return header
 
     def serialize_raw(self, signed: str, **overrides: Any) -> str:
         """Return a Set-Cookie header for an already signed value."""
@@ -331,7 +350,10 @@ class Cookie:
             >>> create_cookie("s", max_age=60).expires_at(EPOCH)
             datetime.datetime(1970, 1, 1, 0, 1, tzinfo=datetime.timezone.utc)
         """
-        options = self.with_overrides(overrides or {})
+        if not overrides:
+            lifetime = self._lifetime
+            return self.options.expires if lifetime is None else now + lifetime
+        options = self.with_overrides(overrides)
         if options.max_age is not None:
             return now + timedelta(seconds=options.max_age)
         return options.expires
@@ -348,6 +370,12 @@ class Cookie:
             UserWarning,
             stacklevel=3,
         )
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= _CACHED_IDS:
+        cache.clear()
+    cache[key] = value
 
 
 def create_cookie(
