@@ -214,6 +214,18 @@ def websession_asgi(store: str) -> Callable[[Env], Runner]:
     return build
 
 
+def bare_asgi(env: Env) -> Runner:
+    """The app alone, with a plain dict as its session: what the driver and the app cost."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["session"] = {"user_id": 42, "n": 0}
+        await asgi_endpoint(scope, receive, send)
+
+    runner = AsgiRunner(app, COOKIE, env)
+    runner.prime = lambda: None  # type: ignore[method-assign]
+    return runner
+
+
 def starlette_cookie(env: Env) -> Runner:
     from starlette.middleware.sessions import SessionMiddleware
 
@@ -430,6 +442,7 @@ CONTENDERS: list[Contender] = [
     Contender("Starlette SessionMiddleware (cookie)", "anchor", starlette_cookie, ("starlette", "itsdangerous")),
     Contender("Flask cookie session", "anchor", flask_cookie, ("flask",)),
     Contender("Flask, no sessions", "baseline", flask_plain, ("flask",)),
+    Contender("ASGI app, no sessions", "baseline", bare_asgi),
     Contender(
         "websession redis",
         "websession",

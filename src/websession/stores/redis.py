@@ -510,12 +510,14 @@ class RedisStore(Store):
     def _build(self, *, asynchronous: bool) -> Any:
         assert self.url is not None
         url, cluster = redis_url(self.url)
-        options: dict[str, Any] = {"socket_connect_timeout": self.timeout}
-        if not asynchronous:
-            options["socket_timeout"] = self.timeout
         # The async door enforces ``timeout`` once per operation (see _arun): redis-py's own
-        # socket_timeout wraps every command in asyncio.wait_for, a task and a timer per
-        # command, which cost as much as the round trip itself on loopback.
+        # socket_timeout (5 s unless told otherwise) wraps every command in asyncio.wait_for
+        # and every reply in a timeout scope, a task and two timers per command, which cost
+        # as much as the round trip itself on loopback.
+        options: dict[str, Any] = {
+            "socket_connect_timeout": self.timeout,
+            "socket_timeout": None if asynchronous else self.timeout,
+        }
         if cluster:
             factory: Any = redis.asyncio.cluster.RedisCluster if asynchronous else redis.cluster.RedisCluster
         else:
