@@ -30,27 +30,69 @@ from .servers import Servers
 PRESETS: dict[str, dict[str, Any]] = {
     # ~5 minutes on 2 cores.
     "default": dict(
-        requests=2000, rounds=7, sign_ops=20_000, http_seconds=2.0, http_rounds=3, levels=[1, 8, 64],
-        concurrency_requests=4000, sizes=[1_000, 10_000, 100_000, 1_000_000], file_sizes=[1_000, 10_000, 100_000],
-        growth_requests=1000, memory_sessions=100_000, cluster=True,
+        requests=2000,
+        rounds=7,
+        sign_ops=20_000,
+        http_seconds=2.0,
+        http_rounds=3,
+        levels=[1, 8, 64],
+        http_warmup=1.0,
+        concurrency_requests=4000,
+        sizes=[1_000, 10_000, 100_000, 1_000_000],
+        file_sizes=[1_000, 10_000, 100_000],
+        growth_requests=1000,
+        memory_sessions=100_000,
+        cluster=True,
     ),
     # ~30 seconds.
     "quick": dict(
-        requests=300, rounds=3, sign_ops=5000, http_seconds=1.0, http_rounds=1, levels=[1, 8, 64],
-        concurrency_requests=640, sizes=[1_000, 10_000], file_sizes=[1_000, 10_000],
-        growth_requests=200, memory_sessions=10_000, cluster=False,
+        requests=300,
+        rounds=3,
+        sign_ops=5000,
+        http_seconds=1.0,
+        http_rounds=1,
+        levels=[1, 8, 64],
+        http_warmup=0.0,
+        concurrency_requests=640,
+        sizes=[1_000, 10_000],
+        file_sizes=[1_000, 10_000],
+        growth_requests=200,
+        memory_sessions=10_000,
+        cluster=False,
     ),
     # A few seconds: checks that everything runs (tests/bench/test_smoke.py).
     "smoke": dict(
-        requests=20, rounds=1, sign_ops=100, http_seconds=1.0, http_rounds=1, levels=[1, 8],
-        concurrency_requests=16, sizes=[100, 300], file_sizes=[100, 300],
-        growth_requests=20, memory_sessions=500, cluster=False,
+        requests=20,
+        rounds=1,
+        sign_ops=100,
+        http_seconds=1.0,
+        http_rounds=1,
+        levels=[1, 8],
+        http_warmup=0.0,
+        http_workloads=["read"],
+        http_levels=[],
+        concurrency_requests=16,
+        sizes=[100, 300],
+        file_sizes=[100, 300],
+        growth_requests=20,
+        memory_sessions=500,
+        cluster=False,
     ),
     # What docs/performance.md shows: the default, with the file store grown to a million too.
     "full": dict(
-        requests=2000, rounds=9, sign_ops=20_000, http_seconds=3.0, http_rounds=3, levels=[1, 8, 64],
-        concurrency_requests=4000, sizes=[1_000, 10_000, 100_000, 1_000_000],
-        file_sizes=[1_000, 10_000, 100_000, 1_000_000], growth_requests=1000, memory_sessions=100_000, cluster=True,
+        requests=2000,
+        rounds=9,
+        sign_ops=20_000,
+        http_seconds=3.0,
+        http_rounds=3,
+        levels=[1, 8, 64],
+        http_warmup=1.0,
+        concurrency_requests=4000,
+        sizes=[1_000, 10_000, 100_000, 1_000_000],
+        file_sizes=[1_000, 10_000, 100_000, 1_000_000],
+        growth_requests=1000,
+        memory_sessions=100_000,
+        cluster=True,
     ),
 }
 
@@ -62,18 +104,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_const", const="quick", dest="preset", help="a ~30 s run")
-    size.add_argument("--smoke", action="store_const", const="smoke", dest="preset", help="a few seconds, to check it runs")
-    size.add_argument("--full", action="store_const", const="full", dest="preset", help="what docs/performance.md shows")
-    parser.add_argument("--only", action="append", default=[], metavar="TEXT", help="contenders whose name contains TEXT (repeatable)")
-    parser.add_argument("--skip", action="append", default=[], choices=PHASES, help="leave a phase out (repeatable)")
-    parser.add_argument("--phase", action="append", default=[], choices=PHASES, help="run only these phases (repeatable)")
+    size.add_argument(
+        "--smoke", action="store_const", const="smoke", dest="preset", help="a few seconds, to check it runs"
+    )
+    size.add_argument(
+        "--full", action="store_const", const="full", dest="preset", help="what docs/performance.md shows"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="contenders whose name contains TEXT (repeatable)",
+    )
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=PHASES, help="leave a phase out (repeatable)"
+    )
+    parser.add_argument(
+        "--phase", action="append", default=[], choices=PHASES, help="run only these phases (repeatable)"
+    )
     parser.add_argument("--requests", type=int, help="requests per contender per round")
     parser.add_argument("--rounds", type=int, help="rounds (the figure is the median)")
     parser.add_argument("--http-seconds", type=float, help="seconds of load per HTTP run")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
     parser.add_argument("--markdown", type=Path, metavar="PATH", help="write the report as Markdown")
     parser.add_argument("--plot", type=Path, metavar="PATH", help="write the plot (PNG)")
-    parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md and docs/performance.png")
+    parser.add_argument(
+        "--write-docs", action="store_true", help="update docs/performance.md and docs/performance.png"
+    )
     parser.set_defaults(preset="default")
     return parser.parse_args(argv)
 
@@ -85,7 +143,9 @@ def log(message: str) -> None:
 def conditions(preset: str) -> dict[str, Any]:
     def run(*command: str) -> str:
         try:
-            return subprocess.run(command, capture_output=True, text=True, timeout=10, cwd=ROOT).stdout.strip()
+            return subprocess.run(
+                command, capture_output=True, text=True, timeout=10, cwd=ROOT
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return "?"
 
@@ -98,17 +158,23 @@ def conditions(preset: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "redis-server": run("redis-server", "--version").split(" ")[2].removeprefix("v=") if run("redis-server", "--version") else "?",
+        "redis-server": run("redis-server", "--version").split(" ")[2].removeprefix("v=")
+        if run("redis-server", "--version")
+        else "?",
     }
 
 
 def selected(only: list[str]) -> list[Contender]:
     if not only:
         return list(CONTENDERS)
-    return [c for c in CONTENDERS if any(text.lower() in c.name.lower() for text in only) or c.group == "floor"]
+    return [
+        c for c in CONTENDERS if any(text.lower() in c.name.lower() for text in only) or c.group == "floor"
+    ]
 
 
-def build_runners(loop: asyncio.AbstractEventLoop, contenders: list[Contender], env: Env, skipped: dict[str, str]) -> dict[str, Any]:
+def build_runners(
+    loop: asyncio.AbstractEventLoop, contenders: list[Contender], env: Env, skipped: dict[str, str]
+) -> dict[str, Any]:
     runners = {}
     for contender in contenders:
         why = contender.available()
@@ -125,13 +191,18 @@ def build_runners(loop: asyncio.AbstractEventLoop, contenders: list[Contender], 
     return runners
 
 
-def run_http(servers: Servers, settings: dict[str, Any], names: list[str], scratch: Path, results: dict[str, Any]) -> None:
+def run_http(
+    servers: Servers, settings: dict[str, Any], names: list[str], scratch: Path, results: dict[str, Any]
+) -> None:
     from .http import APPS, AppServer, have_wrk, load
 
     counters = RedisCounters(servers.redis_port)
     log(f"HTTP: starting {len(names)} servers")
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        futures = {name: pool.submit(AppServer, name, servers.redis_url if APPS[name][2] else None, scratch) for name in names}
+        futures = {
+            name: pool.submit(AppServer, name, servers.redis_url if APPS[name][2] else None, scratch)
+            for name in names
+        }
     apps = {}
     for name, future in futures.items():
         try:
@@ -140,17 +211,22 @@ def run_http(servers: Servers, settings: dict[str, Any], names: list[str], scrat
             results["meta"]["notes"][f"HTTP {name}"] = f"did not start: {exc}"
     seconds, connections = settings["http_seconds"], 8
     results["http_meta"] = (
-        f"{'wrk' if have_wrk() else 'Python load generator'} with {connections} connections keeping the cookie, "
+        f"{'wrk' if have_wrk() else 'Python load generator'} with {connections} connections, "
+        "each keeping its own cookie, "
         f"{seconds:g} s per run, median of {settings['http_rounds']} rounds"
     )
-    workloads = {name: ["read", "write"] if APPS[name][2] else ["read"] for name in apps}
-    samples: dict[str, dict[str, list[tuple[float, float | None, int]]]] = {n: {w: [] for w in ws} for n, ws in workloads.items()}
+    wanted = settings.get("http_workloads", ["read", "write"])
+    workloads = {name: [w for w in wanted if w == "read" or APPS[name][2]] for name in apps}
+    samples: dict[str, dict[str, list[tuple[float, float | None, int]]]] = {
+        n: {w: [] for w in ws} for n, ws in workloads.items()
+    }
     try:
-        for name, app in apps.items():  # warm up: imports, pools
-            load(app.url("/read"), 1.0, connections)
+        for app in apps.values():  # warm up: imports, pools
+            if settings["http_warmup"]:
+                load(app.url("/read"), settings["http_warmup"], connections)
         for index in range(settings["http_rounds"]):
             order = list(apps)
-            order = order[index % len(order):] + order[: index % len(order)]
+            order = order[index % len(order) :] + order[: index % len(order)]
             for name in order:
                 for workload in workloads[name]:
                     before = counters.snapshot()
@@ -174,17 +250,17 @@ def run_http(servers: Servers, settings: dict[str, Any], names: list[str], scrat
                     "errors": sum(p[2] for p in points),
                 }
         results["http"] = http
-        levels = settings["levels"]
+        levels = settings.get("http_levels", settings["levels"])
         pair = [n for n in ("websession redis (Starlette)", "starsessions (redis)") if n in apps]
-        if pair:
+        if pair and levels:
             table: dict[str, dict[int, list[float]]] = {n: {c: [] for c in levels} for n in pair}
             for _ in range(max(1, settings["http_rounds"] - 1)):
                 for clients in levels:
                     for name in pair:
                         table[name][clients].append(load(apps[name].url("/read"), seconds, clients).rate)
-            results.setdefault("concurrency", {})["HTTP (uvicorn, 1 worker; connections share one cookie)"] = {
-                n: {c: statistics.median(v) for c, v in by.items()} for n, by in table.items()
-            }
+            results.setdefault("concurrency", {})[
+                "HTTP (uvicorn, 1 worker; each connection its own cookie)"
+            ] = {n: {c: statistics.median(v) for c, v in by.items()} for n, by in table.items()}
     finally:
         for app in apps.values():
             app.stop()
@@ -217,9 +293,16 @@ def main(argv: list[str] | None = None) -> int:
             if "inprocess" in phases or "concurrency" in phases:
                 runners = build_runners(loop, selected(args.only), env, skipped)
             if "inprocess" in phases:
-                log(f"in-process: {len(runners)} contenders, {settings['requests']} requests x {settings['rounds']} rounds")
+                each = f"{settings['requests']} requests x {settings['rounds']} rounds"
+                log(f"in-process: {len(runners)} contenders, {each}")
                 results["inprocess"] = run_rounds(
-                    loop, runners, ("read", "write"), n=settings["requests"], rounds=settings["rounds"], counters=counters, progress=log
+                    loop,
+                    runners,
+                    ("read", "write"),
+                    n=settings["requests"],
+                    rounds=settings["rounds"],
+                    counters=counters,
+                    progress=log,
                 )
             if "signing" in phases:
                 from .signing import SIGNERS
@@ -229,7 +312,13 @@ def main(argv: list[str] | None = None) -> int:
                 for signer in signers.values():
                     signer.prime()
                 results["signing"] = run_rounds(
-                    loop, signers, ("data", "id"), n=settings["sign_ops"], rounds=settings["rounds"], counters=None, progress=log
+                    loop,
+                    signers,
+                    ("data", "id"),
+                    n=settings["sign_ops"],
+                    rounds=settings["rounds"],
+                    counters=None,
+                    progress=log,
                 )
             if "concurrency" in phases:
                 from .scale import concurrency
@@ -237,8 +326,14 @@ def main(argv: list[str] | None = None) -> int:
                 pair = {n: runners[n] for n in ("websession redis", "starsessions (redis)") if n in runners}
                 if pair:
                     log(f"concurrency {settings['levels']}")
-                    results.setdefault("concurrency", {})["In process (one event loop, each client its own cookie)"] = concurrency(
-                        loop, pair, settings["levels"], n=settings["concurrency_requests"], rounds=max(1, settings["rounds"] // 2)
+                    results.setdefault("concurrency", {})[
+                        "In process (one event loop, each client its own cookie)"
+                    ] = concurrency(
+                        loop,
+                        pair,
+                        settings["levels"],
+                        n=settings["concurrency_requests"],
+                        rounds=max(1, settings["rounds"] // 2),
                     )
             if "cluster" in phases:
                 log("Redis Cluster")
@@ -251,7 +346,12 @@ def main(argv: list[str] | None = None) -> int:
                         call(loop, runner, "prime")
                     cluster_counters = None
                     results["cluster"] = run_rounds(
-                        loop, cluster_runners, ("read", "write"), n=settings["requests"], rounds=settings["rounds"], counters=cluster_counters
+                        loop,
+                        cluster_runners,
+                        ("read", "write"),
+                        n=settings["requests"],
+                        rounds=settings["rounds"],
+                        counters=cluster_counters,
                     )
                     for runner in cluster_runners.values():
                         call(loop, runner, "close")
@@ -273,7 +373,9 @@ def main(argv: list[str] | None = None) -> int:
                 for kind in ("redis", "sqlite", "file"):
                     sizes = settings["file_sizes"] if kind == "file" else settings["sizes"]
                     try:
-                        results["growth"][kind] = growth(kind, sizes, env, n=settings["growth_requests"], rounds=3, progress=log)
+                        results["growth"][kind] = growth(
+                            kind, sizes, env, n=settings["growth_requests"], rounds=3, progress=log
+                        )
                     except Exception as exc:
                         notes[f"growth {kind}"] = f"not run: {type(exc).__name__}: {exc}"
             if "memory" in phases:
@@ -305,8 +407,14 @@ def main(argv: list[str] | None = None) -> int:
 def to_json(results: dict[str, Any]) -> dict[str, Any]:
     def convert(value: Any) -> Any:
         if isinstance(value, Figure):
-            return {"name": value.name, "workload": value.workload, "median_s": value.median, "samples_s": value.samples,
-                    "round_trips": value.trips, "commands": value.commands}
+            return {
+                "name": value.name,
+                "workload": value.workload,
+                "median_s": value.median,
+                "samples_s": value.samples,
+                "round_trips": value.trips,
+                "commands": value.commands,
+            }
         if isinstance(value, dict):
             return {(" / ".join(k) if isinstance(k, tuple) else str(k)): convert(v) for k, v in value.items()}
         if hasattr(value, "points"):

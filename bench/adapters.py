@@ -56,7 +56,10 @@ class InlineAsgiSessions:
                 set_cookie = await storage.acommit_session(session)
                 if set_cookie is not None:
                     message = dict(message)
-                    message["headers"] = [*message.get("headers", ()), (b"set-cookie", set_cookie.encode("latin-1"))]
+                    message["headers"] = [
+                        *message.get("headers", ()),
+                        (b"set-cookie", set_cookie.encode("latin-1")),
+                    ]
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)

@@ -301,7 +301,9 @@ class AiohttpRunner(Runner):
             raw.append((b"Cookie", cookie.encode("latin-1")))
         headers = CIMultiDictProxy(CIMultiDict((k.decode(), v.decode("latin-1")) for k, v in raw))
         url = urls.get(path) or urls.setdefault(path, URL(path))
-        message = RawRequestMessage("GET", path, HttpVersion11, headers, tuple(raw), False, None, False, False, url)
+        message = RawRequestMessage(
+            "GET", path, HttpVersion11, headers, tuple(raw), False, None, False, False, url
+        )
         return web.Request(message, mock.sentinel.payload, protocol, writer, task, loop)
 
     async def _one(self, slot: int, path: str) -> None:
@@ -332,7 +334,13 @@ class WsgiRunner(Runner):
     is_async = False
 
     def __init__(
-        self, app: Any, cookie_name: str, env: Env, closer: Callable[[], Any] | None = None, *, primed: bool = False
+        self,
+        app: Any,
+        cookie_name: str,
+        env: Env,
+        closer: Callable[[], Any] | None = None,
+        *,
+        primed: bool = False,
     ) -> None:
         self.driver = WsgiDriver(app, cookie_name, env.slots)
         self.closer = closer
@@ -439,7 +447,9 @@ CONTENDERS: list[Contender] = [
     Contender("starsessions (redis)", "anchor", starsessions_redis, ("starsessions", "redis")),
     Contender("aiohttp-session (redis)", "anchor", lambda env: AiohttpRunner(env), ("aiohttp_session",)),
     Contender("Flask-Session (redis)", "anchor", flask_session_redis, ("flask_session",)),
-    Contender("Starlette SessionMiddleware (cookie)", "anchor", starlette_cookie, ("starlette", "itsdangerous")),
+    Contender(
+        "Starlette SessionMiddleware (cookie)", "anchor", starlette_cookie, ("starlette", "itsdangerous")
+    ),
     Contender("Flask cookie session", "anchor", flask_cookie, ("flask",)),
     Contender("Flask, no sessions", "baseline", flask_plain, ("flask",)),
     Contender("ASGI app, no sessions", "baseline", bare_asgi),
@@ -482,7 +492,9 @@ CONTENDERS: list[Contender] = [
     Contender("websession Flask memory", "websession", websession_flask("memory"), ("flask",)),
     Contender("websession file", "websession", websession_asgi("file")),
     Contender("websession sqlite", "websession", websession_asgi("sqlite")),
-    Contender("websession memcache", "websession", websession_asgi("memcache"), ("websession.stores.memcache",)),
+    Contender(
+        "websession memcache", "websession", websession_asgi("memcache"), ("websession.stores.memcache",)
+    ),
 ]
 
 #: Extra comparisons shown beside the main anchor: (contender, workload) -> reference.

@@ -14,7 +14,9 @@ from typing import Any
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+ASGIApp = Callable[
+    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+]
 
 #: What a new session holds after the first request: a signed-in user with a little state.
 INITIAL = {"user_id": 42, "name": "Ada Lovelace", "roles": ["admin", "dev"], "theme": "dark", "n": 0}

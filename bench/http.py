@@ -23,14 +23,20 @@ APPS: dict[str, tuple[str, str, bool, str | None]] = {
     "Starlette, no sessions": ("uvicorn", "starlette-plain", False, None),
     "Starlette SessionMiddleware (cookie)": ("uvicorn", "starlette-cookie", False, None),
     "starsessions (redis)": ("uvicorn", "starsessions", True, None),
-    "websession cookie (Starlette)": ("uvicorn", "websession-cookie", False, "Starlette SessionMiddleware (cookie)"),
+    "websession cookie (Starlette)": (
+        "uvicorn",
+        "websession-cookie",
+        False,
+        "Starlette SessionMiddleware (cookie)",
+    ),
     "websession redis (Starlette)": ("uvicorn", "websession-redis", True, "starsessions (redis)"),
     "Flask, no sessions": ("gunicorn", "flask-plain", False, None),
     "Flask-Session (redis)": ("gunicorn", "flask-session", True, None),
     "websession redis (Flask)": ("gunicorn", "websession-flask", True, "Flask-Session (redis)"),
 }
 
-# Keeps the last Set-Cookie and sends it back, like a browser (one jar per wrk thread).
+# Keeps the last Set-Cookie and sends it back, like a browser. wrk gives each thread its own
+# Lua state, and the bench runs one connection per thread: one browser per connection.
 WRK_SCRIPT = """
 local cookie = nil
 request = function()
@@ -72,7 +78,15 @@ class AppServer:
             env["BENCH_REDIS_URL"] = redis_url
         python = sys.executable
         if server == "uvicorn":
-            command = [python, "-m", "uvicorn", "bench.http_apps:asgi_app", "--factory", "--port", str(self.port)]
+            command = [
+                python,
+                "-m",
+                "uvicorn",
+                "bench.http_apps:asgi_app",
+                "--factory",
+                "--port",
+                str(self.port),
+            ]
             command += ["--host", "127.0.0.1", "--workers", "1", "--log-level", "warning", "--no-access-log"]
         else:
             command = [python, "-m", "gunicorn", "bench.http_apps:wsgi_app()", "-b", f"127.0.0.1:{self.port}"]
@@ -92,13 +106,14 @@ def have_wrk() -> bool:
 
 
 def wrk(url: str, seconds: float, connections: int) -> LoadResult:
-    """Load ``url`` for ``seconds`` with wrk, one thread, ``connections`` keep-alive connections."""
+    """Load ``url`` for ``seconds`` with wrk: ``connections`` keep-alive connections, one
+    thread (and so one cookie jar) each."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT)
     try:
         duration = max(1, round(seconds))
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", script.name, url],
+            ["wrk", f"-t{connections}", f"-c{connections}", f"-d{duration}s", "-s", script.name, url],
             capture_output=True,
             text=True,
             timeout=duration + 30,
@@ -166,7 +181,9 @@ async def _python_load(host: str, port: int, path: str, seconds: float, connecti
 def python_load(url: str, seconds: float, connections: int) -> LoadResult:
     match = re.match(r"http://([^:/]+):(\d+)(/.*)", url)
     assert match is not None
-    return asyncio.run(_python_load(match.group(1), int(match.group(2)), match.group(3), seconds, connections))
+    return asyncio.run(
+        _python_load(match.group(1), int(match.group(2)), match.group(3), seconds, connections)
+    )
 
 
 def load(url: str, seconds: float, connections: int) -> LoadResult:

@@ -59,15 +59,17 @@ def asgi_app() -> Any:
             cookie_https_only=False,
         )
     if kind.startswith("websession-"):
+        import websession
+
         from .adapters import asgi_middleware
         from .contenders import _cookie
-
-        import websession
 
         if kind == "websession-cookie":
             storage = websession.create_cookie_session_storage(cookie=_cookie())
         else:
-            storage = websession.create_redis_session_storage(cookie=_cookie(), url=_redis_url(), prefix=_prefix())
+            storage = websession.create_redis_session_storage(
+                cookie=_cookie(), url=_redis_url(), prefix=_prefix()
+            )
         return asgi_middleware(app, storage)[0]
     raise ValueError(f"unknown BENCH_APP {kind!r}")
 
@@ -94,16 +96,20 @@ def wsgi_app() -> Any:
         from flask_session import Session
 
         app.config.update(
-            SESSION_TYPE="redis", SESSION_REDIS=redis.Redis.from_url(_redis_url()), SESSION_KEY_PREFIX=_prefix()
+            SESSION_TYPE="redis",
+            SESSION_REDIS=redis.Redis.from_url(_redis_url()),
+            SESSION_KEY_PREFIX=_prefix(),
         )
         Session(app)
     elif kind == "websession-flask":
+        import websession
+
         from .adapters import flask_interface
         from .contenders import _cookie
 
-        import websession
-
-        storage = websession.create_redis_session_storage(cookie=_cookie(), url=_redis_url(), prefix=_prefix())
+        storage = websession.create_redis_session_storage(
+            cookie=_cookie(), url=_redis_url(), prefix=_prefix()
+        )
         app.session_interface = flask_interface(storage)[0]
     elif kind != "flask-plain":
         raise ValueError(f"unknown BENCH_APP {kind!r}")

@@ -11,7 +11,10 @@ from typing import Any
 from .contenders import FLOOR, FLOORS, SYNC_FLOOR
 from .measure import Figure
 
-WORKLOADS = {"read": "read-mostly (session read, not changed)", "write": "write-every-request (one key changed)"}
+WORKLOADS = {
+    "read": "read-mostly (session read, not changed)",
+    "write": "write-every-request (one key changed)",
+}
 FLOOR_OPS = {"read": "GETEX", "write": "GET+SET"}
 
 
@@ -44,7 +47,9 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def inprocess_rows(figures: dict[tuple[str, str], Figure], anchors: dict[str, dict[str, str]], workload: str) -> list[list[str]]:
+def inprocess_rows(
+    figures: dict[tuple[str, str], Figure], anchors: dict[str, dict[str, str]], workload: str
+) -> list[list[str]]:
     rows = []
     for (name, load), figure in figures.items():
         if load != workload:
@@ -67,7 +72,15 @@ def inprocess_rows(figures: dict[tuple[str, str], Figure], anchors: dict[str, di
     return rows
 
 
-INPROCESS_HEADERS = ["contender", "µs/request", "spread", "req/s", "speed vs anchor", "vs floor", "Redis round trips/request"]
+INPROCESS_HEADERS = [
+    "contender",
+    "µs/request",
+    "spread",
+    "req/s",
+    "speed vs anchor",
+    "vs floor",
+    "Redis round trips/request",
+]
 
 
 @dataclass
@@ -102,14 +115,46 @@ def targets(results: dict[str, Any]) -> list[Target]:
         return a / o, f"{us(o)} µs vs {us(a)} µs"
 
     checks: list[tuple[str, float, Callable[[], tuple[float | None, str]]]] = [
-        ("unchanged session on Redis vs the GETEX floor", 0.90, lambda: speed((FLOOR, "read"), ("websession redis", "read"))),
-        ("unchanged session on Redis vs starsessions", 2.5, lambda: speed(("starsessions (redis)", "read"), ("websession redis", "read"))),
-        ("changed session on Redis vs the GET+SET floor", 0.85, lambda: speed((FLOOR, "write"), ("websession redis", "write"))),
-        ("changed session on Redis vs starsessions", 1.5, lambda: speed(("starsessions (redis)", "write"), ("websession redis", "write"))),
-        ("Flask on Redis vs Flask-Session, read-mostly", 1.8, lambda: speed(("Flask-Session (redis)", "read"), ("websession Flask redis", "read"))),
-        ("Flask on Redis vs Flask-Session, write", 1.8, lambda: speed(("Flask-Session (redis)", "write"), ("websession Flask redis", "write"))),
-        ("cookie store vs Starlette SessionMiddleware, read-mostly", 1.5, lambda: speed(("Starlette SessionMiddleware (cookie)", "read"), ("websession cookie", "read"))),
-        ("cookie store vs Starlette SessionMiddleware, write", 1.5, lambda: speed(("Starlette SessionMiddleware (cookie)", "write"), ("websession cookie", "write"))),
+        (
+            "unchanged session on Redis vs the GETEX floor",
+            0.90,
+            lambda: speed((FLOOR, "read"), ("websession redis", "read")),
+        ),
+        (
+            "unchanged session on Redis vs starsessions",
+            2.5,
+            lambda: speed(("starsessions (redis)", "read"), ("websession redis", "read")),
+        ),
+        (
+            "changed session on Redis vs the GET+SET floor",
+            0.85,
+            lambda: speed((FLOOR, "write"), ("websession redis", "write")),
+        ),
+        (
+            "changed session on Redis vs starsessions",
+            1.5,
+            lambda: speed(("starsessions (redis)", "write"), ("websession redis", "write")),
+        ),
+        (
+            "Flask on Redis vs Flask-Session, read-mostly",
+            1.8,
+            lambda: speed(("Flask-Session (redis)", "read"), ("websession Flask redis", "read")),
+        ),
+        (
+            "Flask on Redis vs Flask-Session, write",
+            1.8,
+            lambda: speed(("Flask-Session (redis)", "write"), ("websession Flask redis", "write")),
+        ),
+        (
+            "cookie store vs Starlette SessionMiddleware, read-mostly",
+            1.5,
+            lambda: speed(("Starlette SessionMiddleware (cookie)", "read"), ("websession cookie", "read")),
+        ),
+        (
+            "cookie store vs Starlette SessionMiddleware, write",
+            1.5,
+            lambda: speed(("Starlette SessionMiddleware (cookie)", "write"), ("websession cookie", "write")),
+        ),
     ]
     out = []
     for what, goal, compute in checks:
@@ -119,13 +164,30 @@ def targets(results: dict[str, Any]) -> list[Target]:
     ours = signing.get(("websession Cookie sign+unsign", "data"))
     theirs = signing.get(("itsdangerous TimestampSigner (Starlette)", "data"))
     if ours and theirs:
-        out.append(Target("cookie sign+verify vs itsdangerous", theirs.median / ours.median, 1.8, f"{us(ours.median)} µs vs {us(theirs.median)} µs"))
+        out.append(
+            Target(
+                "cookie sign+verify vs itsdangerous",
+                theirs.median / ours.median,
+                1.8,
+                f"{us(ours.median)} µs vs {us(theirs.median)} µs",
+            )
+        )
     else:
         out.append(Target("cookie sign+verify vs itsdangerous", None, 1.8, "not run"))
     http = results.get("http", {})
-    mine, star = http.get("websession redis (Starlette)", {}).get("read"), http.get("starsessions (redis)", {}).get("read")
+    mine, star = (
+        http.get("websession redis (Starlette)", {}).get("read"),
+        http.get("starsessions (redis)", {}).get("read"),
+    )
     if mine and star:
-        out.append(Target("HTTP Starlette+Redis read-mostly vs starsessions", mine["rate"] / star["rate"], 2.0, f"{mine['rate']:,.0f} vs {star['rate']:,.0f} req/s"))
+        out.append(
+            Target(
+                "HTTP Starlette+Redis read-mostly vs starsessions",
+                mine["rate"] / star["rate"],
+                2.0,
+                f"{mine['rate']:,.0f} vs {star['rate']:,.0f} req/s",
+            )
+        )
     else:
         out.append(Target("HTTP Starlette+Redis read-mostly vs starsessions", None, 2.0, "not run"))
     return out
@@ -138,9 +200,7 @@ def render(results: dict[str, Any], anchors: dict[str, dict[str, str]]) -> str:
     """The whole report as Markdown (also what the terminal shows)."""
     parts = []
     meta = results["meta"]
-    parts.append(
-        "Conditions: " + "; ".join(f"{k} {v}" for k, v in meta.items() if k not in ("notes",))
-    )
+    parts.append("Conditions: " + "; ".join(f"{k} {v}" for k, v in meta.items() if k not in ("notes",)))
     for note, value in meta.get("notes", {}).items():
         parts.append(f"- {note}: {value}")
     figures = results.get("inprocess")
@@ -156,8 +216,18 @@ def render(results: dict[str, Any], anchors: dict[str, dict[str, str]]) -> str:
 
         for (name, workload), figure in signing.items():
             anchor = signing.get((ANCHOR, workload))
-            rows.append([name, workload, us(figure.median), f"±{figure.spread * 100:.0f}%", ratio(anchor.median, figure.median) if anchor and name != ANCHOR else ""])
-        parts.append(markdown_table(["signer", "value", "µs/op", "spread", "vs Starlette's itsdangerous"], rows))
+            rows.append(
+                [
+                    name,
+                    workload,
+                    us(figure.median),
+                    f"±{figure.spread * 100:.0f}%",
+                    ratio(anchor.median, figure.median) if anchor and name != ANCHOR else "",
+                ]
+            )
+        parts.append(
+            markdown_table(["signer", "value", "µs/op", "spread", "vs Starlette's itsdangerous"], rows)
+        )
     http = results.get("http")
     if http:
         parts.append(f"\n### HTTP, one worker, {results['http_meta']}\n")
@@ -179,15 +249,24 @@ def render(results: dict[str, Any], anchors: dict[str, dict[str, str]]) -> str:
                         str(point.get("errors", 0)),
                     ]
                 )
-        parts.append(markdown_table(["app", "workload", "req/s", "spread", "vs anchor", "Redis round trips/request", "errors"], rows))
+        parts.append(
+            markdown_table(
+                ["app", "workload", "req/s", "spread", "vs anchor", "Redis round trips/request", "errors"],
+                rows,
+            )
+        )
     conc = results.get("concurrency")
     if conc:
         parts.append("\n### Throughput with concurrent clients (req/s, read-mostly)\n")
         for label, table in conc.items():
             levels = sorted({c for by in table.values() for c in by})
-            rows = [[name, *(f"{by.get(c, float('nan')):,.0f}" for c in levels)] for name, by in table.items()]
+            rows = [
+                [name, *(f"{by.get(c, float('nan')):,.0f}" for c in levels)] for name, by in table.items()
+            ]
             parts.append(f"{label}:\n")
-            parts.append(markdown_table(["contender", *(f"{c} client{'s' if c > 1 else ''}" for c in levels)], rows))
+            parts.append(
+                markdown_table(["contender", *(f"{c} client{'s' if c > 1 else ''}" for c in levels)], rows)
+            )
             parts.append("")
     growth = results.get("growth")
     if growth:
@@ -201,7 +280,9 @@ def render(results: dict[str, Any], anchors: dict[str, dict[str, str]]) -> str:
                 last = next((g.points[s][workload] for s in reversed(sizes) if s in g.points), None)
                 drift = f"{last / first:.2f}x" if first and last else ""
                 rows.append([kind, workload, *cells, drift])
-        parts.append(markdown_table(["store", "workload", *(f"{s:,}" for s in sizes), "largest/smallest"], rows))
+        parts.append(
+            markdown_table(["store", "workload", *(f"{s:,}" for s in sizes), "largest/smallest"], rows)
+        )
     memory = results.get("memory")
     if memory:
         parts.append(
@@ -211,8 +292,13 @@ def render(results: dict[str, Any], anchors: dict[str, dict[str, str]]) -> str:
     cluster = results.get("cluster")
     if cluster:
         parts.append("\n### Redis Cluster (3 masters) against one redis-server\n")
-        rows = [[_row_name(f), f.workload, us(f.median), f"±{f.spread * 100:.0f}%", _trips(f)] for f in cluster.values()]
-        parts.append(markdown_table(["contender", "workload", "µs/request", "spread", "round trips/request"], rows))
+        rows = [
+            [_row_name(f), f.workload, us(f.median), f"±{f.spread * 100:.0f}%", _trips(f)]
+            for f in cluster.values()
+        ]
+        parts.append(
+            markdown_table(["contender", "workload", "µs/request", "spread", "round trips/request"], rows)
+        )
     parts.append("\n### Targets (issue 4), as ratios from this run\n")
     parts.append(markdown_table(TARGET_HEADERS, [t.row() for t in targets(results)]))
     return "\n".join(parts)
@@ -227,13 +313,15 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     panels = [key for key in ("inprocess", "http", "growth") if results.get(key)]
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 6), squeeze=False)
-    for ax, key in zip(axes[0], panels):
+    for ax, key in zip(axes[0], panels, strict=True):
         if key == "inprocess":
             figures: dict[tuple[str, str], Figure] = results["inprocess"]
             names = list(dict.fromkeys(name for name, _ in figures))
             ys = range(len(names))
             for offset, (workload, colour) in enumerate((("read", "tab:blue"), ("write", "tab:orange"))):
-                values = [figures[(n, workload)].median * 1e6 if (n, workload) in figures else 0 for n in names]
+                values = [
+                    figures[(n, workload)].median * 1e6 if (n, workload) in figures else 0 for n in names
+                ]
                 ax.barh([y + offset * 0.4 for y in ys], values, height=0.4, color=colour, label=workload)
             ax.set_yticks([y + 0.2 for y in ys], [n.replace(" (floor)", "") for n in names], fontsize=8)
             ax.invert_yaxis()
@@ -254,7 +342,13 @@ def plot(results: dict[str, Any], path: Path) -> None:
             for kind, g in results["growth"].items():
                 sizes = sorted(g.points)
                 ax.plot(sizes, [g.points[s]["read"] * 1e6 for s in sizes], marker="o", label=f"{kind} read")
-                ax.plot(sizes, [g.points[s]["write"] * 1e6 for s in sizes], marker="x", linestyle="--", label=f"{kind} write")
+                ax.plot(
+                    sizes,
+                    [g.points[s]["write"] * 1e6 for s in sizes],
+                    marker="x",
+                    linestyle="--",
+                    label=f"{kind} write",
+                )
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlabel("stored sessions")

@@ -120,7 +120,9 @@ def growth(
             _cycle(storage, headers, max(10, n // 10), "read")  # warm the caches a server would have
             point = {}
             for workload in ("read", "write"):
-                point[workload] = statistics.median(_cycle(storage, headers, n, workload) for _ in range(rounds))
+                point[workload] = statistics.median(
+                    _cycle(storage, headers, n, workload) for _ in range(rounds)
+                )
             result.points[size] = point
             progress(
                 f"  {kind} {size:>9,} sessions: read {point['read'] * 1e6:7.1f} us, "
@@ -147,7 +149,11 @@ def memory_per_session(count: int) -> dict[str, float]:
         after = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
-    return {"sessions": count, "bytes_per_session": (after - before) / count, "record_bytes": len(_RECORD.encode())}
+    return {
+        "sessions": count,
+        "bytes_per_session": (after - before) / count,
+        "record_bytes": len(_RECORD.encode()),
+    }
 
 
 async def _concurrent(runner: Any, n: int, clients: int) -> float:

@@ -39,7 +39,9 @@ def listening(port: int, host: str = "127.0.0.1") -> bool:
 def _binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise ServerError(f"{name} is not installed (apt-get install {name.split('-')[0]}; scripts/devenv.py does it)")
+        raise ServerError(
+            f"{name} is not installed (apt-get install {name.split('-')[0]}; scripts/devenv.py does it)"
+        )
     return path
 
 
@@ -156,7 +158,15 @@ class Servers:
                 ports.append(port)
             nodes = [f"127.0.0.1:{port}" for port in ports]
             created = subprocess.run(
-                [_binary("redis-cli"), "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+                [
+                    _binary("redis-cli"),
+                    "--cluster",
+                    "create",
+                    *nodes,
+                    "--cluster-replicas",
+                    "0",
+                    "--cluster-yes",
+                ],
                 capture_output=True,
                 text=True,
                 timeout=60,

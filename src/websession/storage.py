@@ -253,7 +253,9 @@ class SessionStorage(_StorageBase):
         (or of a session created now)."""
         return self._expiry(self.clock(), overrides, session_id)
 
-    def _expiry(self, now: datetime, overrides: dict[str, Any] | None, session_id: str | None) -> datetime | None:
+    def _expiry(
+        self, now: datetime, overrides: dict[str, Any] | None, session_id: str | None
+    ) -> datetime | None:
         expires = self.cookie.expires_at(now, overrides)
         if expires is None and self.store.default_ttl is not None:
             expires = now + timedelta(seconds=self.store.default_ttl)
@@ -406,7 +408,9 @@ class CookieSessionStorage(_StorageBase):
         data = session.data
         record = session.record
         version = None if record is None else record.version
-        reuse = unchanged and not session.resign and isinstance(version, tuple) and version[1] == session.binding
+        reuse = (
+            unchanged and not session.resign and isinstance(version, tuple) and version[1] == session.binding
+        )
         if reuse:
             assert isinstance(version, tuple)
             signed = version[0]
@@ -417,7 +421,8 @@ class CookieSessionStorage(_StorageBase):
         size = len(header.encode("utf-8"))
         if size > MAX_COOKIE_SIZE:
             raise CookieTooLargeError(
-                f"the {self.cookie.name!r} cookie would be {size} bytes; browsers keep at most {MAX_COOKIE_SIZE}"
+                f"the {self.cookie.name!r} cookie would be {size} bytes; "
+                f"browsers keep at most {MAX_COOKIE_SIZE}"
             )
         session._committed(None, Record(data, expires, version))
         return header

@@ -47,7 +47,14 @@ from werkzeug.exceptions import HTTPException, ServiceUnavailable, default_excep
 
 from ..errors import StoreUnavailableError
 from ..session import Session
-from ._shared import RETRY_AFTER, UNAVAILABLE_BODY, AnyStorage, end_if_emptied, has_cookie_vary, log_unavailable
+from ._shared import (
+    RETRY_AFTER,
+    UNAVAILABLE_BODY,
+    AnyStorage,
+    end_if_emptied,
+    has_cookie_vary,
+    log_unavailable,
+)
 
 if TYPE_CHECKING:
     from flask import Flask

@@ -69,6 +69,7 @@ from ..urls import cookie_from_options, reject_unknown, storage_options
 from . import redis_cas
 from .base import Clock, Record, Store, utcnow
 
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:
     from hiredis import pack_command as _hiredis_pack
 except ImportError:  # pragma: no cover - the hiredis extra is not installed
@@ -257,7 +258,9 @@ class RedisStore(Store):
         self._sync: Any = None
         self._sync_held: _Held | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
-        self._async_held: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Held] = weakref.WeakKeyDictionary()
+        self._async_held: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Held] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
