@@ -21,8 +21,8 @@ def main() -> int:
     ensure_services()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     os.chdir(root)
-    run([python, "-m", "ruff", "check", "src", "tests", "scripts", "bench"])
-    run([python, "-m", "ruff", "format", "--check", "src", "tests", "scripts", "bench"])
+    run([python, "-m", "ruff", "check", "src", "tests", "scripts", "examples", "bench"])
+    run([python, "-m", "ruff", "format", "--check", "src", "tests", "scripts", "examples", "bench"])
     run([python, "-m", "mypy"])
     args = sys.argv[1:] or ["--cov", "--cov-report=term:skip-covered", "tests", "src/websession"]
     code = run([python, "-m", "pytest", *args], check=False)

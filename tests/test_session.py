@@ -46,7 +46,9 @@ def test_in_place_edits_are_seen() -> None:
     assert reading_only["cart"] == [1] and not reading_only.modified
 
 
-@pytest.mark.parametrize("bad", [object(), {1: "int key"}, float("nan"), {"a": {b"x"}}, [float("inf")]])
+@pytest.mark.parametrize(
+    "bad", [object(), {1: "int key"}, float("nan"), {"a": {b"x"}}, [float("inf")], "\ud800", {"\udfff": 1}]
+)
 def test_non_json_values_are_refused_naming_the_key(bad: object) -> None:
     session = Session()
     with pytest.raises(TypeError, match="'greeting'"):

@@ -51,10 +51,13 @@ _LAZY = {
     "create_postgres_session_storage": "websession.stores.postgres",
 }
 
+# Aliased, not in __all__: `import *` must not import optional client libraries.
 if TYPE_CHECKING:  # pragma: no cover - each backend adds its factory here as it lands
     from .stores.dynamodb import create_dynamodb_session_storage as create_dynamodb_session_storage
+    from .stores.memcache import create_memcache_session_storage as create_memcache_session_storage
     from .stores.postgres import create_postgres_session_storage as create_postgres_session_storage
     from .stores.redis import create_redis_session_storage as create_redis_session_storage
+    from .stores.upstash import create_upstash_session_storage as create_upstash_session_storage
     from .stores.workers_kv import create_workers_kv_session_storage as create_workers_kv_session_storage
 
 

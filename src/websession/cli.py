@@ -1,12 +1,14 @@
 """The ``websession`` command.
 
-``websession demo`` serves the demo app. Each subcommand is a self-contained function
-registered on the :func:`main` group.
+``websession demo`` serves the demo app; the maintenance commands (stats, ls, show, rm, purge,
+migrate, keygen) come from :mod:`websession.admin`. Each subcommand is a self-contained
+function registered on the :func:`main` group.
 
 Example::
 
     >>> from click.testing import CliRunner
-    >>> "demo" in CliRunner().invoke(main, ["--help"]).output
+    >>> output = CliRunner().invoke(main, ["--help"]).output
+    >>> "demo" in output and "migrate" in output
     True
 """
 
@@ -15,9 +17,10 @@ from __future__ import annotations
 import click
 
 from . import __version__
+from .admin import AdminGroup, admin_commands
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=AdminGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="websession")
 def main() -> None:
     """Server-side web sessions: run the demo, inspect and maintain stores."""
@@ -59,5 +62,8 @@ def demo(store_url: str | None, host: str, port: int, directory: str) -> None:
     except ConfigurationError as exc:
         raise click.BadParameter(str(exc), param_hint="--store") from exc
 
+
+for _command in admin_commands.commands.values():
+    main.add_command(_command)
 
 __all__ = ["main"]

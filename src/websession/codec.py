@@ -159,6 +159,8 @@ def _find_problem(value: Any) -> str | None:
         if isinstance(item, _SCALARS):
             if isinstance(item, float) and (item != item or item in (float("inf"), float("-inf"))):
                 return f"{item!r} has no JSON form"
+            if isinstance(item, str) and not is_utf8_safe(item):
+                return "text with a lone surrogate cannot be stored as UTF-8"
             continue
         if isinstance(item, (list, tuple)):
             stack.extend(item)
@@ -166,10 +168,28 @@ def _find_problem(value: Any) -> str | None:
             for k, v in item.items():
                 if not isinstance(k, str):
                     return f"dict key {k!r} is not a str"
+                stack.append(k)
                 stack.append(v)
         else:
             return type(item).__name__
     return None
+
+
+def is_utf8_safe(text: str) -> bool:
+    """False for text holding lone surrogates, which UTF-8 (and so JSON on the wire) cannot carry.
+
+    Example::
+
+        >>> is_utf8_safe("ü€"), is_utf8_safe(chr(0xD800))
+        (True, False)
+    """
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def log_corrupt(store: str, session_id: str, error: Exception) -> None:

@@ -233,6 +233,8 @@ class Session(MutableMapping[str, Any]):
 
     def __setitem__(self, name: str, value: Any) -> None:
         codec.check_value(name, value)
+        if not codec.is_utf8_safe(name):
+            raise TypeError("session keys must be encodable as UTF-8")
         self._data[name] = value
         self._set[name] = value
         self._removed.discard(name)

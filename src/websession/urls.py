@@ -39,6 +39,9 @@ SCHEMES: dict[str, str] = {
     "rediss": "websession.stores.redis:open_url",
     "redis+cluster": "websession.stores.redis:open_url",
     "rediss+cluster": "websession.stores.redis:open_url",
+    "upstash+https": "websession.stores.upstash:open_url",
+    "upstash+http": "websession.stores.upstash:open_url",
+    "memcache": "websession.stores.memcache:open_url",
 }
 
 _runtime: dict[str, Opener] = {}

@@ -1,11 +1,13 @@
 """The PostgreSQL server on 127.0.0.1:5432, used through a database of the test run's own.
 
 The session fixture creates ``websession_test_<random>`` and drops it at the end, so tests
-never touch another database on the server.
+never touch another database on the server. ``temporary_database`` does the same for code
+that needs a database of its own outside a fixture (the docs test gives each page one).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -17,9 +19,10 @@ POSTGRES_ADMIN_DSN = os.environ.get(
 )
 
 
-@pytest.fixture(scope="session")
-def postgres_dsn() -> Iterator[str]:
-    """DSN of a fresh database for this test run; an error (not a skip) when PostgreSQL is down."""
+@contextlib.contextmanager
+def temporary_database(prefix: str = "websession_test") -> Iterator[str]:
+    """DSN of a fresh database ``<prefix>_<random>``, dropped on exit; an error (not a skip)
+    when PostgreSQL is down."""
     import psycopg
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -30,10 +33,17 @@ def postgres_dsn() -> Iterator[str]:
             f"PostgreSQL is not reachable at {POSTGRES_ADMIN_DSN}: {exc}; run the tests with "
             "`python3 scripts/test.py`, which starts it"
         )
-    name = f"websession_test_{secrets.token_hex(4)}"
+    name = f"{prefix}_{secrets.token_hex(4)}"
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         try:
-            yield make_conninfo(**{**conninfo_to_dict(POSTGRES_ADMIN_DSN), "dbname": name})
+            yield make_conninfo("", **{**conninfo_to_dict(POSTGRES_ADMIN_DSN), "dbname": name})
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """DSN of a fresh database for this test run; an error (not a skip) when PostgreSQL is down."""
+    with temporary_database() as dsn:
+        yield dsn

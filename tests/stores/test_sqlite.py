@@ -19,6 +19,7 @@ def test_wal_mode_and_schema(tmp_path: Path) -> None:
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     indexes = [row[1] for row in db.execute("PRAGMA index_list(websession_sessions)")]
     assert "websession_sessions_expires" in indexes
+    assert oct((tmp_path / "s.db").stat().st_mode & 0o777) == "0o600"
     store.close()
 
 

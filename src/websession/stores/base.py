@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, ClassVar
@@ -142,14 +142,112 @@ class Store(ABC):
         self.close()
 
     # -- maintenance (optional) ------------------------------------------------------------
+    #
+    # The `websession` command (stats, ls, show, rm, purge, migrate) is built on these hooks.
+    # Requests never call them. A store that lacks one keeps the default, which raises
+    # NotImplementedError naming the store, and the command reports that in one line. They
+    # are sync only: maintenance runs in scripts, not in request handlers.
+
+    #: count() answers from an index or a counter, without reading every record, so the CLI
+    #: may call it to size a progress bar before a scan.
+    cheap_count: ClassVar[bool] = False
 
     def scan(self) -> Iterator[tuple[str, Record]]:
-        """Yield ``(id, record)`` for every live record, streaming. Used by the CLI."""
+        """Yield ``(id, record)`` for every live record of this store, streaming.
+
+        The contract every store keeps:
+
+        - Memory stays bounded by one page of results: use a cursor, keyset pagination or
+          ``SCAN MATCH <prefix>*`` (never ``KEYS``), and only this store's namespace (its
+          prefix, table or directory).
+        - ``record.expires`` is filled in; a store with native TTL reads it from the server
+          (``PTTL``), because ``migrate`` and ``stats`` rely on it. None means no expiry.
+        - Scanning does not touch records (no rolling) and skips expired and corrupt ones
+          (``codec.log_corrupt``).
+        - Records written during a scan may be missed, and an id may be yielded twice (Redis
+          SCAN does this): callers must be idempotent.
+
+        Example::
+
+            >>> from websession.stores.memory import MemoryStore
+            >>> store = MemoryStore()
+            >>> id = store.create({"n": 1}, None)
+            >>> [(found == id, record.data) for found, record in store.scan()]
+            [(True, {'n': 1})]
+        """
         raise NotImplementedError(f"the {self.kind} store cannot list its records")
 
+    def count(self) -> int:
+        """How many live records the store holds. The default counts a :meth:`scan`.
+
+        Stores that can count cheaply override it and set ``cheap_count = True``.
+
+        Example::
+
+            >>> from websession.stores.memory import MemoryStore
+            >>> store = MemoryStore()
+            >>> _ = store.create({"n": 1}, None)
+            >>> store.count()
+            1
+        """
+        return sum(1 for _ in self.scan())
+
+    def write(
+        self, id: str, data: Mapping[str, Any], expires: datetime | None, *, replace: bool = True
+    ) -> bool:
+        """Store ``data`` under a given ``id`` expiring at ``expires``: how ``migrate`` copies
+        sessions between stores without changing their ids (users stay signed in).
+
+        The contract:
+
+        - ``id`` is one this store accepts (the caller checks :meth:`is_valid_id`); a store
+          whose keys are built from ids may raise ``ValueError`` for any other.
+        - ``expires`` is absolute, so the remaining lifetime carries over; None means no
+          expiry. An ``expires`` that has already passed writes nothing and returns False
+          (never a zero or negative TTL).
+        - ``replace=False`` keeps a live record already stored under ``id`` and returns False.
+        - The data is encoded with :mod:`websession.codec`, as ``create`` would; a record over
+          the store's item limit raises ``RecordTooLargeError``.
+        - Returns True when the record was written.
+
+        Example::
+
+            >>> from websession.stores.memory import MemoryStore
+            >>> store = MemoryStore()
+            >>> store.write("0" * 32, {"n": 1}, None), store.write("0" * 32, {"n": 2}, None, replace=False)
+            (True, False)
+            >>> store.read("0" * 32, None).data
+            {'n': 1}
+        """
+        raise NotImplementedError(f"the {self.kind} store cannot write records under given ids")
+
+    def write_many(self, records: Iterable[tuple[str, Record]], *, replace: bool = True) -> int:
+        """:meth:`write` each ``(id, record)`` and return how many were written.
+
+        The caller bounds the batch (``migrate`` sends a few hundred at a time). The default
+        calls :meth:`write` once per record; stores override it to spend one round trip or one
+        transaction per batch (a pipeline, ``executemany``, ``BatchWriteItem``).
+
+        Example::
+
+            >>> from websession.stores.memory import MemoryStore
+            >>> MemoryStore().write_many([("0" * 32, Record({"n": 1})), ("1" * 32, Record({}))])
+            2
+        """
+        return sum(
+            1 for id, record in records if self.write(id, record.data, record.expires, replace=replace)
+        )
+
     def purge_expired(self) -> int:
-        """Delete expired records and return how many; a no-op on stores with native TTL."""
-        return 0
+        """Delete expired records and return how many; a no-op on stores with native TTL.
+
+        Stores without native TTL (file, SQL, DynamoDB) override it and delete in batches, so
+        a purge of millions of rows neither holds a long lock nor loads every id. The default
+        returns 0 for stores with native TTL and raises NotImplementedError for the others.
+        """
+        if self.native_ttl:
+            return 0
+        raise NotImplementedError(f"the {self.kind} store cannot purge expired records")
 
     # -- helpers for subclasses ------------------------------------------------------------
 

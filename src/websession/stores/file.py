@@ -140,6 +140,21 @@ class FileStore(Store):
             if record is not None:
                 yield id, record
 
+    def write(
+        self, id: str, data: Mapping[str, Any], expires: datetime | None, *, replace: bool = True
+    ) -> bool:
+        if not self.is_valid_id(id):
+            # The id becomes a path: only ids this store could have issued are safe.
+            raise ValueError(f"{id!r} is not a valid session id for the file store")
+        if self.is_expired(expires):
+            return False
+        path = self.path_of(id)
+        with self._locked(path.parent):
+            if not replace and self._load(path, id) is not None:
+                return False
+            self._write(path, data, expires)
+        return True
+
     def purge_expired(self) -> int:
         """Delete expired and unreadable records, and temporary files left by a crash;
         return how many were removed."""

@@ -32,6 +32,7 @@ class MemoryStore(Store):
     """Records in a dict guarded by a lock. Changes are applied atomically."""
 
     kind = "memory"
+    cheap_count = True
 
     def __init__(
         self,
@@ -108,6 +109,24 @@ class MemoryStore(Store):
         for id, (raw, expires) in items:
             if not self.is_expired(expires):
                 yield id, Record(codec.decode_record(raw), expires, raw)
+
+    def count(self) -> int:
+        with self._lock:
+            return sum(1 for _, expires in self._records.values() if not self.is_expired(expires))
+
+    def write(
+        self, id: str, data: Mapping[str, Any], expires: datetime | None, *, replace: bool = True
+    ) -> bool:
+        raw = codec.encode(data)
+        if self.is_expired(expires):
+            return False
+        with self._lock:
+            if not replace and self._live(id) is not None:
+                return False
+            self._records[id] = (raw, expires)
+            self._records.move_to_end(id)
+            self._evict()
+        return True
 
     def purge_expired(self) -> int:
         with self._lock:

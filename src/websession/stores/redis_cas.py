@@ -47,7 +47,7 @@ CAS_SHA1 = hashlib.sha1(CAS_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis n
 #: How many times a commit re-applies its changes to a record that keeps changing under it.
 #: When N requests commit to one session at the same moment, each round has one winner, so
 #: the last of them needs N tries: this bounds the concurrent writers that always succeed.
-MAX_ATTEMPTS = 64
+MAX_ATTEMPTS = 100
 
 
 def digest(raw: bytes) -> str:

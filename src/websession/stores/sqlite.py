@@ -16,11 +16,12 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import SplitResult
@@ -49,6 +50,7 @@ class SqliteStore(Store):
     """Records in a SQLite table. Each thread gets its own connection."""
 
     kind = "sqlite"
+    cheap_count = True
 
     def __init__(
         self,
@@ -169,6 +171,57 @@ class SqliteStore(Store):
                     yield id, Record(data, _moment(expires), text)
             after = rows[-1][0]
 
+    def count(self) -> int:
+        """Live rows, counted by the database."""
+        with self._errors():
+            row = (
+                self._db()
+                .execute(
+                    f"SELECT COUNT(*) FROM {self.table} WHERE expires IS NULL OR expires > ?",
+                    (self.clock().timestamp(),),
+                )
+                .fetchone()
+            )
+        return int(row[0])
+
+    def write(
+        self, id: str, data: Mapping[str, Any], expires: datetime | None, *, replace: bool = True
+    ) -> bool:
+        return self.write_many([(id, Record(dict(data), expires))], replace=replace) == 1
+
+    def write_many(self, records: Iterable[tuple[str, Record]], *, replace: bool = True) -> int:
+        """Write a batch in one transaction. With ``replace=False`` only rows that are missing
+        or expired are written."""
+        now = self.clock().timestamp()
+        rows: list[tuple[Any, ...]] = [
+            (id, codec.dumps(record.data), _epoch(record.expires))
+            for id, record in records
+            if not self.is_expired(record.expires)
+        ]
+        if not rows:
+            return 0
+        # An upsert whose WHERE fails changes nothing, so rowcount counts only rows written.
+        guard = ""
+        if not replace:
+            guard = f" WHERE {self.table}.expires IS NOT NULL AND {self.table}.expires <= ?"
+            rows = [(*row, now) for row in rows]
+        with self._errors():
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = db.executemany(
+                    f"INSERT INTO {self.table} (id, data, expires) VALUES (?, ?, ?) "
+                    "ON CONFLICT(id) DO UPDATE SET data = excluded.data, expires = excluded.expires" + guard,
+                    rows,
+                )
+                written = cursor.rowcount
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        return written
+
     def purge_expired(self) -> int:
         """Delete expired rows in batches of 1000; return how many were deleted."""
         total = 0
@@ -194,6 +247,11 @@ class SqliteStore(Store):
     # -- plumbing --------------------------------------------------------------------------
 
     def _setup(self) -> None:
+        if self.path != ":memory:" and not self.path.startswith("file:") and not os.path.exists(self.path):
+            # Session data is private: create the file for the owner only (SQLite gives the
+            # -wal and -shm files the same permissions).
+            with contextlib.suppress(OSError):
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         with self._errors():
             db = self._db()
             db.execute("PRAGMA journal_mode=WAL")

@@ -1,0 +1,26 @@
+"""memcached through pymemcache (sync door) and aiomcache (async door), against a real
+memcached that tests/servers/memcached.py starts."""
+
+from __future__ import annotations
+
+import pytest
+
+from websession import create_memcache_session_storage
+
+from ..harness import Options
+from . import StoreCase
+
+
+def make_memcache(request: pytest.FixtureRequest, options: Options):
+    server = request.getfixturevalue("memcached_server")
+    return create_memcache_session_storage(
+        servers=[server.address],
+        prefix=request.getfixturevalue("memcache_prefix"),
+        cookie=options.cookie,
+        clock=options.clock,
+        rolling=options.rolling,
+        save_uninitialized=options.save_uninitialized,
+    )
+
+
+CASES = [StoreCase("memcache", make_memcache, fake_clock=False)]
