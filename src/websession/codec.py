@@ -23,6 +23,7 @@ logger = logging.getLogger("websession")
 
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _decoder = json.JSONDecoder()
+_scan_once = _decoder.scan_once
 
 
 class CorruptRecordError(ValueError):
@@ -59,8 +60,19 @@ def loads(text: str | bytes) -> Any:
         >>> loads(b'[1]')
         [1]
     """
-    if isinstance(text, (bytes, bytearray, memoryview)):
+    if type(text) is bytes:
+        text = text.decode("utf-8")
+    elif isinstance(text, (bytes, bytearray, memoryview)):
         text = bytes(text).decode("utf-8")
+    # What we store has no surrounding whitespace: scan it in one call, as decode() would after
+    # skipping whitespace. Anything else (whitespace, trailing data, not JSON) goes to decode(),
+    # which accepts it or raises the same error it always did.
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        return _decoder.decode(text)
+    if end == len(text):
+        return value
     return _decoder.decode(text)
 
 
