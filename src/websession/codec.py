@@ -23,7 +23,8 @@ logger = logging.getLogger("websession")
 
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _decoder = json.JSONDecoder()
-_scan_once = _decoder.scan_once
+#: The decoder's scanner (set by JSONDecoder.__init__, not declared in typeshed).
+_scan_once: Any = vars(_decoder)["scan_once"]
 
 
 class CorruptRecordError(ValueError):

@@ -168,3 +168,28 @@ def test_a_given_client_keeps_its_own_pool_rules(redis_url: str) -> None:
         await client.aclose()
 
     asyncio.run(main())
+
+
+def test_the_callers_own_cancel_stays_a_cancel_and_no_deadline_fires_later(
+    private_redis: RedisServer,
+) -> None:
+    storage = make(private_redis.url, timeout=0.3)
+
+    async def main() -> None:
+        alice = await new_session(storage, name="alice")
+        with frozen(private_redis):
+            task = asyncio.create_task(storage.aget_session(alice))
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.sleep(0.6)  # past the deadline the cancelled read would have had
+        # A later, slower-than-nothing request is not hit by a stale deadline.
+        session = await storage.aget_session(alice)
+        await asyncio.sleep(0.4)
+        session["more"] = 1
+        await storage.acommit_session(session)
+        assert dict(await storage.aget_session(alice)) == {"name": "alice", "more": 1}
+        await storage.aclose()
+
+    asyncio.run(main())
