@@ -569,7 +569,7 @@ class _Deadlines:
     machine each time, several microseconds against a loopback round trip of tens. Instead,
     running operations are noted with their start time, and one timer, armed only while any
     run, looks at them every ``timeout / 4`` seconds and cancels those past their time: an
-    operation ends between ``timeout`` and 1.25 × ``timeout`` after it started, with
+    operation ends between ``timeout`` and 1.25 times ``timeout`` after it started, with
     ``asyncio.TimeoutError``, exactly as under ``asyncio.timeout``.
     """
 
