@@ -245,6 +245,7 @@ def run_http(
                 median = statistics.median(rates)
                 http[name][workload] = {
                     "rate": median,
+                    "rates": rates,
                     "spread": (max(rates) - min(rates)) / 2 / median if median else 0.0,
                     "trips": statistics.median(trips) if trips else None,
                     "errors": sum(p[2] for p in points),
@@ -344,7 +345,10 @@ def main(argv: list[str] | None = None) -> int:
                     }
                     for runner in cluster_runners.values():
                         call(loop, runner, "prime")
-                    cluster_counters = None
+                    cluster_counters = {
+                        "websession redis": counters,
+                        "websession redis cluster": RedisCounters(*servers.cluster_ports),
+                    }
                     results["cluster"] = run_rounds(
                         loop,
                         cluster_runners,

@@ -1,6 +1,8 @@
-"""Timing: every contender runs ``n`` requests per round, all contenders once per round in a
-rotating order, so that a noisy neighbour hurts all of them alike; the figure is the median
-over rounds. Redis round trips per request come from the private server's INFO counters.
+"""Timing: every contender runs ``n`` requests per round, all contenders once per round, in
+one order and then the reverse, so that a noisy neighbour hurts all of them alike. A figure is
+the median over rounds; a ratio is the median of the ratios taken round by round (two figures
+measured seconds apart share the machine's mood). Redis round trips per request come from the
+private server's INFO counters.
 """
 
 from __future__ import annotations
@@ -42,38 +44,52 @@ class Figure:
         return statistics.median(self.round_trips) if self.round_trips else None
 
 
+def paired_ratio(anchor: Figure, ours: Figure) -> float:
+    """How many times faster ``ours`` is than ``anchor``: the median of per-round ratios."""
+    pairs = list(zip(anchor.samples, ours.samples, strict=False))
+    if not pairs:
+        return float("nan")
+    return statistics.median(a / o for a, o in pairs)
+
+
 class RedisCounters:
     """Round trips and commands seen by a redis-server between two snapshots."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, *ports: int) -> None:
         import redis
 
-        self.client = redis.Redis(port=port)
+        self.clients = [redis.Redis(port=port) for port in ports]
 
     def snapshot(self) -> tuple[int, dict[str, int]]:
-        info = self.client.info("everything")
-        commands = {
-            key.removeprefix("cmdstat_"): int(value["calls"])
-            for key, value in info.items()
-            if key.startswith("cmdstat_") and isinstance(value, dict)
-        }
-        return int(info["total_reads_processed"]), commands
+        """Summed over every server (the masters of a cluster)."""
+        reads = 0
+        commands: dict[str, int] = {}
+        for client in self.clients:
+            info = client.info("everything")
+            reads += int(info["total_reads_processed"])
+            for key, value in info.items():
+                if key.startswith("cmdstat_") and isinstance(value, dict):
+                    name = key.removeprefix("cmdstat_")
+                    commands[name] = commands.get(name, 0) + int(value["calls"])
+        return reads, commands
 
-    @staticmethod
     def delta(
-        before: tuple[int, dict[str, int]], after: tuple[int, dict[str, int]], n: int
+        self, before: tuple[int, dict[str, int]], after: tuple[int, dict[str, int]], n: int
     ) -> tuple[float, dict[str, float]]:
-        # The second INFO is itself one read and one command: take it off.
-        reads = after[0] - before[0] - 1
+        # The later INFO on each server is a read of its own; INFO commands are left out.
+        reads = after[0] - before[0] - len(self.clients)
         commands = {}
         for name, calls in after[1].items():
-            count = calls - before[1].get(name, 0) - (1 if name == "info" else 0)
+            count = calls - before[1].get(name, 0)
+            if name == "info":
+                continue
             if count > 0:
                 commands[name] = count / n
         return reads / n, commands
 
     def close(self) -> None:
-        self.client.close()
+        for client in self.clients:
+            client.close()
 
 
 def call(loop: asyncio.AbstractEventLoop, runner: Any, method: str, *args: Any) -> Any:
@@ -102,7 +118,7 @@ def run_rounds(
     *,
     n: int,
     rounds: int,
-    counters: RedisCounters | None,
+    counters: RedisCounters | dict[str, RedisCounters] | None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[tuple[str, str], Figure]:
     """Run every (runner, workload) once per round, rotating the order each round."""
@@ -112,13 +128,15 @@ def run_rounds(
     for name, workload in pairs:
         timed(loop, runners[name], max(10, n // 10), workload)
     for index in range(rounds):
-        shift = index % len(pairs) if pairs else 0
-        for name, workload in pairs[shift:] + pairs[:shift]:
+        # ABBA: forward, then backward, so that a drift in the machine's load during a round
+        # hurts the first and the last contender alike.
+        for name, workload in pairs if index % 2 == 0 else pairs[::-1]:
             runner = runners[name]
-            before = counters.snapshot() if counters is not None and runner.redis else None
+            counter = counters.get(name) if isinstance(counters, dict) else counters
+            before = counter.snapshot() if counter is not None and runner.redis else None
             figures[name, workload].samples.append(timed(loop, runner, n, workload))
-            if before is not None and counters is not None:
-                trips, commands = counters.delta(before, counters.snapshot(), n)
+            if before is not None and counter is not None:
+                trips, commands = counter.delta(before, counter.snapshot(), n)
                 figures[name, workload].round_trips.append(trips)
                 figures[name, workload].commands = commands
         progress(f"round {index + 1}/{rounds}")

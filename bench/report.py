@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .contenders import FLOOR, FLOORS, SYNC_FLOOR
-from .measure import Figure
+from .measure import Figure, paired_ratio
 
 WORKLOADS = {
     "read": "read-mostly (session read, not changed)",
@@ -22,10 +23,11 @@ def us(seconds: float) -> str:
     return "—" if math.isnan(seconds) else f"{seconds * 1e6:,.1f}"
 
 
-def ratio(anchor: float | None, ours: float | None) -> str:
-    if not anchor or not ours or math.isnan(anchor) or math.isnan(ours):
+def ratio(anchor: Figure | None, ours: Figure | None) -> str:
+    """Speed of ``ours`` relative to ``anchor`` (above 1: faster), paired round by round."""
+    if anchor is None or ours is None or not anchor.samples or not ours.samples:
         return "—"
-    return f"{anchor / ours:.2f}x"
+    return f"{paired_ratio(anchor, ours):.2f}x"
 
 
 def _row_name(figure: Figure) -> str:
@@ -64,8 +66,8 @@ def inprocess_rows(
                 us(figure.median),
                 f"±{figure.spread * 100:.0f}%",
                 f"{1 / figure.median:,.0f}" if figure.median == figure.median else "—",
-                f"{ratio(anchor.median, figure.median)} vs {anchor_name}" if anchor else "",
-                f"{ratio(floor.median, figure.median)}" if floor else "",
+                f"{ratio(anchor, figure)} vs {anchor_name}" if anchor else "",
+                f"{ratio(floor, figure)}" if floor else "",
                 _trips(figure),
             ]
         )
@@ -100,19 +102,21 @@ class Target:
         return [self.what, f">= {self.goal:.2f}x", value, verdict, self.detail]
 
 
+def http_ratio(ours: dict[str, Any], theirs: dict[str, Any]) -> float:
+    """Throughput of ``ours`` over ``theirs``: the median of per-round ratios."""
+    pairs = list(zip(ours.get("rates", [ours["rate"]]), theirs.get("rates", [theirs["rate"]]), strict=False))
+    return statistics.median(o / t for o, t in pairs if t) if pairs else float("nan")
+
+
 def targets(results: dict[str, Any]) -> list[Target]:
     """The speed targets of issue 4, as ratios taken in this run."""
     figures: dict[tuple[str, str], Figure] = results.get("inprocess", {})
 
-    def fig(name: str, workload: str) -> float | None:
-        figure = figures.get((name, workload))
-        return figure.median if figure and figure.samples else None
-
     def speed(anchor: tuple[str, str], ours: tuple[str, str]) -> tuple[float | None, str]:
-        a, o = fig(*anchor), fig(*ours)
-        if a is None or o is None:
+        a, o = figures.get(anchor), figures.get(ours)
+        if a is None or o is None or not a.samples or not o.samples:
             return None, "not run"
-        return a / o, f"{us(o)} µs vs {us(a)} µs"
+        return paired_ratio(a, o), f"{us(o.median)} µs vs {us(a.median)} µs (medians)"
 
     checks: list[tuple[str, float, Callable[[], tuple[float | None, str]]]] = [
         (
@@ -167,9 +171,9 @@ def targets(results: dict[str, Any]) -> list[Target]:
         out.append(
             Target(
                 "cookie sign+verify vs itsdangerous",
-                theirs.median / ours.median,
+                paired_ratio(theirs, ours),
                 1.8,
-                f"{us(ours.median)} µs vs {us(theirs.median)} µs",
+                f"{us(ours.median)} µs vs {us(theirs.median)} µs (medians)",
             )
         )
     else:
@@ -183,7 +187,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
         out.append(
             Target(
                 "HTTP Starlette+Redis read-mostly vs starsessions",
-                mine["rate"] / star["rate"],
+                http_ratio(mine, star),
                 2.0,
                 f"{mine['rate']:,.0f} vs {star['rate']:,.0f} req/s",
             )
@@ -222,7 +226,7 @@ def render(results: dict[str, Any], anchors: dict[str, dict[str, str]]) -> str:
                     workload,
                     us(figure.median),
                     f"±{figure.spread * 100:.0f}%",
-                    ratio(anchor.median, figure.median) if anchor and name != ANCHOR else "",
+                    ratio(anchor, figure) if anchor and name != ANCHOR else "",
                 ]
             )
         parts.append(
@@ -244,7 +248,7 @@ def render(results: dict[str, Any], anchors: dict[str, dict[str, str]]) -> str:
                         workload,
                         f"{point['rate']:,.0f}",
                         f"±{point['spread'] * 100:.0f}%",
-                        f"{point['rate'] / theirs['rate']:.2f}x vs {anchor}" if theirs else "",
+                        f"{http_ratio(point, theirs):.2f}x vs {anchor}" if theirs else "",
                         "" if point.get("trips") is None else f"{point['trips']:.2f}",
                         str(point.get("errors", 0)),
                     ]

@@ -139,6 +139,11 @@ class Servers:
         return self._memcached_port
 
     @property
+    def cluster_ports(self) -> list[int]:
+        """The masters of the private cluster (started by :attr:`cluster_url`)."""
+        return list(self._cluster_ports or [])
+
+    @property
     def cluster_url(self) -> str:
         """``redis+cluster://`` of a private 3-master Redis Cluster, started on first use."""
         if self._cluster_ports is None:
