@@ -30,9 +30,9 @@ from .servers import Servers
 PRESETS: dict[str, dict[str, Any]] = {
     # ~5 minutes on 2 cores.
     "default": dict(
-        requests=2000,
-        rounds=7,
-        sign_ops=20_000,
+        requests=1000,
+        rounds=9,
+        sign_ops=10_000,
         http_seconds=2.0,
         http_rounds=3,
         levels=[1, 8, 64],
@@ -80,11 +80,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     # What docs/performance.md shows: the default, with the file store grown to a million too.
     "full": dict(
-        requests=2000,
-        rounds=9,
+        requests=1500,
+        rounds=15,
         sign_ops=20_000,
         http_seconds=3.0,
-        http_rounds=3,
+        http_rounds=5,
         levels=[1, 8, 64],
         http_warmup=1.0,
         concurrency_requests=4000,
@@ -431,17 +431,30 @@ def to_json(results: dict[str, Any]) -> dict[str, Any]:
 START, END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
 
 
+def _between(path: Path, start: str, end: str, text: str) -> None:
+    content = path.read_text()
+    if start not in content or end not in content:
+        raise SystemExit(f"{path} has no {start} ... {end} markers to write between")
+    before, _, rest = content.partition(start)
+    _, _, after = rest.partition(end)
+    path.write_text(f"{before}{start}\n{text}\n{end}{after}")
+
+
 def write_docs(text: str, results: dict[str, Any]) -> None:
-    from .report import plot
+    """The report into docs/performance.md, the plot beside it, the targets into README.md."""
+    from .report import TARGET_HEADERS, markdown_table, plot, targets
 
     docs = ROOT / "docs"
-    page = docs / "performance.md"
-    content = page.read_text()
-    before, _, rest = content.partition(START)
-    _, _, after = rest.partition(END)
-    page.write_text(f"{before}{START}\n{text}\n{END}{after}")
+    _between(docs / "performance.md", START, END, text)
     plot(results, docs / "performance.png")
-    log(f"updated {page} and {docs / 'performance.png'}")
+    meta = results["meta"]
+    summary = (
+        f"Ratios from one run ({meta['date']}, commit {meta['commit']}, {meta['cpus']} cores, "
+        f"load average {meta['load average at start']} at the start):\n\n"
+        + markdown_table(TARGET_HEADERS, [t.row() for t in targets(results)])
+    )
+    _between(ROOT / "README.md", "<!-- bench:readme:start -->", "<!-- bench:readme:end -->", summary)
+    log("updated docs/performance.md, docs/performance.png and the README's Performance section")
 
 
 if __name__ == "__main__":

@@ -309,56 +309,93 @@ def render(results: dict[str, Any], anchors: dict[str, dict[str, str]]) -> str:
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
-    """One PNG: in-process cost per request, HTTP throughput, cost as sessions grow."""
+    """One PNG: in-process cost per request, HTTP throughput, cost as sessions grow, clients."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [key for key in ("inprocess", "http", "growth") if results.get(key)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 6), squeeze=False)
-    for ax, key in zip(axes[0], panels, strict=True):
+    panels = [key for key in ("inprocess", "http", "growth", "concurrency") if results.get(key)]
+    columns = 2 if len(panels) > 1 else 1
+    rows = (len(panels) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(8 * columns, 6.5 * rows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[len(panels) :]:
+        ax.set_visible(False)
+    colours = {"read": "tab:blue", "write": "tab:orange"}
+    for ax, key in zip(flat, panels, strict=False):
         if key == "inprocess":
             figures: dict[tuple[str, str], Figure] = results["inprocess"]
             names = list(dict.fromkeys(name for name, _ in figures))
-            ys = range(len(names))
-            for offset, (workload, colour) in enumerate((("read", "tab:blue"), ("write", "tab:orange"))):
+            for offset, workload in enumerate(("read", "write")):
                 values = [
                     figures[(n, workload)].median * 1e6 if (n, workload) in figures else 0 for n in names
                 ]
-                ax.barh([y + offset * 0.4 for y in ys], values, height=0.4, color=colour, label=workload)
-            ax.set_yticks([y + 0.2 for y in ys], [n.replace(" (floor)", "") for n in names], fontsize=8)
+                ax.barh(
+                    [y + offset * 0.4 for y in range(len(names))],
+                    values,
+                    height=0.4,
+                    color=colours[workload],
+                    label=workload,
+                )
+            ax.set_yticks([y + 0.2 for y in range(len(names))], names, fontsize=8)
             ax.invert_yaxis()
-            ax.set_xlabel("µs per request (lower is better)")
+            ax.set_xscale("log")
+            ax.set_xlabel("µs per request, median (log scale; lower is better)")
             ax.set_title("In-process request cycle")
             ax.legend()
         elif key == "http":
             http = results["http"]
             names = list(http)
-            values = [http[n].get("read", {}).get("rate", 0) for n in names]
-            colours = ["tab:green" if n.startswith("websession") else "tab:gray" for n in names]
-            ax.barh(range(len(names)), values, color=colours)
-            ax.set_yticks(range(len(names)), names, fontsize=8)
+            for offset, workload in enumerate(("read", "write")):
+                values = [http[n].get(workload, {}).get("rate", 0) for n in names]
+                ax.barh(
+                    [y + offset * 0.4 for y in range(len(names))],
+                    values,
+                    height=0.4,
+                    color=colours[workload],
+                    label=workload,
+                )
+            ax.set_yticks([y + 0.2 for y in range(len(names))], names, fontsize=8)
             ax.invert_yaxis()
-            ax.set_xlabel("requests per second, read-mostly (higher is better)")
-            ax.set_title("HTTP, one worker, wrk keeping the cookie")
-        else:
+            ax.set_xlabel("requests per second (higher is better)")
+            ax.set_title("HTTP, one worker, each connection keeping its cookie")
+            ax.legend()
+        elif key == "growth":
             for kind, g in results["growth"].items():
                 sizes = sorted(g.points)
-                ax.plot(sizes, [g.points[s]["read"] * 1e6 for s in sizes], marker="o", label=f"{kind} read")
+                line = ax.plot(
+                    sizes, [g.points[s]["read"] * 1e6 for s in sizes], marker="o", label=f"{kind} read"
+                )
                 ax.plot(
                     sizes,
                     [g.points[s]["write"] * 1e6 for s in sizes],
                     marker="x",
                     linestyle="--",
+                    color=line[0].get_color(),
                     label=f"{kind} write",
                 )
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlabel("stored sessions")
-            ax.set_ylabel("µs per request")
+            ax.set_ylabel("µs per request (sync door)")
             ax.set_title("Cost per request as sessions grow")
             ax.legend(fontsize=8)
+        else:
+            for label, table in results["concurrency"].items():
+                style = "-" if label.startswith("In process") else "--"
+                where = "in process" if label.startswith("In process") else "HTTP"
+                for name, by in table.items():
+                    levels = sorted(by)
+                    ax.plot(
+                        levels, [by[c] for c in levels], marker="o", linestyle=style, label=f"{name}, {where}"
+                    )
+            ax.set_xscale("log")
+            ax.set_xticks([1, 8, 64], ["1", "8", "64"])
+            ax.set_xlabel("concurrent clients")
+            ax.set_ylabel("requests per second, read-mostly")
+            ax.set_title("Throughput with concurrent clients")
+            ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)

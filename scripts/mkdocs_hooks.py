@@ -27,6 +27,7 @@ ORDER = [
     "cli.md",
     "wire-format.md",
     "design.md",
+    "performance.md",
     "reference.md",
     "contributing.md",
 ]
