@@ -41,6 +41,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         sizes=[1_000, 10_000, 100_000, 1_000_000],
         file_sizes=[1_000, 10_000, 100_000],
         growth_requests=1000,
+        growth_rounds=5,
         memory_sessions=100_000,
         cluster=True,
     ),
@@ -57,6 +58,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         sizes=[1_000, 10_000],
         file_sizes=[1_000, 10_000],
         growth_requests=200,
+        growth_rounds=3,
         memory_sessions=10_000,
         cluster=False,
     ),
@@ -75,6 +77,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         sizes=[100, 300],
         file_sizes=[100, 300],
         growth_requests=20,
+        growth_rounds=1,
         memory_sessions=500,
         cluster=False,
     ),
@@ -91,6 +94,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         sizes=[1_000, 10_000, 100_000, 1_000_000],
         file_sizes=[1_000, 10_000, 100_000, 1_000_000],
         growth_requests=1000,
+        growth_rounds=7,
         memory_sessions=100_000,
         cluster=True,
     ),
@@ -378,7 +382,12 @@ def main(argv: list[str] | None = None) -> int:
                     sizes = settings["file_sizes"] if kind == "file" else settings["sizes"]
                     try:
                         results["growth"][kind] = growth(
-                            kind, sizes, env, n=settings["growth_requests"], rounds=3, progress=log
+                            kind,
+                            sizes,
+                            env,
+                            n=settings["growth_requests"],
+                            rounds=settings["growth_rounds"],
+                            progress=log,
                         )
                     except Exception as exc:
                         notes[f"growth {kind}"] = f"not run: {type(exc).__name__}: {exc}"

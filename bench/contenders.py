@@ -166,7 +166,7 @@ class AsgiRunner(Runner):
                 await result
 
 
-def websession_storage(store: str, env: Env) -> Any:
+def websession_storage(store: str, env: Env, *, redis_url: str | None = None) -> Any:
     """A websession storage of the given kind, on the bench's private servers."""
     import websession
 
@@ -187,7 +187,7 @@ def websession_storage(store: str, env: Env) -> Any:
     if store in ("redis", "redis-hash"):
         return websession.create_redis_session_storage(
             cookie=cookie,
-            url=env.servers.redis_url,
+            url=redis_url or env.servers.redis_url,
             prefix=env.prefix(store),
             layout="hash" if store == "redis-hash" else "string",
         )
@@ -442,17 +442,9 @@ _FLOOR = {"read": FLOOR, "write": FLOOR}
 _SYNC_FLOOR = {"read": SYNC_FLOOR, "write": SYNC_FLOOR}
 
 CONTENDERS: list[Contender] = [
+    # In groups: each websession row runs right after what it is compared with.
     Contender(FLOOR, "floor", AsyncFloor, ("redis",)),
-    Contender(SYNC_FLOOR, "floor", SyncFloor, ("redis",)),
     Contender("starsessions (redis)", "anchor", starsessions_redis, ("starsessions", "redis")),
-    Contender("aiohttp-session (redis)", "anchor", lambda env: AiohttpRunner(env), ("aiohttp_session",)),
-    Contender("Flask-Session (redis)", "anchor", flask_session_redis, ("flask_session",)),
-    Contender(
-        "Starlette SessionMiddleware (cookie)", "anchor", starlette_cookie, ("starlette", "itsdangerous")
-    ),
-    Contender("Flask cookie session", "anchor", flask_cookie, ("flask",)),
-    Contender("Flask, no sessions", "baseline", flask_plain, ("flask",)),
-    Contender("ASGI app, no sessions", "baseline", bare_asgi),
     Contender(
         "websession redis",
         "websession",
@@ -467,12 +459,24 @@ CONTENDERS: list[Contender] = [
         ("redis", "websession.stores.redis"),
         {"read": "starsessions (redis)", "write": "starsessions (redis)"},
     ),
+    Contender("aiohttp-session (redis)", "anchor", lambda env: AiohttpRunner(env), ("aiohttp_session",)),
+    Contender(
+        "websession memcache", "websession", websession_asgi("memcache"), ("websession.stores.memcache",)
+    ),
+    Contender(SYNC_FLOOR, "floor", SyncFloor, ("redis",)),
+    Contender("Flask-Session (redis)", "anchor", flask_session_redis, ("flask_session",)),
     Contender(
         "websession Flask redis",
         "websession",
         websession_flask("redis"),
         ("flask", "websession.stores.redis"),
         {"read": "Flask-Session (redis)", "write": "Flask-Session (redis)"},
+    ),
+    Contender("Flask, no sessions", "baseline", flask_plain, ("flask",)),
+    Contender("Flask cookie session", "anchor", flask_cookie, ("flask",)),
+    Contender("websession Flask memory", "websession", websession_flask("memory"), ("flask",)),
+    Contender(
+        "Starlette SessionMiddleware (cookie)", "anchor", starlette_cookie, ("starlette", "itsdangerous")
     ),
     Contender(
         "websession cookie",
@@ -488,13 +492,10 @@ CONTENDERS: list[Contender] = [
         (),
         {"read": "Starlette SessionMiddleware (cookie)", "write": "Starlette SessionMiddleware (cookie)"},
     ),
+    Contender("ASGI app, no sessions", "baseline", bare_asgi),
     Contender("websession memory", "websession", websession_asgi("memory")),
-    Contender("websession Flask memory", "websession", websession_flask("memory"), ("flask",)),
     Contender("websession file", "websession", websession_asgi("file")),
     Contender("websession sqlite", "websession", websession_asgi("sqlite")),
-    Contender(
-        "websession memcache", "websession", websession_asgi("memcache"), ("websession.stores.memcache",)
-    ),
 ]
 
 #: Extra comparisons shown beside the main anchor: (contender, workload) -> reference.

@@ -102,34 +102,41 @@ def growth(
     rounds: int,
     progress: Any = print,
 ) -> Growth:
-    """Fill one store step by step to each size and time read and write cycles there."""
+    """One store per size, each filled to that many sessions (on Redis, each in a redis-server
+    of its own, since a keyspace is shared), then read and write cycles on all of them in
+    alternating rounds, so that the machine's load drifts over every size alike."""
     from websession.ids import generate_id
 
-    storage = websession_storage(kind, env)
     result = Growth(kind)
-    ids: list[str] = []
+    stores: dict[int, tuple[Any, list[str]]] = {}
     try:
         for size in sorted(sizes):
-            fresh = [generate_id() for _ in range(size - len(ids))]
+            url = env.servers.another_redis() if kind == "redis" else None
+            storage = websession_storage(kind, env, redis_url=url)
+            ids = [generate_id() for _ in range(size)]
             started = time.perf_counter()
-            _fill(storage, kind, fresh)
-            ids.extend(fresh)
-            filled = time.perf_counter() - started
-            sample = random.sample(ids, min(len(ids), 4096))
-            headers = [storage.cookie.serialize(id).split(";", 1)[0] for id in sample]
+            _fill(storage, kind, ids)
+            progress(f"  {kind}: {size:,} sessions stored in {time.perf_counter() - started:.1f} s")
+            sample = random.sample(ids, min(size, 4096))
+            stores[size] = (storage, [storage.cookie.serialize(id).split(";", 1)[0] for id in sample])
+            del ids
+        for storage, headers in stores.values():
             _cycle(storage, headers, max(10, n // 10), "read")  # warm the caches a server would have
-            point = {}
-            for workload in ("read", "write"):
-                point[workload] = statistics.median(
-                    _cycle(storage, headers, n, workload) for _ in range(rounds)
-                )
-            result.points[size] = point
-            progress(
-                f"  {kind} {size:>9,} sessions: read {point['read'] * 1e6:7.1f} us, "
-                f"write {point['write'] * 1e6:7.1f} us (filled in {filled:.1f} s)"
-            )
+        samples: dict[int, dict[str, list[float]]] = {size: {"read": [], "write": []} for size in stores}
+        order = sorted(stores)
+        for index in range(rounds):
+            for size in order if index % 2 == 0 else order[::-1]:
+                storage, headers = stores[size]
+                for workload in ("read", "write"):
+                    samples[size][workload].append(_cycle(storage, headers, n, workload))
+        for size, by in samples.items():
+            result.points[size] = {workload: statistics.median(values) for workload, values in by.items()}
+            point = result.points[size]
+            read, write = point["read"] * 1e6, point["write"] * 1e6
+            progress(f"  {kind} {size:>9,} sessions: read {read:7.1f} us, write {write:7.1f} us")
     finally:
-        storage.close()
+        for storage, _ in stores.values():
+            storage.close()
     return result
 
 

@@ -123,6 +123,12 @@ class Servers:
             self._redis_port = port
         return self._redis_port
 
+    def another_redis(self) -> str:
+        """The URL of one more private redis-server, with a keyspace of its own."""
+        port = free_port()
+        self._redis(f"redis-{port}", port)
+        return f"redis://127.0.0.1:{port}/0"
+
     @property
     def redis_url(self) -> str:
         return f"redis://127.0.0.1:{self.redis_port}/0"
