@@ -67,7 +67,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         requests=20,
         rounds=1,
         sign_ops=100,
-        http_seconds=1.0,
+        http_seconds=0.5,
         http_rounds=1,
         levels=[1, 8],
         http_warmup=0.0,
@@ -215,7 +215,7 @@ def run_http(
             results["meta"]["notes"][f"HTTP {name}"] = f"did not start: {exc}"
     seconds, connections = settings["http_seconds"], 8
     results["http_meta"] = (
-        f"{'wrk' if have_wrk() else 'Python load generator'} with {connections} connections, "
+        f"{'wrk' if have_wrk() and seconds >= 1 else 'Python load generator'} with {connections} connections, "
         "each keeping its own cookie, "
         f"{seconds:g} s per run, median of {settings['http_rounds']} rounds"
     )

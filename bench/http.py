@@ -187,4 +187,8 @@ def python_load(url: str, seconds: float, connections: int) -> LoadResult:
 
 
 def load(url: str, seconds: float, connections: int) -> LoadResult:
-    return wrk(url, seconds, connections) if have_wrk() else python_load(url, seconds, connections)
+    """wrk when it is installed and the run lasts a second or more (its shortest), else the
+    Python load generator."""
+    if have_wrk() and seconds >= 1:
+        return wrk(url, seconds, connections)
+    return python_load(url, seconds, connections)
