@@ -214,9 +214,9 @@ def run_http(
         except Exception as exc:
             results["meta"]["notes"][f"HTTP {name}"] = f"did not start: {exc}"
     seconds, connections = settings["http_seconds"], 8
+    generator = "wrk" if have_wrk() and seconds >= 1 else "Python load generator"
     results["http_meta"] = (
-        f"{'wrk' if have_wrk() and seconds >= 1 else 'Python load generator'} with {connections} connections, "
-        "each keeping its own cookie, "
+        f"{generator} with {connections} connections, each keeping its own cookie, "
         f"{seconds:g} s per run, median of {settings['http_rounds']} rounds"
     )
     wanted = settings.get("http_workloads", ["read", "write"])
@@ -245,13 +245,13 @@ def run_http(
             http[name] = {}
             for workload, points in by.items():
                 rates = [p[0] for p in points]
-                trips = [p[1] for p in points if p[1] is not None]
+                counted = [p[1] for p in points if p[1] is not None]
                 median = statistics.median(rates)
                 http[name][workload] = {
                     "rate": median,
                     "rates": rates,
                     "spread": (max(rates) - min(rates)) / 2 / median if median else 0.0,
-                    "trips": statistics.median(trips) if trips else None,
+                    "trips": statistics.median(counted) if counted else None,
                     "errors": sum(p[2] for p in points),
                 }
         results["http"] = http
