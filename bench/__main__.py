@@ -136,6 +136,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--write-docs", action="store_true", help="update docs/performance.md and docs/performance.png"
     )
+    parser.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="profile one in-process contender with pyinstrument instead (with --workload)",
+    )
+    parser.add_argument("--workload", choices=("read", "write"), default="read", help="for --profile")
     parser.set_defaults(preset="default")
     return parser.parse_args(argv)
 
@@ -272,8 +278,33 @@ def run_http(
         counters.close()
 
 
+def profile(name: str, workload: str, requests: int) -> int:
+    """Print where one contender's request cycle spends its time (pyinstrument)."""
+    from pyinstrument import Profiler
+
+    contender = next((c for c in CONTENDERS if c.name == name), None)
+    if contender is None:
+        raise SystemExit(f"no contender named {name!r}; one of: {', '.join(c.name for c in CONTENDERS)}")
+    loop = asyncio.new_event_loop()
+    with Servers() as servers, tempfile.TemporaryDirectory(prefix="websession-bench-") as scratch:
+        runner = contender.build(Env(servers, Path(scratch)))
+        call(loop, runner, "prime")
+        call(loop, runner, "run", max(100, requests // 5), workload)
+        profiler = Profiler(interval=0.0001, async_mode="disabled")
+        profiler.start()
+        call(loop, runner, "run", requests, workload)
+        profiler.stop()
+        call(loop, runner, "close")
+    loop.close()
+    print(f"{name}, {workload}, {requests} requests:")
+    print(profiler.output_text(unicode=True, color=False, show_all=False))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.profile:
+        return profile(args.profile, args.workload, args.requests or 5000)
     settings = dict(PRESETS[args.preset])
     for key in ("requests", "rounds", "http_seconds"):
         if getattr(args, key) is not None:

@@ -392,6 +392,14 @@ class CookieSessionStorage(_StorageBase):
         """Return the Set-Cookie value carrying the session's data, or None when unchanged."""
         if session.destroyed:
             return self.destroy_session(session, **overrides)
+        unchanged = not session.is_new and not session.modified and not session.regenerating
+        if (
+            unchanged
+            and not overrides
+            and self.cookie.options.expires is None
+            and not self._cookie_due(session, {})
+        ):
+            return None  # nothing to send, and no fixed expiry that could have passed
         now = self.clock()
         expires = self.cookie.expires_at(now, overrides)
         if expires is not None and expires <= now:
@@ -402,7 +410,6 @@ class CookieSessionStorage(_StorageBase):
                 if session.stale_cookie
                 else None
             )
-        unchanged = not session.is_new and not session.modified and not session.regenerating
         if unchanged and not self._cookie_due(session, overrides):
             return None
         data = session.data
