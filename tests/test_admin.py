@@ -375,6 +375,245 @@ def test_migrate_refuses_what_cannot_work(sqlite_url: str, tmp_path: pathlib.Pat
     assert "unknown store URL scheme 'nope'" in fails("migrate", sqlite_url, "nope://x")
 
 
+# -- server stores -----------------------------------------------------------------------------
+#
+# The same commands against real servers: Redis in both layouts, memcached (which cannot list
+# its keys), PostgreSQL, DynamoDB (moto), Upstash (the local REST server) and Workers KV
+# (Miniflare). Seeded through the stores' own write hooks.
+
+
+def assert_same_sessions(records: dict[str, Record], target: Store) -> None:
+    """Every record is in ``target`` with its data, and its expiry to within a second."""
+    for id, record in records.items():
+        found = target.peek(id)
+        assert found is not None and found.data == record.data, id
+        if record.expires is None:
+            assert found.expires is None
+        else:
+            assert found.expires is not None
+            assert abs((found.expires - record.expires).total_seconds()) < 1.0
+
+
+@pytest.fixture(params=["string", "hash"])
+def redis_store_url(request: pytest.FixtureRequest, redis_url: str, redis_prefix: str) -> str:
+    return f"{redis_url}?prefix={redis_prefix}&layout={request.param}"
+
+
+@pytest.fixture
+def redis_store(redis_store_url: str) -> Iterator[Store]:
+    store = open_store(redis_store_url, secrets=[SECRET]).store
+    yield store
+    store.close()
+
+
+def test_redis_stats_ls_show_rm_and_purge(
+    redis_store_url: str, redis_store: Store, redis_url: str, redis_prefix: str
+) -> None:
+    import redis
+
+    records = seed(redis_store, 6, ttl=7200)
+    forever = generate_id()
+    redis_store.write(forever, DATA, None)
+    client = redis.Redis.from_url(redis_url)
+    # A key just outside the prefix (and one inside it that names no session) stays unseen.
+    neighbour = f"{redis_prefix[:-1]}-other:{generate_id()}"
+    client.set(neighbour, "{}")
+    client.set(f"{redis_prefix}not-a-session-id", "{}")
+    try:
+        stats = json_of("stats", redis_store_url)
+        assert stats["store"] == "redis" and stats["count"] == 7
+        assert stats["ttl"]["< 1 day"] == 6 and stats["ttl"]["no expiry"] == 1
+        rows = [json.loads(line) for line in ok("ls", redis_store_url, "-n", "0", "--json").splitlines()]
+        assert {row["id"] for row in rows} == {*records, forever}
+        for row in rows:
+            if row["id"] in records:
+                assert 7190 <= row["ttl"] <= 7200 and row["keys"] == ["cart", "user_id"]
+        id = next(iter(records))
+        shown = json_of("show", redis_store_url, id)
+        assert shown["data"] == records[id].data and 7190 <= shown["ttl"] <= 7200
+        assert shown["expires"] is not None
+        assert 0 < client.pttl(redis_prefix + id) <= 7200 * 1000  # show did not extend it
+        assert json_of("show", redis_store_url, forever)["ttl"] is None
+        assert "never" in ok("show", redis_store_url, forever)
+        assert json_of("rm", redis_store_url, id) == {"deleted": [id], "missing": []}
+        assert client.exists(redis_prefix + id) == 0
+        assert json_of("purge", redis_store_url) == {"store": "redis", "purged": 0, "native_ttl": True}
+        assert "expires sessions itself" in ok("purge", redis_store_url)
+    finally:
+        client.delete(neighbour)
+        client.close()
+
+
+def test_migrate_sqlite_to_redis_and_back(
+    sqlite_url: str, sqlite_store: Store, redis_store_url: str, redis_store: Store, tmp_path: pathlib.Path
+) -> None:
+    records = seed(sqlite_store, 300, ttl=5000)
+    forever = generate_id()
+    sqlite_store.write(forever, DATA, None)
+    seed_expired(sqlite_store.path, 5)
+    report = json_of("migrate", sqlite_url, redis_store_url, "--batch-size", "64")
+    assert (report["scanned"], report["copied"], report["target"]) == (301, 301, "redis")
+    assert_same_sessions(records, redis_store)
+    # A session without expiry gets the target's ttl (the Redis store's default: 7 days).
+    lifetime = redis_store.peek(forever).expires - utcnow()
+    assert timedelta(days=7) - timedelta(seconds=10) < lifetime <= timedelta(days=7)
+    back = f"sqlite://{tmp_path}/back.db"
+    report = json_of("migrate", redis_store_url, back)
+    assert (report["scanned"], report["copied"]) == (301, 301)
+    assert_same_sessions(records, SqliteStore(tmp_path / "back.db"))
+    changed = next(iter(records))
+    redis_store.write(changed, {"changed": "in redis"}, None)
+    report = json_of("migrate", sqlite_url, redis_store_url, "--keep-existing")
+    assert (report["copied"], report["kept"]) == (0, 301)
+    assert redis_store.peek(changed).data == {"changed": "in redis"}
+
+
+def test_users_stay_signed_in_after_a_migration_to_redis(
+    sqlite_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    source = open_store(sqlite_url, secrets=[SECRET], max_age=3600)
+    session = source.get_session(None)
+    session["user_id"] = 42
+    cookie_header = source.commit_session(session).split(";")[0]
+    source.close()
+    target_url = f"{redis_url}?prefix={redis_prefix}"
+    ok("migrate", sqlite_url, target_url)
+    target = open_store(target_url, secrets=[SECRET], max_age=3600)
+    again = target.get_session(cookie_header)
+    assert not again.is_new and again["user_id"] == 42 and again.id == session.id
+    target.close()
+
+
+def test_migrate_to_remix_v3_redis_reports_ids_it_cannot_hold(
+    sqlite_url: str, sqlite_store: Store, redis_url: str, redis_prefix: str
+) -> None:
+    seed(sqlite_store, 4)
+    report = json_of("migrate", sqlite_url, f"{redis_url}?prefix={redis_prefix}&format=remix-v3")
+    assert (report["copied"], report["invalid_ids"]) == (0, 4)
+    assert "4 sessions have ids the target cannot hold" in ok(
+        "migrate", sqlite_url, f"{redis_url}?prefix={redis_prefix}&format=remix-v3"
+    )
+
+
+def test_memcache_show_rm_and_migrate_in_but_no_listing(
+    memcached_server: Any, memcache_prefix: str, sqlite_url: str, sqlite_store: Store
+) -> None:
+    url = f"memcache://{memcached_server.address}?prefix={memcache_prefix}"
+    records = seed(sqlite_store, 50, ttl=3000)
+    report = json_of("migrate", sqlite_url, url)
+    assert (report["copied"], report["target"]) == (50, "memcache")
+    target = open_store(url, secrets=[SECRET]).store
+    try:
+        assert_same_sessions(records, target)
+    finally:
+        target.close()
+    id = next(iter(records))
+    shown = json_of("show", url, id)
+    assert shown["data"] == records[id].data and 2990 <= shown["ttl"] <= 3000
+    assert json_of("rm", url, id)["deleted"] == [id]
+    assert "no live session" in fails("show", url, id)
+    why = "the memcache store cannot list its records: memcached has no command that enumerates keys"
+    for args in (("stats", url), ("ls", url), ("migrate", url, sqlite_url + "-copy")):
+        assert fails(*args) == f"websession: error: {why}, so this command cannot use it"
+    assert json_of("purge", url)["native_ttl"] is True
+
+
+def _postgres_url(dsn: str, table: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(dsn)
+    return f"postgresql://{params['user']}@{params['host']}:{params['port']}/{params['dbname']}?table={table}"
+
+
+def test_postgres_stats_purge_and_migrate(
+    postgres_dsn: str, postgres_table: str, sqlite_url: str, sqlite_store: Store
+) -> None:
+    from websession.stores.postgres import PostgresStore
+
+    url = _postgres_url(postgres_dsn, postgres_table)
+    records = seed(sqlite_store, 120, ttl=600)
+    report = json_of("migrate", sqlite_url, url)
+    assert (report["copied"], report["target"]) == (120, "postgres")
+    yesterday = utcnow() - timedelta(days=1)
+    old = PostgresStore(dsn=postgres_dsn, table=postgres_table, clock=lambda: yesterday)
+    try:
+        old.write_many((generate_id(), Record({"old": 1}, yesterday + timedelta(hours=1))) for _ in range(30))
+    finally:
+        old.close()
+    stats = json_of("stats", url)
+    assert stats["count"] == 120 and stats["ttl"]["< 1 hour"] == 120
+    assert json_of("purge", url) == {"store": "postgres", "purged": 30, "native_ttl": False}
+    target = open_store(url, secrets=[SECRET]).store
+    try:
+        assert target.count() == 120
+        assert_same_sessions(records, target)
+    finally:
+        target.close()
+
+
+def test_dynamodb_purge_deletes_expired_items_now(
+    moto_endpoint: str, dynamodb_client: Any, dynamodb_test_table: str, sqlite_url: str, sqlite_store: Store
+) -> None:
+    from websession.stores.dynamodb import DynamoDBStore
+
+    url = f"dynamodb://{dynamodb_test_table}?region=us-east-1&endpoint={moto_endpoint}"
+    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    records = seed(sqlite_store, 40, ttl=900)
+    assert json_of("migrate", sqlite_url, url, env=aws)["copied"] == 40
+    yesterday = utcnow() - timedelta(days=1)
+    old = DynamoDBStore(table=dynamodb_test_table, client=dynamodb_client, clock=lambda: yesterday)
+    old.write_many((generate_id(), Record({"old": 1}, yesterday + timedelta(hours=1))) for _ in range(7))
+    # DynamoDB deletes expired items a day or two late, so purge deletes them now.
+    assert json_of("purge", url, env=aws) == {"store": "dynamodb", "purged": 7, "native_ttl": True}
+    assert json_of("stats", url, env=aws)["count"] == 40
+    scanned = dynamodb_client.scan(TableName=dynamodb_test_table, Select="COUNT")["Count"]
+    assert scanned == 40
+    id = next(iter(records))
+    assert json_of("show", url, id, env=aws)["data"] == records[id].data
+    assert_same_sessions(records, DynamoDBStore(table=dynamodb_test_table, client=dynamodb_client))
+
+
+def test_upstash_stats_and_migrate(
+    upstash_server: Any, redis_prefix: str, sqlite_url: str, sqlite_store: Store
+) -> None:
+    url = f"upstash+http://{upstash_server.url.split('://')[1]}?token={upstash_server.token}&prefix={redis_prefix}"
+    records = seed(sqlite_store, 80, ttl=4000)
+    assert json_of("migrate", sqlite_url, url, "--batch-size", "30")["copied"] == 80
+    stats = json_of("stats", url)
+    assert (stats["store"], stats["count"], stats["ttl"]["< 1 day"]) == ("upstash", 80, 80)
+    id = next(iter(records))
+    assert 3990 <= json_of("show", url, id)["ttl"] <= 4000
+    target = open_store(url, secrets=[SECRET]).store
+    try:
+        assert_same_sessions(records, target)
+    finally:
+        target.close()
+
+
+def test_workers_kv_stats_and_migrate(kv_server: Any, sqlite_url: str, sqlite_store: Store) -> None:
+    from urllib.parse import urlencode
+
+    query = urlencode(
+        {
+            "base_url": kv_server.base_url,
+            "api_token": kv_server.api_token,
+            "prefix": f"admin-{generate_id()[:8]}:",
+        }
+    )
+    url = f"workers-kv://{kv_server.account_id}/{kv_server.namespace_id}?{query}"
+    records = seed(sqlite_store, 60, ttl=4000)
+    assert json_of("migrate", sqlite_url, url)["copied"] == 60
+    stats = json_of("stats", url)
+    assert (stats["store"], stats["count"], stats["ttl"]["< 1 day"]) == ("workers-kv", 60, 60)
+    id = next(iter(records))
+    assert 3990 <= json_of("show", url, id)["ttl"] <= 4000
+    target = open_store(url, secrets=[SECRET]).store
+    try:
+        assert_same_sessions(records, target)
+    finally:
+        target.close()
+
+
 # -- errors ------------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@
 //   DELETE .../values/:key
 //   GET    .../metadata/:key                               {"result": metadata}
 //   GET    .../keys?prefix=&limit=&cursor=                 {"result": [{name, expiration, metadata}], "result_info"}
+//   PUT    .../bulk    JSON [{key, value, base64?, expiration?, expiration_ttl?, metadata?}], at most 10,000
 //
 // Usage: KV_ACCOUNT_ID=acc KV_NAMESPACE_ID=ns KV_API_TOKEN=tok node server.mjs [port]
 // Prints "listening <port>" once ready. Errors use Cloudflare's envelope:
@@ -29,7 +30,7 @@ const mf = new Miniflare({
 });
 const kv = await mf.getKVNamespace("NS");
 
-const ROUTE = /^\/client\/v4\/accounts\/([^/]+)\/storage\/kv\/namespaces\/([^/]+)\/(values|metadata|keys)(?:\/(.+))?$/;
+const ROUTE = /^\/client\/v4\/accounts\/([^/]+)\/storage\/kv\/namespaces\/([^/]+)\/(values|metadata|keys|bulk)(?:\/(.+))?$/;
 
 function reply(res, status, body, headers = {}) {
   const payload = typeof body === "string" || body instanceof Uint8Array ? body : JSON.stringify(body);
@@ -87,6 +88,7 @@ async function handle(req, res) {
     const result = listed.keys.map(({ name, expiration, metadata }) => ({ name, expiration, metadata }));
     return ok(res, result, { result_info: { count: result.length, cursor: listed.list_complete ? "" : listed.cursor } });
   }
+  if (kind === "bulk" && req.method === "PUT") return bulkWrite(req, res);
   if (key === undefined) return fail(res, 404, 7003, "missing key name");
 
   if (kind === "metadata" && req.method === "GET") {
@@ -137,6 +139,37 @@ async function handle(req, res) {
     return ok(res, {});
   }
   return fail(res, 405, 10000, "method not allowed");
+}
+
+// Cloudflare's bulk write. A malformed pair refuses the whole request before anything is
+// written; KV's own rules (the 60-second minimum expiration) are Miniflare's, checked per put.
+async function bulkWrite(req, res) {
+  let pairs;
+  try {
+    pairs = JSON.parse((await body(req)).toString("utf8"));
+  } catch {
+    return fail(res, 400, 10026, "the body is not valid JSON");
+  }
+  if (!Array.isArray(pairs)) return fail(res, 400, 10026, "the body must be an array of key-value pairs");
+  if (pairs.length > 10000) return fail(res, 400, 10026, "at most 10,000 pairs per bulk write");
+  const writes = [];
+  for (const pair of pairs) {
+    if (typeof pair?.key !== "string" || typeof pair?.value !== "string") {
+      return fail(res, 400, 10026, "each pair needs a string key and a string value");
+    }
+    const value = pair.base64 ? new Uint8Array(Buffer.from(pair.value, "base64")) : pair.value;
+    const options = {};
+    if (pair.expiration !== undefined) options.expiration = Number(pair.expiration);
+    if (pair.expiration_ttl !== undefined) options.expirationTtl = Number(pair.expiration_ttl);
+    if (pair.metadata !== undefined) options.metadata = pair.metadata;
+    writes.push([pair.key, value, options]);
+  }
+  try {
+    for (const [key, value, options] of writes) await kv.put(key, value, options);
+  } catch (error) {
+    return fromMiniflare(res, error);
+  }
+  return ok(res, { successful_key_count: writes.length, unsuccessful_keys: [] });
 }
 
 const server = http.createServer((req, res) => {

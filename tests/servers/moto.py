@@ -87,3 +87,17 @@ def dynamodb_table(dynamodb_client: Any) -> str:
 
     create_dynamodb_table(dynamodb_client, "websession-test")
     return "websession-test"
+
+
+@pytest.fixture
+def dynamodb_test_table(dynamodb_client: Any) -> Iterator[str]:
+    """A table of one test's own (arc layout), deleted afterwards, so a test that scans or
+    counts sees only its own items."""
+    import secrets
+
+    from websession.stores.dynamodb import create_dynamodb_table
+
+    name = f"websession-test-{secrets.token_hex(4)}"
+    create_dynamodb_table(dynamodb_client, name)
+    yield name
+    dynamodb_client.delete_table(TableName=name)

@@ -47,3 +47,10 @@ def postgres_dsn() -> Iterator[str]:
     """DSN of a fresh database for this test run; an error (not a skip) when PostgreSQL is down."""
     with temporary_database() as dsn:
         yield dsn
+
+
+@pytest.fixture
+def postgres_table() -> str:
+    """A table name of one test's own in the run's database (dropped with the database), so a
+    test that scans or counts sees only its own rows."""
+    return f"t_{secrets.token_hex(4)}"

@@ -4,6 +4,7 @@ the arc-table layout, value encoding, refused keys, expiry, the item limit and e
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import socket
 from datetime import datetime, timedelta, timezone
@@ -22,6 +23,7 @@ from websession import (
     open_store,
 )
 from websession.changes import Changes
+from websession.stores.base import Record
 from websession.stores.dynamodb import DynamoDBStore, create_dynamodb_table, marshal, unmarshal
 
 COOKIE = create_cookie("s", secrets=["k"], max_age=3600)
@@ -248,6 +250,39 @@ def test_purge_expired_and_scan(dynamodb_client, clock: Clock) -> None:
     assert store.purge_expired() == len(dead)
     assert store.purge_expired() == 0
     assert all(item(dynamodb_client, table, id) == {} for id in dead)
+
+
+def test_write_many_batches_counts_and_keeps_the_arc_layout(dynamodb_client, clock: Clock) -> None:
+    table = f"write-{secrets.token_hex(4)}"
+    create_dynamodb_table(dynamodb_client, table)
+    store = DynamoDBStore(table=table, client=dynamodb_client, clock=clock)
+    later = clock.now + timedelta(hours=1)
+    ids = [store.new_id() for _ in range(60)]  # three BatchWriteItem requests, from a generator
+    assert store.write_many((id, Record({"n": n}, later)) for n, id in enumerate(ids)) == 60
+    assert store.count() == 60
+    assert item(dynamodb_client, table, ids[3]) == {
+        "_idx": {"S": ids[3]},
+        "n": {"N": "3"},
+        "_ttl": {"N": str(math.ceil(later.timestamp()))},
+    }
+    # One id twice in a batch (BatchWriteItem refuses that): the later record wins.
+    twice = [(ids[0], Record({"v": 1}, None)), (ids[0], Record({"v": 2}, None))]
+    assert store.write_many(twice) == 2
+    assert store.read(ids[0], None) == Record({"v": 2}, None)
+    clock.now = later + timedelta(seconds=5)
+    assert store.count() == 1  # only the record without expiry is live
+    assert store.write_many([(ids[1], Record({"v": "new"}, None))], replace=False) == 1  # expired: taken over
+    assert store.write_many([(ids[0], Record({"v": "new"}, None))], replace=False) == 0  # live: kept
+    assert store.read(ids[0], None).data == {"v": 2}
+
+
+def test_write_refuses_what_the_arc_layout_cannot_hold(store: DynamoDBStore) -> None:
+    with pytest.raises(SessionStoreError, match="'_ttl'"):
+        store.write(store.new_id(), {"_ttl": 1}, None)
+    with pytest.raises(RecordTooLargeError, match="400 KB"):
+        store.write_many([(store.new_id(), Record({"big": "x" * (410 * 1024)}))])
+    with pytest.raises(RecordTooLargeError, match="400 KB"):
+        store.write(store.new_id(), {"big": "x" * (410 * 1024)}, None, replace=False)
 
 
 # -- table helper, clients, errors ----------------------------------------------------------

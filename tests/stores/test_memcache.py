@@ -8,6 +8,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from websession import (
     create_memcache_session_storage,
     open_store,
 )
+from websession.stores.base import Record, utcnow
 from websession.stores.memcache import MemcacheStore, Server, parse_server
 
 COOKIE = "__session"
@@ -369,6 +371,65 @@ def test_sessions_spread_over_servers_the_same_way_for_both_doors(
                 door.get(storage, browser.header)
         else:
             assert door.get(storage, browser.header)["n"] == n
+
+
+# -- maintenance: write, peek; no listing ------------------------------------------------------------
+
+
+@pytest.fixture
+def plain(memcached_server: MemcachedProcess, memcache_prefix: str) -> Iterator[MemcacheStore]:
+    store = MemcacheStore([memcached_server.address], prefix=memcache_prefix)
+    yield store
+    store.close()
+
+
+def test_write_sets_the_record_with_its_expiry(
+    plain: MemcacheStore, memcached_server: MemcachedProcess, memcache_prefix: str
+) -> None:
+    id, far = plain.new_id(), plain.new_id()
+    assert plain.write(id, {"a": [1, {}]}, utcnow() + timedelta(seconds=120))
+    assert raw_client(memcached_server).get((memcache_prefix + id).encode()) == b'{"a":[1,{}]}'
+    assert 118 <= remaining_ttl(memcached_server, (memcache_prefix + id).encode()) <= 120
+    # Over 30 days memcached reads an absolute time; the remaining lifetime still carries over.
+    assert plain.write(far, {}, utcnow() + timedelta(days=60))
+    assert abs(remaining_ttl(memcached_server, (memcache_prefix + far).encode()) - 60 * DAY) <= 2
+    assert plain.write(id, {"a": 2}, None, replace=False) is False
+    assert plain.write(id, {"a": 3}, None) is True
+    assert remaining_ttl(memcached_server, (memcache_prefix + id).encode()) == -1
+    assert plain.write(plain.new_id(), {"a": 1}, utcnow() - timedelta(seconds=1)) is False
+    with pytest.raises(ValueError, match="not a valid session id"):
+        plain.write("x\r\nflush_all", {}, None)  # keys travel in a text protocol
+
+
+def test_write_many_counts_and_refuses_oversized_records(plain: MemcacheStore) -> None:
+    later = utcnow() + timedelta(minutes=5)
+    batch = [(plain.new_id(), Record({"n": n}, later)) for n in range(30)]
+    assert plain.write_many(batch) == 30
+    assert plain.write_many([*batch[:3], (plain.new_id(), Record({}))], replace=False) == 1
+    with pytest.raises(RecordTooLargeError):
+        plain.write(plain.new_id(), {"big": "x" * (1024 * 1024)}, None)
+
+
+def test_peek_reads_the_expiry_without_touching(
+    plain: MemcacheStore, memcached_server: MemcachedProcess, memcache_prefix: str
+) -> None:
+    expires = utcnow() + timedelta(seconds=300)
+    id = plain.create({"n": 1}, expires)
+    for _ in range(2):
+        record = plain.peek(id)
+        assert record is not None and record.data == {"n": 1}
+        assert record.expires is not None and abs((record.expires - expires).total_seconds()) <= 1.5
+    assert 298 <= remaining_ttl(memcached_server, (memcache_prefix + id).encode()) <= 300
+    assert plain.peek(plain.new_id()) is None
+    assert plain.peek(id + "\r\nflush_all") is None
+    assert plain.peek(id) is not None
+
+
+def test_scan_and_count_say_memcached_cannot_list_keys(plain: MemcacheStore) -> None:
+    for hook in (lambda: list(plain.scan()), plain.count):
+        with pytest.raises(NotImplementedError, match="memcached has no command that enumerates keys"):
+            hook()
+    assert plain.purge_expired() == 0  # memcached expires items itself
 
 
 # -- failures -----------------------------------------------------------------------------------------

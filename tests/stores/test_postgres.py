@@ -22,6 +22,7 @@ from websession import (
     open_store,
 )
 from websession.changes import Changes
+from websession.stores.base import Record
 from websession.stores.postgres import PostgresStore, jsonb_text
 
 COOKIE = create_cookie("s", secrets=["k"], max_age=3600)
@@ -198,6 +199,40 @@ def test_purge_expired_deletes_in_batches(
 def test_scan_pages_through_live_records(store: PostgresStore) -> None:
     ids = {store.create({"n": n}, None) for n in range(3)}
     assert {id for id, record in store.scan()} == ids
+
+
+def test_write_many_upserts_in_batches_and_counts_live_rows(
+    store: PostgresStore, clock: Clock, postgres_dsn: str, table: str
+) -> None:
+    later = clock.now + timedelta(hours=1)
+    ids = [store.new_id() for _ in range(2345)]  # more than two batches, from a generator
+    assert store.write_many((id, Record({"n": n, "f": 1e300}, later)) for n, id in enumerate(ids)) == 2345
+    assert store.count() == 2345 and store.cheap_count
+    assert store.read(ids[7], None) == Record({"n": 7, "f": 1e300}, later)
+    assert (
+        store.write_many([(ids[0], Record({"n": "again"}, None)), (ids[0], Record({"n": "last"}, None))]) == 2
+    )
+    assert store.read(ids[0], None) == Record({"n": "last"}, None)  # one id twice in a batch: the last wins
+    clock.now = later + timedelta(seconds=1)
+    assert store.count() == 1
+
+
+def test_write_without_replace_takes_over_only_expired_rows(store: PostgresStore, clock: Clock) -> None:
+    live, dead = store.new_id(), store.new_id()
+    store.write(live, {"v": "live"}, clock.now + timedelta(hours=1))
+    store.write(dead, {"v": "dead"}, clock.now + timedelta(seconds=5))
+    clock.now += timedelta(seconds=10)
+    batch = [(live, Record({"v": "new"}, None)), (dead, Record({"v": "new"}, None))]
+    assert store.write_many(batch, replace=False) == 1
+    assert store.read(live, None).data == {"v": "live"}
+    assert store.read(dead, None) == Record({"v": "new"}, None)
+
+
+def test_write_refuses_nul_before_writing_anything(store: PostgresStore) -> None:
+    good, bad = store.new_id(), store.new_id()
+    with pytest.raises(SessionStoreError, match="U\\+0000"):
+        store.write_many([(good, Record({"ok": 1})), (bad, Record({"text": "a\x00b"}))])
+    assert store.read(good, None) is None
 
 
 # -- table and setup -------------------------------------------------------------------------

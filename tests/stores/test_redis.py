@@ -574,6 +574,116 @@ def test_scan_lists_only_sessions_under_the_prefix(redis_url: str, redis_prefix:
     store.close()
 
 
+# -- maintenance: scan, count, peek, write, write_many -----------------------------------------
+
+
+def test_maintenance_sends_scan_match_never_keys(private_redis: RedisServer, monitored: Monitor) -> None:
+    store = RedisStore(url=private_redis.url, prefix="m:")
+    monitored.commands()
+    later = utcnow() + timedelta(hours=1)
+    assert store.write_many((store.new_id(), Record({"n": n}, later)) for n in range(20)) == 20
+    assert set(monitored.commands()) == {"SET"}
+    assert store.count() == 20
+    assert set(monitored.commands()) == {"SCAN"}
+    assert len(dict(store.scan())) == 20
+    assert set(monitored.commands()) == {"SCAN", "GET", "PTTL"}
+    hashes = RedisStore(url=private_redis.url, prefix="h:", layout="hash")
+    assert hashes.write_many([(hashes.new_id(), Record({"n": 1}, later))]) == 1
+    assert set(monitored.commands()) == {"EVAL"}
+    store.close()
+    hashes.close()
+
+
+def test_write_keeps_lifetimes_to_the_millisecond(redis_url: str, redis_prefix: str) -> None:
+    store = RedisStore(url=redis_url, prefix=redis_prefix)
+    client = redis.Redis.from_url(redis_url)
+    short, long = store.new_id(), store.new_id()
+    assert store.write(short, {"n": 1}, utcnow() + timedelta(milliseconds=1500))
+    assert store.write(long, {"n": 2}, utcnow() + timedelta(days=90))
+    assert 1000 < client.pttl(redis_prefix + short) <= 1500  # EX would round up to 2 s
+    assert abs(client.pttl(redis_prefix + long) - 90 * 86400 * 1000) < 5000
+    assert store.write(short, {"n": 3}, None)
+    assert client.pttl(redis_prefix + short) == -1  # replaced: no expiry any more
+    client.close()
+    store.close()
+
+
+def test_write_many_streams_batches_of_any_length(redis_url: str, redis_prefix: str) -> None:
+    store = RedisStore(url=redis_url, prefix=redis_prefix)
+    later = utcnow() + timedelta(minutes=5)
+    records = ((store.new_id(), Record({"n": n}, later)) for n in range(1234))  # > 2 pipelines
+    assert store.write_many(records) == 1234
+    assert store.count() == 1234
+    store.close()
+
+
+def test_hash_write_replaces_the_whole_hash(redis_url: str, redis_prefix: str) -> None:
+    store = RedisStore(url=redis_url, prefix=redis_prefix, layout="hash")
+    client = redis.Redis.from_url(redis_url)
+    id, empty = store.new_id(), store.new_id()
+    assert store.write(id, {"a": 1, "b": [2]}, None)
+    assert store.write(id, {"c": {}}, utcnow() + timedelta(minutes=1))
+    assert client.hgetall(redis_prefix + id) == {b"c": b"{}", b"": b""}  # a and b are gone
+    assert 0 < client.pttl(redis_prefix + id) <= 60_000
+    assert store.write(id, {"d": 4}, None, replace=False) is False
+    assert store.peek(id).data == {"c": {}}
+    assert store.write(empty, {}, None)
+    assert store.peek(empty) == Record({}, None)  # the marker field keeps an empty hash alive
+    client.close()
+    store.close()
+
+
+def test_remix_v3_write_stores_values_and_flash(redis_url: str, redis_prefix: str) -> None:
+    store = RedisStore(url=redis_url, prefix=redis_prefix, format="remix-v3")
+    id = store.new_id()
+    assert store.write(id, {"user": 1, "__flash_notice__": "Saved"}, None)
+    client = redis.Redis.from_url(redis_url)
+    assert client.get(redis_prefix + id) == b'[{"user":1},{"notice":"Saved"}]'
+    client.close()
+    assert dict(store.scan())[id].data == {"user": 1, "__flash_notice__": "Saved"}
+    store.close()
+
+
+def test_scan_skips_a_key_of_another_type(
+    redis_url: str, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = RedisStore(url=redis_url, prefix=redis_prefix)
+    good, odd = store.new_id(), store.new_id()
+    store.write(good, {"n": 1}, None)
+    client = redis.Redis.from_url(redis_url)
+    client.rpush(redis_prefix + odd, "not a session")
+    client.close()
+    with caplog.at_level(logging.WARNING, logger="websession"):
+        assert set(dict(store.scan())) == {good}
+        assert store.peek(odd) is None
+    assert "unreadable" in caplog.text and "WRONGTYPE" in caplog.text
+    store.close()
+
+
+@pytest.mark.parametrize("layout", ["string", "hash"])
+def test_cluster_scan_count_and_write_many_cover_every_master(redis_cluster_url: str, layout: Any) -> None:
+    prefix = f"maintenance:{uuid.uuid4().hex[:8]}:"
+    store = RedisStore(url=redis_cluster_url, prefix=prefix, layout=layout)
+    later = utcnow() + timedelta(minutes=5)
+    ids = [store.new_id() for _ in range(300)]
+    assert store.write_many((id, Record({"id": id}, later)) for id in ids) == 300
+    assert store.count() == 300
+    found = dict(store.scan())
+    assert set(found) == set(ids) and all(found[id].data == {"id": id} for id in ids)
+    client = redis.cluster.RedisCluster.from_url(redis_cluster_url.replace("redis+cluster", "redis"))
+    try:
+        per_master = [
+            len(client.scan(match=f"{prefix}*", count=1000, target_nodes=node)[1])
+            for node in client.get_primaries()
+        ]
+        assert len(per_master) == 3 and all(per_master), per_master  # the keys span every master
+        for id in ids:
+            client.delete(prefix + id)
+    finally:
+        client.close()
+        store.close()
+
+
 # -- URLs ------------------------------------------------------------------------------------------
 
 

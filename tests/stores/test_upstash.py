@@ -10,6 +10,7 @@ import base64
 import itertools
 import logging
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -30,6 +31,7 @@ from websession import (
     create_upstash_session_storage,
     open_store,
 )
+from websession.stores.base import Record, utcnow
 from websession.stores.redis_cas import CAS_SHA1
 from websession.stores.upstash import UpstashCommandError, UpstashRestClient, UpstashStore
 
@@ -477,6 +479,43 @@ def test_scan_lists_live_sessions_through_a_pipeline(
     assert all(590 <= (record.expires - now).total_seconds() <= 600 for record in found.values())
     assert "/pipeline" in [request.path for request in upstash_server.requests[mark:]]
     storage.close()
+    if client is not None:
+        client.close()
+
+
+def test_write_many_pipelines_set_px_in_bounded_requests(
+    upstash_server: UpstashRestServer, redis_prefix: str, direct: redis.Redis, transport: str
+) -> None:
+    door = SyncDoor()
+    client = sdk_client(door, upstash_server) if transport == "sdk" else None
+    if client is None:
+        store = UpstashStore(UpstashRestClient(upstash_server.url, upstash_server.token), prefix=redis_prefix)
+    else:
+        store = UpstashStore(client, prefix=redis_prefix)
+    now = utcnow()
+    ids = [store.new_id() for _ in range(1100)]
+    mark = len(upstash_server.requests)
+    records = ((id, Record({"n": n}, now + timedelta(milliseconds=90_500))) for n, id in enumerate(ids))
+    assert store.write_many(records) == 1100
+    requests = upstash_server.requests[mark:]
+    assert [len(request.commands) for request in requests] == [500, 500, 100]  # WRITE_BATCH each
+    assert {request.path for request in requests} == {"/pipeline"}
+    assert requests[0].commands[0][3] == "PX" and requests[0].commands[0][5:] == []
+    assert 89_000 < direct.pttl(redis_prefix + ids[0]) <= 90_500  # milliseconds, not whole seconds
+    # Large values end a request early, so one request stays well under Upstash's size limit.
+    mark = len(upstash_server.requests)
+    big = "x" * (200 * 1024)
+    assert store.write_many((store.new_id(), Record({"big": big})) for _ in range(5)) == 5
+    assert [len(request.commands) for request in upstash_server.requests[mark:]] == [3, 2]
+    # replace=False is SET ... NX: a live key is kept.
+    assert (
+        store.write_many([(ids[0], Record({"n": "new"})), (store.new_id(), Record({}))], replace=False) == 1
+    )
+    assert store.peek(ids[0]).data == {"n": 0}
+    mark = len(upstash_server.requests)
+    assert store.count() == 1100 + 5 + 1
+    assert {c[0] for r in upstash_server.requests[mark:] for c in r.commands} == {"SCAN"}  # no values read
+    store.close()
     if client is not None:
         client.close()
 

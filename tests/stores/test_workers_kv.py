@@ -26,6 +26,8 @@ from websession import (
     open_store,
 )
 from websession.changes import Changes
+from websession.stores import workers_kv
+from websession.stores.base import Record
 from websession.stores.workers_kv import MAX_VALUE_BYTES, WorkersKVStore
 
 
@@ -202,6 +204,59 @@ def test_scan_lists_live_records_under_the_prefix(store: WorkersKVStore, clock: 
     clock.now += timedelta(seconds=2)
     assert {id for id, _ in store.scan()} == ids
     assert dead not in ids
+
+
+def test_scan_and_count_skip_what_the_listing_shows_expired(
+    store: WorkersKVStore, clock: Clock, prefix: str, requests_seen: list[str]
+) -> None:
+    live = store.create({"n": 1}, clock.now + timedelta(hours=1))
+    store.create({"n": 2}, clock.now + timedelta(seconds=1))  # KV keeps it 65 s; metadata says 1
+    clock.now += timedelta(seconds=2)
+    requests_seen.clear()
+    assert store.count() == 1
+    assert len(requests_seen) == 1 and requests_seen[0].endswith("/keys")  # no value is read
+    requests_seen.clear()
+    assert [id for id, _ in store.scan()] == [live]
+    assert sum(1 for request in requests_seen if "/values/" in request) == 1  # only the live one
+
+
+def test_write_many_uses_the_bulk_endpoint_with_exact_expiries(
+    store: WorkersKVStore,
+    clock: Clock,
+    kv,
+    prefix: str,
+    requests_seen: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Miniflare writes a bulk request's keys one by one: smaller requests keep the test quick.
+    monkeypatch.setattr(workers_kv, "BULK_PAIRS", 100)
+    ids = [store.new_id() for _ in range(150)]
+    soon = clock.now + timedelta(seconds=3)  # under KV's 60-second minimum: clamped, exact in metadata
+    later = clock.now + timedelta(hours=2)
+    records = ((id, Record({"n": n}, soon if n == 0 else later)) for n, id in enumerate(ids))
+    assert store.write_many(records) == 150
+    assert [request.split()[0] for request in requests_seen] == ["PUT", "PUT"]  # BULK_PAIRS each
+    assert all(request.endswith("/bulk") for request in requests_seen)
+    assert kv.get(key_path(prefix, ids[1])).json() == {"n": 1}  # the Remix wire format
+    # Far expiries come from KV's own expiration (whole seconds, rounded up); near ones, which KV
+    # may have clamped, from the metadata (milliseconds).
+    assert 0 <= (store.read(ids[1], None).expires - later).total_seconds() < 1
+    assert abs((store.read(ids[0], None).expires - soon).total_seconds()) < 0.002
+    clock.now += timedelta(seconds=5)
+    assert store.read(ids[0], None) is None and store.count() == 149
+
+
+def test_write_without_replace_reads_first(store: WorkersKVStore, clock: Clock) -> None:
+    live, fresh = store.new_id(), store.new_id()
+    store.write(live, {"v": "live"}, None)
+    batch = [(live, Record({"v": "new"})), (fresh, Record({"v": "new"}))]
+    assert store.write_many(batch, replace=False) == 1
+    assert store.read(live, None).data == {"v": "live"} and store.read(fresh, None).data == {"v": "new"}
+    assert store.write(live, {"v": "newer"}, None, replace=False) is False
+    assert store.write(live, {"v": "past"}, clock.now - timedelta(seconds=1)) is False
+    assert store.read(live, None).data == {"v": "live"}
+    with pytest.raises(RecordTooLargeError):
+        store.write_many([(store.new_id(), Record({"big": "x" * MAX_VALUE_BYTES}))])
 
 
 # -- the async door --------------------------------------------------------------------------

@@ -192,6 +192,23 @@ class Store(ABC):
         """
         return sum(1 for _ in self.scan())
 
+    def peek(self, id: str) -> Record | None:
+        """The live record for ``id`` as :meth:`scan` would report it: not touched, with
+        ``expires`` filled in (what ``websession show`` prints).
+
+        ``read(id, None)`` may leave ``expires`` as None when the store would need another
+        command to learn it (Redis answers ``GET`` without the TTL). The default is that read;
+        stores whose read does not report the expiry override it.
+
+        Example::
+
+            >>> from websession.stores.memory import MemoryStore
+            >>> store = MemoryStore()
+            >>> store.peek(store.create({"n": 1}, None)).data, store.peek("0" * 32)
+            ({'n': 1}, None)
+        """
+        return self.read(id, None)
+
     def write(
         self, id: str, data: Mapping[str, Any], expires: datetime | None, *, replace: bool = True
     ) -> bool:
@@ -241,9 +258,10 @@ class Store(ABC):
     def purge_expired(self) -> int:
         """Delete expired records and return how many; a no-op on stores with native TTL.
 
-        Stores without native TTL (file, SQL, DynamoDB) override it and delete in batches, so
-        a purge of millions of rows neither holds a long lock nor loads every id. The default
-        returns 0 for stores with native TTL and raises NotImplementedError for the others.
+        Stores without native TTL (file, SQL) override it and delete in batches, so a purge
+        of millions of rows neither holds a long lock nor loads every id; so does DynamoDB,
+        whose native TTL deletes expired items only within a day or two. The default returns
+        0 for stores with native TTL and raises NotImplementedError for the others.
         """
         if self.native_ttl:
             return 0

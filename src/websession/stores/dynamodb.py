@@ -40,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import SplitResult
@@ -74,6 +74,10 @@ _UNAVAILABLE_CODES = frozenset(
 DEFAULT_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
 
 _MAX_DIGITS = 38
+
+#: BatchWriteItem's limit of items per request, and how many times unprocessed items are sent.
+BATCH_WRITE_ITEMS = 25
+BATCH_WRITE_ATTEMPTS = 8
 
 
 # -- the value encoding ---------------------------------------------------------------------
@@ -423,6 +427,87 @@ class DynamoDBStore(Store):
                 return
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def count(self) -> int:
+        """Live items, counted by a paginated ``Scan`` with ``Select=COUNT`` (DynamoDB reads, and
+        bills, the whole table; no item travels)."""
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "Select": "COUNT",
+            "FilterExpression": "attribute_not_exists(#t) OR #t > :now",
+            "ExpressionAttributeNames": {"#t": self.ttl},
+            "ExpressionAttributeValues": {":now": {"N": repr(self.clock().timestamp())}},
+            "ConsistentRead": self.consistent_read,
+        }
+        total = 0
+        while True:
+            with self._errors():
+                page = self._sync().scan(**request)
+            total += int(page.get("Count", 0))
+            if "LastEvaluatedKey" not in page:
+                return total
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def write(
+        self, id: str, data: Mapping[str, Any], expires: datetime | None, *, replace: bool = True
+    ) -> bool:
+        """A PutItem; with ``replace=False`` conditioned on no live item having the id."""
+        return self.write_many([(id, Record(dict(data), expires))], replace=replace) == 1
+
+    def write_many(self, records: Iterable[tuple[str, Record]], *, replace: bool = True) -> int:
+        """Write items in the arc layout: ``BatchWriteItem`` 25 at a time (unprocessed items
+        are retried with backoff), or with ``replace=False`` one conditional PutItem each,
+        since a batch cannot carry conditions."""
+        client = self._sync()
+        written = 0
+        chunk: dict[str, dict[str, Any]] = {}
+        for id, record in records:
+            if self.is_expired(record.expires):
+                continue
+            item = self._item(id, record.data, record.expires)
+            if not replace:
+                written += self._put_if_absent(client, item)
+                continue
+            if id in chunk:  # a batch may not name one key twice; the later record wins
+                self._batch_write(client, list(chunk.values()))
+                chunk = {}
+            chunk[id] = item
+            written += 1
+            if len(chunk) == BATCH_WRITE_ITEMS:
+                self._batch_write(client, list(chunk.values()))
+                chunk = {}
+        if chunk:
+            self._batch_write(client, list(chunk.values()))
+        return written
+
+    def _put_if_absent(self, client: Any, item: dict[str, Any]) -> int:
+        try:
+            with self._errors():
+                client.put_item(
+                    TableName=self.table,
+                    Item=item,
+                    # An expired item that DynamoDB has not deleted yet is taken over.
+                    ConditionExpression="attribute_not_exists(#i) OR #t <= :now",
+                    ExpressionAttributeNames=self._names,
+                    ExpressionAttributeValues={":now": {"N": repr(self.clock().timestamp())}},
+                )
+        except _Conflict:
+            return 0
+        return 1
+
+    def _batch_write(self, client: Any, items: list[dict[str, Any]]) -> None:
+        requests: dict[str, Any] = {self.table: [{"PutRequest": {"Item": item}} for item in items]}
+        for attempt in range(BATCH_WRITE_ATTEMPTS):
+            with self._errors():
+                requests = client.batch_write_item(RequestItems=requests).get("UnprocessedItems") or {}
+            if not requests:
+                return
+            time.sleep(min(2.0, 0.05 * 2**attempt))  # throttled: back off, then send the rest
+        raise StoreUnavailableError(
+            f"DynamoDB table {self.table!r} left items unwritten after {BATCH_WRITE_ATTEMPTS} tries "
+            "(throttled)",
+            solution="raise the table's write capacity, or use a smaller --batch-size",
+        )
+
     def purge_expired(self) -> int:
         """Delete expired items now instead of waiting for DynamoDB's TTL (a full Scan).
 
@@ -467,14 +552,17 @@ class DynamoDBStore(Store):
     def _get(self, id: str) -> dict[str, Any]:
         return {"TableName": self.table, "Key": self._key(id), "ConsistentRead": self.consistent_read}
 
-    def _put(self, id: str, data: Mapping[str, Any], expires: datetime | None) -> dict[str, Any]:
+    def _item(self, id: str, data: Mapping[str, Any], expires: datetime | None) -> dict[str, Any]:
         item = {self._check_key(k): marshal(k, v) for k, v in data.items()}
         item[self.idx] = {"S": id}
         if expires is not None:
             item[self.ttl] = {"N": str(_epoch(expires))}
+        return item
+
+    def _put(self, id: str, data: Mapping[str, Any], expires: datetime | None) -> dict[str, Any]:
         return {
             "TableName": self.table,
-            "Item": item,
+            "Item": self._item(id, data, expires),
             "ConditionExpression": "attribute_not_exists(#i)",
             "ExpressionAttributeNames": {"#i": self.idx},
         }

@@ -39,9 +39,9 @@ import asyncio
 import math
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 from urllib.parse import SplitResult
 
@@ -81,6 +81,9 @@ RELATIVE_EXPIRY_LIMIT = 30 * 24 * 3600
 ITEM_OVERHEAD = 64
 #: CAS attempts before an update gives up; each lost one means another request's update landed.
 MAX_ATTEMPTS = 100
+
+#: What a TTL lookup answers when the server has no meta commands (memcached before 1.6).
+TTL_UNKNOWN = -2
 
 # Keys travel in memcached's text protocol: printable ASCII, no spaces.
 _KEY_TEXT = re.compile(r"[\x21-\x7e]*")
@@ -131,7 +134,7 @@ def parse_server(spec: str | tuple[str, int]) -> Server:
 class _Op:
     """One memcached operation on one key: what the store logic yields to a driver."""
 
-    name: str  # add | gets | gats | cas | delete
+    name: str  # add | gets | gats | cas | delete; set | ttl (maintenance, sync door only)
     key: bytes
     value: bytes = b""
     exptime: int = 0
@@ -204,6 +207,13 @@ class _SyncNode:
         if op.name == "delete":
             client.delete(op.key, noreply=False)
             return None
+        if op.name == "set":
+            return bool(client.set(op.key, op.value, expire=op.exptime, noreply=False))
+        if op.name == "ttl":
+            try:
+                return _ttl_reply(client.raw_command(b"mg " + op.key + b" t"))
+            except MemcacheUnknownCommandError:  # memcached before 1.6: no meta commands
+                return TTL_UNKNOWN
         raise AssertionError(op.name)
 
     def close(self) -> None:
@@ -312,6 +322,16 @@ class _AsyncNode:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def _ttl_reply(reply: bytes) -> int | None:
+    """``mg <key> t``'s answer: ``HD t<seconds>`` (-1: no expiry), or ``EN`` when missing."""
+    if reply.startswith(b"EN"):
+        return None
+    for flag in reply.split()[1:]:
+        if flag.startswith(b"t"):
+            return int(flag[1:])
+    return TTL_UNKNOWN
 
 
 def _found(value: Any, token: Any) -> tuple[bytes, Any] | None:
@@ -444,6 +464,43 @@ class MemcacheStore(Store):
             for node in nodes or ():
                 await node.close()
         self.close()
+
+    # -- maintenance (sync only, for the `websession` command) ------------------------------
+
+    def scan(self) -> Iterator[tuple[str, Record]]:
+        """memcached cannot list its keys, so this raises NotImplementedError (and so does
+        :meth:`count`): ``websession stats``/``ls`` and a migration *from* memcached are not
+        possible. ``show``, ``rm`` and a migration *to* memcached work."""
+        raise NotImplementedError(
+            f"the {self.kind} store cannot list its records: memcached has no command that enumerates keys"
+        )
+
+    def peek(self, id: str) -> Record | None:
+        """The record, untouched, with its expiry from the meta command ``mg <key> t``
+        (memcached 1.6+; older servers leave ``expires`` as None)."""
+        if not self.is_valid_id(id):
+            return None  # the key goes into a raw text command: only ids this store issues
+        record = self.read(id, None)
+        if record is None:
+            return None
+        ttl = self._call(_Op("ttl", self.key(id)))
+        if ttl is None:
+            return None  # deleted or expired between the two commands
+        expires = self.clock() + timedelta(seconds=ttl) if ttl >= 0 else None
+        return Record(record.data, expires, record.version)
+
+    def write(
+        self, id: str, data: Mapping[str, Any], expires: datetime | None, *, replace: bool = True
+    ) -> bool:
+        """``set`` (or ``add`` with ``replace=False``) under ``prefix + id`` with the expiry."""
+        if not self.is_valid_id(id):
+            raise ValueError(f"{id!r} is not a valid session id for the memcache store")
+        if self.is_expired(expires):
+            return False
+        key = self.key(id)
+        value = codec.encode(data)
+        self._check_size(key, value)
+        return bool(self._call(_Op("set" if replace else "add", key, value, self.exptime(expires))))
 
     # -- each operation, once, for both doors ----------------------------------------------
 

@@ -36,10 +36,11 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlunsplit
 
@@ -58,6 +59,7 @@ from .base import Clock, Record, Store, utcnow
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _PURGE_BATCH = 1000
 _SCAN_PAGE = 500
+_WRITE_BATCH = 1000
 
 #: Pool settings used unless ``pool_options`` says otherwise. One idle connection per door is
 #: enough for a small app and keeps many short-lived storages (tests, CLI) cheap.
@@ -162,6 +164,7 @@ class PostgresStore(Store):
     kind = "postgres"
     atomic_changes = True
     native_ttl = False
+    cheap_count = True
 
     def __init__(
         self,
@@ -312,6 +315,42 @@ class PostgresStore(Store):
                 return
             after = rows[-1][0]
 
+    def count(self) -> int:
+        """Live rows, counted by the server in one query."""
+        with self._connection() as conn:
+            row = conn.execute(self._queries.count, (self.clock(),)).fetchone()
+        return int(row[0]) if row else 0
+
+    def write(
+        self, id: str, data: Mapping[str, Any], expires: datetime | None, *, replace: bool = True
+    ) -> bool:
+        """An upsert of one row (``replace=False`` leaves a live row alone)."""
+        return self.write_many([(id, Record(dict(data), expires))], replace=replace) == 1
+
+    def write_many(self, records: Iterable[tuple[str, Record]], *, replace: bool = True) -> int:
+        """Upsert rows ``_WRITE_BATCH`` at a time, one transaction and one pipelined
+        ``executemany`` per batch: ``INSERT ... ON CONFLICT (id) DO UPDATE``, which with
+        ``replace=False`` only takes over rows that have expired."""
+        written = 0
+        pending = iter(records)
+        while batch := list(islice(pending, _WRITE_BATCH)):
+            now = self.clock()
+            rows: list[tuple[Any, ...]] = []
+            for id, record in batch:
+                if self.is_expired(record.expires):
+                    continue
+                _refuse_nul(record.data)
+                row: tuple[Any, ...] = (id, jsonb_text(record.data), record.expires)
+                rows.append(row if replace else (*row, now))
+            if not rows:
+                continue
+            query = self._queries.upsert if replace else self._queries.insert_or_revive
+            with self._connection() as conn, conn.transaction(), conn.cursor() as cursor:
+                cursor.executemany(query, rows)
+                # An upsert whose WHERE fails changes no row, so rowcount counts the rows written.
+                written += cursor.rowcount
+        return written
+
     def purge_expired(self) -> int:
         """Delete expired rows in batches of 1000 (one short transaction each); return how many."""
         total = 0
@@ -460,6 +499,16 @@ class _Queries:
             "SELECT id, data::text, expires FROM {} WHERE id > %s AND (expires IS NULL OR expires > %s) "
             "ORDER BY id LIMIT %s"
         ).format(table)
+        self.count = sql.SQL("SELECT count(*) FROM {} WHERE expires IS NULL OR expires > %s").format(table)
+        upsert = (
+            "INSERT INTO {t} (id, data, expires) VALUES (%s, %s::jsonb, %s) "
+            "ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires = excluded.expires"
+        )
+        self.upsert = sql.SQL(upsert).format(t=table)
+        # Only a row that has expired is taken over; a live one is left as it is.
+        self.insert_or_revive = sql.SQL(
+            upsert + " WHERE {t}.expires IS NOT NULL AND {t}.expires <= %s"
+        ).format(t=table)
         self.purge = sql.SQL(
             "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires <= %s "
             "LIMIT %s FOR UPDATE SKIP LOCKED)"

@@ -42,12 +42,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import math
 import sys
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any, Literal, TypeVar, Union, get_args
 from urllib.parse import SplitResult, urlunsplit
 
@@ -84,6 +86,10 @@ T = TypeVar("T")
 CREATE_ATTEMPTS = 8
 #: The hash field that keeps an empty session's hash alive. Its value, b"", is never JSON.
 HASH_MARKER = ""
+#: Keys asked of SCAN per call, and read (value and PTTL) per pipeline.
+SCAN_BATCH = 500
+#: Records written per pipeline by ``write_many``.
+WRITE_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +131,18 @@ for i = 3 + removed, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1
 redis.call('HSETNX', KEYS[1], '', '')
 local ttl = tonumber(ARGV[1])
 if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
+return 1
+""")
+
+#: KEYS[1] the hash; ARGV[1] 1 to replace, 0 to leave a live hash alone; ARGV[2] PTTL in
+#: milliseconds (0: none); then field, value pairs. Returns 1 when it wrote the hash.
+HASH_WRITE = Script.of("""
+if ARGV[1] == '0' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', KEYS[1])
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSETNX', KEYS[1], '', '')
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
 return 1
 """)
 
@@ -329,20 +347,93 @@ class RedisStore(Store):
         self.close()
 
     # -- maintenance -----------------------------------------------------------------------
+    #
+    # Sync only, for the `websession` command. Keys are found with SCAN MATCH on the escaped
+    # prefix (never KEYS); on a cluster redis-py sends SCAN to every primary. Values and TTLs
+    # travel in pipelines of a few hundred commands, so memory holds one batch.
 
     def scan(self) -> Iterator[tuple[str, Record]]:
-        """Yield every live session under the prefix, a batch of keys at a time."""
+        """Yield every live session under the prefix with its expiry (from ``PTTL``), a batch
+        of keys at a time. An id may come twice when Redis resizes its table meanwhile."""
         client = self._sync_client()
-        pattern = _glob_escape(self.prefix) + "*"
-        with _translated("scan"):
-            batch: list[bytes | str] = []
-            for key in client.scan_iter(match=pattern, count=500):
-                batch.append(key)
-                if len(batch) >= 500:
-                    yield from self._scan_batch(client, batch)
-                    batch = []
-            if batch:
+        batch: list[bytes | str] = []
+        for key in self._keys(client, "scan"):
+            batch.append(key)
+            if len(batch) >= SCAN_BATCH:
                 yield from self._scan_batch(client, batch)
+                batch = []
+        if batch:
+            yield from self._scan_batch(client, batch)
+
+    def count(self) -> int:
+        """Keys under the prefix that name a session, counted with SCAN without reading values.
+
+        SCAN walks the whole database (every key, whatever its prefix), so this is not cheap;
+        like :meth:`scan` it may count a key twice if Redis resizes its table meanwhile.
+        """
+        client = self._sync_client()
+        start = len(self.prefix)
+        return sum(1 for key in self._keys(client, "count") if self.is_valid_id(_text(key)[start:]))
+
+    def peek(self, id: str) -> Record | None:
+        """The record and its expiry, untouched: GET (HGETALL) and PTTL in one round trip."""
+        found = list(self._scan_batch(self._sync_client(), [self.key(id)]))
+        return found[0][1] if found else None
+
+    def write(
+        self, id: str, data: Mapping[str, Any], expires: datetime | None, *, replace: bool = True
+    ) -> bool:
+        """``SET key value PX ms`` (``NX`` with ``replace=False``); a hash is replaced whole."""
+        return self.write_many([(id, Record(dict(data), expires))], replace=replace) == 1
+
+    def write_many(self, records: Iterable[tuple[str, Record]], *, replace: bool = True) -> int:
+        """Write records under their ids, pipelined ``WRITE_BATCH`` at a time.
+
+        The string layout sends ``SET key value PX <ms> [NX]``; the hash layout one script per
+        record that replaces the hash (or leaves a live one alone) and sets its ``PEXPIRE``.
+        Lifetimes carry over to the millisecond; records already expired are not sent.
+        """
+        client = self._sync_client()
+        written = 0
+        pending = iter(records)
+        while batch := list(islice(pending, WRITE_BATCH)):
+            pipe = client.pipeline(transaction=False)
+            now = self.clock()
+            sent = 0
+            for id, record in batch:
+                if self.is_expired(record.expires):
+                    continue
+                ttl_ms = _milliseconds_until(record.expires, now)
+                key = self.key(id)
+                if self.layout == "hash":
+                    fields = (
+                        part for name, value in record.data.items() for part in (name, codec.dumps(value))
+                    )
+                    pipe.execute_command(
+                        "EVAL", HASH_WRITE.source, 1, key, int(replace), ttl_ms or 0, *fields
+                    )
+                else:
+                    args: list[Any] = ["SET", key, self._encode(record.data)]
+                    if ttl_ms is not None:
+                        args += ["PX", ttl_ms]
+                    if not replace:
+                        args.append("NX")
+                    pipe.execute_command(*args)
+                sent += 1
+            if sent:
+                with _translated("write"):
+                    written += sum(1 for reply in pipe.execute() if reply)
+        return written
+
+    def _keys(self, client: Any, operation: str) -> Iterator[bytes | str]:
+        pattern = _glob_escape(self.prefix) + "*"
+        keys = client.scan_iter(match=pattern, count=SCAN_BATCH)
+        while True:
+            with _translated(operation):
+                key = next(keys, None)
+            if key is None:
+                return
+            yield key
 
     def _scan_batch(self, client: Any, keys: list[bytes | str]) -> Iterator[tuple[str, Record]]:
         pipe = client.pipeline(transaction=False)
@@ -352,11 +443,18 @@ class RedisStore(Store):
             else:
                 pipe.get(key)
             pipe.pttl(key)
-        replies = pipe.execute()
+        with _translated("scan"):
+            # A key of another type under the prefix answers WRONGTYPE: skip it, not the scan.
+            replies = pipe.execute(raise_on_error=False)
         now = self.clock()
         for key, value, pttl in zip(keys, replies[0::2], replies[1::2], strict=True):
             id = _text(key)[len(self.prefix) :]
-            if not value or not self.is_valid_id(id) or pttl == -2:
+            if not self.is_valid_id(id) or isinstance(pttl, Exception) or pttl == -2:
+                continue
+            if isinstance(value, Exception):
+                codec.log_corrupt(self.kind, id, value)
+                continue
+            if not value:
                 continue
             data = self._decode_value(id, value)
             if data is not None:
@@ -789,6 +887,13 @@ def _decode_hash(reply: Any) -> dict[str, Any]:
         except (ValueError, UnicodeDecodeError) as exc:
             raise codec.CorruptRecordError(f"hash field {name!r} is not JSON: {exc}") from None
     return data
+
+
+def _milliseconds_until(expires: datetime | None, now: datetime) -> int | None:
+    """Whole milliseconds from ``now`` to ``expires``, rounded up and at least 1; None: never."""
+    if expires is None:
+        return None
+    return max(1, math.ceil((expires - now).total_seconds() * 1000))
 
 
 def _glob_escape(text: str) -> str:

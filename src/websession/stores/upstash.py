@@ -43,9 +43,10 @@ import base64
 import binascii
 import inspect
 import json
+import math
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import SplitResult, urlsplit, urlunsplit
@@ -73,6 +74,10 @@ DEFAULT_TIMEOUT = 5.0
 MAX_ATTEMPTS = 100
 
 _SCAN_BATCH = 500
+#: Commands per ``/pipeline`` request in ``write_many``, and the value bytes that end a request
+#: early (Upstash limits a request's size: 1 MB on the free plan).
+WRITE_BATCH = 500
+WRITE_BATCH_BYTES = 512 * 1024
 
 
 class UpstashCommandError(SessionStoreError):
@@ -475,8 +480,61 @@ class UpstashStore(Store):
     async def aclose(self) -> None:
         await self.transport.aclose()
 
+    # -- maintenance (sync only, for the `websession` command) ------------------------------
+
     def scan(self) -> Iterator[tuple[str, Record]]:
         """Yield every live session under the prefix: SCAN, then GET and PTTL in one pipeline."""
+        for ids in self._id_pages():
+            yield from self._fetch(ids)
+
+    def count(self) -> int:
+        """Keys under the prefix that name a session, counted with SCAN (values are not read).
+
+        SCAN walks the whole database, so this costs a request per ``COUNT`` keys.
+        """
+        return sum(len(ids) for ids in self._id_pages())
+
+    def peek(self, id: str) -> Record | None:
+        """The record and its expiry, untouched: GET and PTTL in one request."""
+        found = list(self._fetch([id]))
+        return found[0][1] if found else None
+
+    def write(
+        self, id: str, data: Mapping[str, Any], expires: datetime | None, *, replace: bool = True
+    ) -> bool:
+        """``SET key value PX ms`` (``NX`` with ``replace=False``)."""
+        return self.write_many([(id, Record(dict(data), expires))], replace=replace) == 1
+
+    def write_many(self, records: Iterable[tuple[str, Record]], *, replace: bool = True) -> int:
+        """``SET key value PX ms [NX]`` per record, sent through ``/pipeline`` in requests of at
+        most ``WRITE_BATCH`` commands and about ``WRITE_BATCH_BYTES`` of values."""
+        written = 0
+        commands: list[Command] = []
+        size = 0
+        for id, record in records:
+            if self.is_expired(record.expires):
+                continue
+            value = codec.dumps(record.data)
+            command: Command = ["SET", self.key(id), value]
+            if record.expires is not None:
+                seconds = (record.expires - self.clock()).total_seconds()
+                command += ["PX", max(1, math.ceil(seconds * 1000))]
+            if not replace:
+                command.append("NX")
+            commands.append(command)
+            size += len(value)
+            if len(commands) >= WRITE_BATCH or size >= WRITE_BATCH_BYTES:
+                written += self._send_writes(commands)
+                commands, size = [], 0
+        if commands:
+            written += self._send_writes(commands)
+        return written
+
+    def _send_writes(self, commands: list[Command]) -> int:
+        return sum(1 for reply in self.transport.pipeline(commands) if reply is True or reply == "OK")
+
+    def _id_pages(self) -> Iterator[list[str]]:
+        """The session ids under the prefix, a SCAN page at a time."""
         match = _glob_escape(self.prefix) + "*"
         cursor = "0"
         while True:
@@ -485,20 +543,23 @@ class UpstashStore(Store):
             ids = [key[len(self.prefix) :] for key in map(_text, reply[1])]
             ids = [id for id in ids if self.is_valid_id(id)]
             if ids:
-                replies = self.transport.pipeline(
-                    [command for id in ids for command in (["GET", self.key(id)], ["PTTL", self.key(id)])]
-                )
-                now = self.clock()
-                for index, id in enumerate(ids):
-                    raw, pttl = replies[2 * index], replies[2 * index + 1]
-                    if raw is None:
-                        continue  # expired or deleted since SCAN saw it
-                    data = self._decode(id, raw)
-                    if data is not None:
-                        expires = None if pttl < 0 else now + timedelta(milliseconds=pttl)
-                        yield id, Record(data, expires, raw)
+                yield ids
             if cursor == "0":
                 return
+
+    def _fetch(self, ids: list[str]) -> Iterator[tuple[str, Record]]:
+        replies = self.transport.pipeline(
+            [command for id in ids for command in (["GET", self.key(id)], ["PTTL", self.key(id)])]
+        )
+        now = self.clock()
+        for index, id in enumerate(ids):
+            raw, pttl = replies[2 * index], replies[2 * index + 1]
+            if raw is None:
+                continue  # expired or deleted since SCAN saw it
+            data = self._decode(id, raw)
+            if data is not None:
+                expires = None if pttl < 0 else now + timedelta(milliseconds=pttl)
+                yield id, Record(data, expires, raw)
 
     # -- each operation, once, for both doors ----------------------------------------------
 

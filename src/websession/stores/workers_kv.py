@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 from urllib.parse import SplitResult, quote
@@ -63,6 +63,9 @@ MIN_EXPIRATION_AHEAD = 60
 EXPIRATION_SLACK = 5
 #: A KV expiration closer than this may have been clamped: read the exact one from metadata.
 _CLAMP_WINDOW = 120
+#: A bulk write's pairs and (about) bytes per request; Cloudflare allows 10,000 pairs, 100 MB.
+BULK_PAIRS = 1000
+BULK_BYTES = 8 * 1024 * 1024
 
 
 def kv_expiration(expires: datetime, now: datetime) -> int:
@@ -231,7 +234,56 @@ class WorkersKVStore(Store):
     # -- maintenance ---------------------------------------------------------------------------
 
     def scan(self) -> Iterator[tuple[str, Record]]:
-        """Stream live records: list keys under the prefix a page at a time, then read each."""
+        """Stream live records: list keys under the prefix a page at a time (1000 per request,
+        with a cursor), then read each one that the listing does not already show expired."""
+        for id, _ in self._listed():
+            found = self._get(id)
+            if found is not None:
+                yield id, found[1]
+
+    def count(self) -> int:
+        """Live keys under the prefix, from the key listing alone (values are not read): each
+        listed key carries its expiration and metadata."""
+        return sum(1 for _ in self._listed())
+
+    def write(
+        self, id: str, data: Mapping[str, Any], expires: datetime | None, *, replace: bool = True
+    ) -> bool:
+        """A PUT with the expiration (and the exact expiry in metadata).
+
+        KV has no conditional write: ``replace=False`` reads first and writes only when no live
+        value is there, so a session created between the two requests is overwritten.
+        """
+        if self.is_expired(expires):
+            return False
+        if not replace and self._get(id) is not None:
+            return False
+        self._send(self._put(id, codec.encode(data), expires))
+        return True
+
+    def write_many(self, records: Iterable[tuple[str, Record]], *, replace: bool = True) -> int:
+        """Write through KV's bulk endpoint (``PUT .../bulk``), up to ``BULK_PAIRS`` pairs or
+        about ``BULK_BYTES`` per request: Cloudflare's API allows some 1200 requests in five
+        minutes, so a PUT per session would take hours for a large migration. With
+        ``replace=False`` each id is read first (not atomic, as in :meth:`write`)."""
+        written = 0
+        pairs: list[dict[str, Any]] = []
+        size = 0
+        for id, record in records:
+            if self.is_expired(record.expires) or (not replace and self._get(id) is not None):
+                continue
+            pair = self._pair(id, codec.encode(record.data), record.expires)
+            pairs.append(pair)
+            size += len(pair["value"])
+            if len(pairs) >= BULK_PAIRS or size >= BULK_BYTES:
+                written += self._bulk(pairs)
+                pairs, size = [], 0
+        if pairs:
+            written += self._bulk(pairs)
+        return written
+
+    def _listed(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``(id, listing entry)`` for keys under the prefix that the listing shows alive."""
         cursor = ""
         while True:
             params = {"prefix": self.prefix, "limit": "1000", **({"cursor": cursor} if cursor else {})}
@@ -240,13 +292,37 @@ class WorkersKVStore(Store):
             page = response.json()
             for entry in page.get("result") or []:
                 id = str(entry.get("name", ""))[len(self.prefix) :]
-                if self.is_valid_id(id):
-                    found = self._get(id)
-                    if found is not None:
-                        yield id, found[1]
+                if self.is_valid_id(id) and not self.is_expired(_listed_expiry(entry)):
+                    yield id, entry
             cursor = (page.get("result_info") or {}).get("cursor") or ""
             if not cursor:
                 return
+
+    def _pair(self, id: str, raw: bytes, expires: datetime | None) -> dict[str, Any]:
+        if len(raw) > MAX_VALUE_BYTES:
+            raise RecordTooLargeError(
+                f"the session is {len(raw)} bytes; Workers KV values are at most {MAX_VALUE_BYTES}"
+            )
+        pair: dict[str, Any] = {"key": self.prefix + id, "value": raw.decode("utf-8")}
+        if expires is not None:
+            pair["expiration"] = kv_expiration(expires, self.clock())
+            pair["metadata"] = {"expires": math.ceil(expires.timestamp() * 1000)}
+        return pair
+
+    def _bulk(self, pairs: list[dict[str, Any]]) -> int:
+        response = self._send(self._request("PUT", f"{self.base_url}/bulk", json=pairs))
+        assert response is not None
+        try:
+            result = response.json().get("result") or {}
+        except ValueError:
+            result = {}
+        failed = result.get("unsuccessful_keys") if isinstance(result, dict) else None
+        if failed:
+            raise StoreUnavailableError(
+                f"Workers KV did not write {len(failed)} of {len(pairs)} keys in a bulk write",
+                solution="run the command again: writing a session twice is harmless",
+            )
+        return len(pairs)
 
     # -- the reading logic, shared by both doors -----------------------------------------------
     #
@@ -377,6 +453,19 @@ class _Call(NamedTuple):
     method: str
     url: str
     options: dict[str, Any]
+
+
+def _listed_expiry(entry: Mapping[str, Any]) -> datetime | None:
+    """A listed key's expiry: the exact one in its metadata, else KV's ``expiration``."""
+    metadata = entry.get("metadata")
+    exact = metadata.get("expires") if isinstance(metadata, dict) else None
+    try:
+        if isinstance(exact, (int, float)):
+            return _moment(exact / 1000)
+        expiration = entry.get("expiration")
+        return _moment(float(expiration)) if isinstance(expiration, (int, float)) else None
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _metadata_expiry(response: httpx.Response) -> datetime | None:

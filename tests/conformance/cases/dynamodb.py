@@ -13,7 +13,8 @@ from . import StoreCase
 
 def make_dynamodb(request: pytest.FixtureRequest, options: Options):
     return create_dynamodb_session_storage(
-        table=request.getfixturevalue("dynamodb_table"),
+        # A table per test: scans and counts see only the test's own items.
+        table=request.getfixturevalue("dynamodb_test_table"),
         # The run's shared boto3 client for the sync door; the async door opens its own.
         client=request.getfixturevalue("dynamodb_client"),
         endpoint_url=request.getfixturevalue("moto_endpoint"),

@@ -13,6 +13,8 @@ from . import StoreCase
 def make_postgres(request: pytest.FixtureRequest, options: Options):
     return create_postgres_session_storage(
         dsn=request.getfixturevalue("postgres_dsn"),
+        # A table per test: scans and counts see only the test's own rows.
+        table=request.getfixturevalue("postgres_table"),
         cookie=options.cookie,
         clock=options.clock,
         rolling=options.rolling,
