@@ -33,7 +33,7 @@ def asgi_app() -> Any:
 
     async def view(request: Request) -> PlainTextResponse:
         if kind != "starlette-plain":
-            touch(request.session, request.url.path)
+            touch(request.session, request.scope["path"])
         return PlainTextResponse("ok")
 
     app = Starlette(routes=[Route("/read", view), Route("/write", view)])
