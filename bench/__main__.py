@@ -30,7 +30,7 @@ from .servers import Servers
 PRESETS: dict[str, dict[str, Any]] = {
     # ~5 minutes on 2 cores.
     "default": dict(
-        requests=1000,
+        requests=800,
         rounds=9,
         sign_ops=10_000,
         http_seconds=2.0,
@@ -41,7 +41,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         sizes=[1_000, 10_000, 100_000, 1_000_000],
         file_sizes=[1_000, 10_000, 100_000],
         growth_requests=1000,
-        growth_rounds=5,
+        growth_rounds=4,
         memory_sessions=100_000,
         cluster=True,
     ),
@@ -313,6 +313,14 @@ def main(argv: list[str] | None = None) -> int:
     if not settings["cluster"] and "cluster" in phases and not args.phase:
         phases.remove("cluster")
     started = time.perf_counter()
+    spent: dict[str, float] = {}
+    current = ["setup", started]
+
+    def mark(phase: str) -> None:
+        now = time.perf_counter()
+        spent[str(current[0])] = spent.get(str(current[0]), 0.0) + now - float(current[1])
+        current[:] = [phase, now]
+
     results: dict[str, Any] = {"meta": conditions(args.preset)}
     notes: dict[str, str] = {}
     results["meta"]["notes"] = notes
@@ -328,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if "inprocess" in phases or "concurrency" in phases:
                 runners = build_runners(loop, selected(args.only), env, skipped)
+            mark("inprocess")
             if "inprocess" in phases:
                 each = f"{settings['requests']} requests x {settings['rounds']} rounds"
                 log(f"in-process: {len(runners)} contenders, {each}")
@@ -340,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                     counters=counters,
                     progress=log,
                 )
+            mark("signing")
             if "signing" in phases:
                 from .signing import SIGNERS
 
@@ -356,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
                     counters=None,
                     progress=log,
                 )
+            mark("concurrency")
             if "concurrency" in phases:
                 from .scale import concurrency
 
@@ -371,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                         n=settings["concurrency_requests"],
                         rounds=max(1, settings["rounds"] // 2),
                     )
+            mark("cluster")
             if "cluster" in phases:
                 log("Redis Cluster")
                 try:
@@ -398,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
                     notes["Redis Cluster"] = f"not run: {type(exc).__name__}: {exc}"
             for runner in runners.values():
                 call(loop, runner, "close")
+            mark("http")
             if "http" in phases:
                 from .http import APPS
 
@@ -405,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.only:
                     names = [n for n in names if any(t.lower() in n.lower() for t in args.only)]
                 run_http(servers, settings, names, scratch, results)
+            mark("growth")
             if "growth" in phases:
                 from .scale import growth
 
@@ -422,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
                         )
                     except Exception as exc:
                         notes[f"growth {kind}"] = f"not run: {type(exc).__name__}: {exc}"
+            mark("memory")
             if "memory" in phases:
                 from .scale import memory_per_session
 
@@ -432,7 +447,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, why in skipped.items():
         notes[f"skipped {name}"] = why
     results["meta"]["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    results["meta"]["wall time"] = f"{time.perf_counter() - started:.0f} s"
+    mark("end")
+    results["meta"]["wall time"] = (
+        f"{time.perf_counter() - started:.0f} s ("
+        + ", ".join(f"{name} {seconds:.0f}" for name, seconds in spent.items() if seconds >= 0.5)
+        + ")"
+    )
     from .report import plot, render
 
     text = render(results, anchors)
