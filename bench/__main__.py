@@ -142,6 +142,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="profile one in-process contender with pyinstrument instead (with --workload)",
     )
     parser.add_argument("--workload", choices=("read", "write"), default="read", help="for --profile")
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not pin the bench and its servers to one CPU (and wrk to the others)",
+    )
     parser.set_defaults(preset="default")
     return parser.parse_args(argv)
 
@@ -172,6 +178,26 @@ def conditions(preset: str) -> dict[str, Any]:
         if run("redis-server", "--version")
         else "?",
     }
+
+
+def pin() -> str | None:
+    """Run the bench and every server it starts on one CPU, and wrk on the others.
+
+    A request and its Redis round trip then hand the CPU back and forth on one core. Left to
+    the scheduler, client and server land on different cores, and on a quiet machine each
+    round trip also pays for waking an idle core: the same run varied by half from round to
+    round, more than any difference it was meant to show.
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    from . import http
+
+    os.sched_setaffinity(0, {cpus[0]})
+    http.LOAD_CPUS = set(cpus[1:])
+    return f"bench and servers on CPU {cpus[0]}, wrk on CPU {', '.join(map(str, cpus[1:]))}"
 
 
 def selected(only: list[str]) -> list[Contender]:
@@ -312,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     phases = [p for p in (args.phase or PHASES) if p not in args.skip]
     if not settings["cluster"] and "cluster" in phases and not args.phase:
         phases.remove("cluster")
+    pinned = pin() if args.pin else None
     started = time.perf_counter()
     spent: dict[str, float] = {}
     current = ["setup", started]
@@ -322,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         current[:] = [phase, now]
 
     results: dict[str, Any] = {"meta": conditions(args.preset)}
+    results["meta"]["pinned"] = pinned or "no"
     notes: dict[str, str] = {}
     results["meta"]["notes"] = notes
     loop = asyncio.new_event_loop()

@@ -101,6 +101,14 @@ class AppServer:
         self.process.stop()
 
 
+#: CPUs for the load generator when the bench pinned itself (see bench.__main__.pin).
+LOAD_CPUS: set[int] = set()
+
+
+def _on_load_cpus() -> None:
+    os.sched_setaffinity(0, LOAD_CPUS)
+
+
 def have_wrk() -> bool:
     return shutil.which("wrk") is not None
 
@@ -117,6 +125,7 @@ def wrk(url: str, seconds: float, connections: int) -> LoadResult:
             capture_output=True,
             text=True,
             timeout=duration + 30,
+            preexec_fn=_on_load_cpus if LOAD_CPUS else None,
         ).stdout
     finally:
         os.unlink(script.name)
