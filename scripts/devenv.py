@@ -23,6 +23,7 @@ APT_PACKAGES = {
     "npm": "npm",  # Debian's nodejs does not ship npm; tests/interop needs `npm ci`
     # The browser test drives Debian's chromium through Playwright (no `playwright install`).
     "chromium": "chromium",
+    "wrk": "wrk",  # the HTTP runs of `python -m bench` (a Python load generator stands in without it)
 }
 
 

@@ -28,6 +28,7 @@ ORDER = [
     "security.md",
     "wire-format.md",
     "design.md",
+    "performance.md",
     "reference.md",
     "contributing.md",
 ]

@@ -23,6 +23,8 @@ logger = logging.getLogger("websession")
 
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _decoder = json.JSONDecoder()
+#: The decoder's scanner (set by JSONDecoder.__init__, not declared in typeshed).
+_scan_once: Any = vars(_decoder)["scan_once"]
 
 
 class CorruptRecordError(ValueError):
@@ -60,15 +62,26 @@ def loads(text: str | bytes) -> Any:
         >>> loads(b'[1]')
         [1]
     """
-    if isinstance(text, (bytes, bytearray, memoryview)):
+    if type(text) is bytes:
+        text = text.decode("utf-8")
+    elif isinstance(text, (bytes, bytearray, memoryview)):
         text = bytes(text).decode("utf-8")
     if not isinstance(text, str):
         raise ValueError(f"expected JSON text, not {type(text).__name__}")
+    # The C decoder recurses once per nesting level: "[[[[..." from a cookie or a record must
+    # be refused like any other bad JSON, not escape as a RecursionError (a 500).
     try:
+        # What we store has no surrounding whitespace: scan it in one call, as decode() would
+        # after skipping whitespace. Anything else (whitespace, trailing data, not JSON) goes to
+        # decode(), which accepts it or raises the same error it always did.
+        try:
+            value, end = _scan_once(text, 0)
+        except StopIteration:
+            return _decoder.decode(text)
+        if end == len(text):
+            return value
         return _decoder.decode(text)
     except RecursionError:
-        # The C decoder recurses once per nesting level: "[[[[..." from a cookie or a record
-        # must be refused like any other bad JSON, not escape as a RecursionError (a 500).
         raise ValueError("JSON nested too deeply") from None
 
 

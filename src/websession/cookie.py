@@ -28,8 +28,9 @@ import hashlib
 import hmac
 import math
 import re
+import sys
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any, Literal, Union
@@ -147,10 +148,12 @@ class CookieOptions:
 
 @dataclass(frozen=True, slots=True)
 class Verified:
-    """A cookie value that verified. ``stale`` means an older secret signed it."""
+    """A cookie value that verified. ``stale`` means an older secret signed it; ``signed`` is
+    the signed text it came from (what :meth:`Cookie.serialize_raw` can send again)."""
 
     value: Any
     stale: bool = False
+    signed: str | None = field(default=None, repr=False, compare=False)
 
 
 class Cookie:
@@ -180,10 +183,15 @@ class Cookie:
         #: "remix" (JSON values, percent-encoded) or "remix-v3" (plain strings, not encoded).
         self.format: CookieFormat = format
         # Keyed once: copying a keyed HMAC skips the key schedule on every cookie.
-        self._keys = tuple(hmac.new(s.encode("utf-8"), digestmod=hashlib.sha256) for s in secrets)
+        self._keys = tuple(_keyed(s) for s in secrets)
         self._attributes = options.attributes(format)
-        # Session ids are signed again on every rolling response: remember recent ones.
+        self._lifetime = None if options.max_age is None else timedelta(seconds=options.max_age)
+        # Session ids are signed again on every rolling response, and the same signed id comes
+        # back on every request: remember recent ones both ways, and their Set-Cookie headers.
+        # Only short str values are kept (ids); a cache is cleared whole when full.
         self._signed_ids: dict[tuple[str, str | None], str] = {}
+        self._verified_ids: dict[tuple[str, str | None], Verified] = {}
+        self._id_headers: dict[tuple[str, str | None], str] = {}
 
     def __repr__(self) -> str:
         if self.format != "remix":
@@ -228,6 +236,9 @@ class Cookie:
 
     def unsign(self, raw: str, *, binding: str | None = None) -> Verified | None:
         """Verify and decode a percent-decoded cookie value; None when it fails in any way."""
+        known = self._verified_ids.get((raw, binding))
+        if known is not None:
+            return known
         payload = raw
         stale = False
         if self._keys:
@@ -241,7 +252,10 @@ class Cookie:
         value = _decode_payload(payload) if self.format == "remix" else _decode_text(payload)
         if value is _INVALID:
             return None
-        return Verified(value, stale)
+        verified = Verified(value, stale, raw)
+        if isinstance(value, str) and len(value) <= _CACHED_ID_LENGTH:
+            _remember(self._verified_ids, (raw, binding), verified)
+        return verified
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -270,14 +284,14 @@ class Cookie:
             text = codec.dumps(value)
         else:
             text = value if isinstance(value, str) else codec.dumps(value)
-        payload = base64.b64encode(text.encode("utf-8")).decode("ascii")
+        payload = binascii.b2a_base64(text.encode("utf-8"), newline=False).decode("ascii")
         signed = payload
         if self._keys:
             signed = f"{payload}.{_signature(_message(payload, binding), self._keys[0])}"
         if cacheable:
-            if len(self._signed_ids) >= _CACHED_IDS:
-                self._signed_ids.clear()
-            self._signed_ids[(value, binding)] = signed
+            _remember(self._signed_ids, (value, binding), signed)
+            # The browser sends it back next: it verifies with the newest secret.
+            _remember(self._verified_ids, (signed, binding), Verified(value, False, signed))
         return signed
 
     def serialize(self, value: Any, *, binding: str | None = None, **overrides: Any) -> str:
@@ -290,7 +304,13 @@ class Cookie:
             >>> create_cookie("s", http_only=False).serialize("abc", max_age=60)
             's=ImFiYyI%3D; Max-Age=60; Path=/; SameSite=Lax'
         """
-        return self.serialize_raw(self.sign(value, binding=binding), **overrides)
+        if overrides or not isinstance(value, str) or len(value) > _CACHED_ID_LENGTH:
+            return self.serialize_raw(self.sign(value, binding=binding), **overrides)
+        header = self._id_headers.get((value, binding))
+        if header is None:
+            header = self.serialize_raw(self.sign(value, binding=binding))
+            _remember(self._id_headers, (value, binding), header)
+        return header
 
     def serialize_raw(self, signed: str, **overrides: Any) -> str:
         """Return a Set-Cookie header for an already signed value."""
@@ -331,7 +351,10 @@ class Cookie:
             >>> create_cookie("s", max_age=60).expires_at(EPOCH)
             datetime.datetime(1970, 1, 1, 0, 1, tzinfo=datetime.timezone.utc)
         """
-        options = self.with_overrides(overrides or {})
+        if not overrides:
+            lifetime = self._lifetime
+            return self.options.expires if lifetime is None else now + lifetime
+        options = self.with_overrides(overrides)
         if options.max_age is not None:
             return now + timedelta(seconds=options.max_age)
         return options.expires
@@ -348,6 +371,12 @@ class Cookie:
             UserWarning,
             stacklevel=3,
         )
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= _CACHED_IDS:
+        cache.clear()
+    cache[key] = value
 
 
 def create_cookie(
@@ -443,20 +472,27 @@ def _message(payload: str, binding: str | None) -> str:
     return f"{payload}\x00{bound}"
 
 
-def _signature(payload: str, key: hmac.HMAC) -> str:
+def _keyed(secret: str) -> Any:
+    """An HMAC-SHA256 keyed with ``secret``, to be copied for each message. Where hashlib is
+    OpenSSL's (everywhere in practice), the C object under :class:`hmac.HMAC` copies for a
+    third of the cost of the Python wrapper; both have the same copy/update/digest methods."""
+    mac = hmac.new(secret.encode("utf-8"), digestmod=hashlib.sha256)
+    return getattr(mac, "_hmac", None) or mac
+
+
+def _signature(payload: str, key: Any) -> str:
     mac = key.copy()
     mac.update(payload.encode("utf-8", "surrogatepass"))
-    return base64.b64encode(mac.digest()).decode("ascii").rstrip("=")
+    # 32 bytes are 44 base64 characters, the last one "=": keep 43, as Remix does.
+    return binascii.b2a_base64(mac.digest(), newline=False)[:43].decode("ascii")
 
 
-def _verify(payload: str, signature: str, keys: tuple[hmac.HMAC, ...]) -> int | None:
+def _verify(payload: str, signature: str, keys: tuple[Any, ...]) -> int | None:
     """Return the index of the secret that signed ``payload``, comparing in constant time."""
-    try:
-        given = signature.encode("ascii")
-    except UnicodeEncodeError:
-        return None
+    if not signature.isascii():
+        return None  # compare_digest takes ASCII text only; no signature of ours is anything else
     for index, key in enumerate(keys):
-        if hmac.compare_digest(_signature(payload, key).encode("ascii"), given):
+        if hmac.compare_digest(_signature(payload, key), signature):
             return index
     return None
 
@@ -472,11 +508,22 @@ def _quote_v3(value: str) -> str:
     return value
 
 
+if sys.version_info >= (3, 11):
+
+    def _b64decode(text: str) -> bytes:
+        """Strict base64 (padding added): what ``b64decode(validate=True)`` accepts, checked in C."""
+        return binascii.a2b_base64(text + "=" * (-len(text) % 4), strict_mode=True)
+
+else:  # pragma: no cover - Python 3.10
+
+    def _b64decode(text: str) -> bytes:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+
+
 def _decode_text(payload: str) -> Any:
     """Decode base64 → UTF-8 text (a "remix-v3" value); ``_INVALID`` when any step fails."""
     try:
-        padded = payload + "=" * (-len(payload) % 4)
-        return base64.b64decode(padded, validate=True).decode("utf-8")
+        return _b64decode(payload).decode("utf-8")
     except (ValueError, binascii.Error, UnicodeError):
         return _INVALID
 
@@ -484,8 +531,7 @@ def _decode_text(payload: str) -> Any:
 def _decode_payload(payload: str) -> Any:
     """Decode base64 → UTF-8 → JSON; ``_INVALID`` when any step fails."""
     try:
-        padded = payload + "=" * (-len(payload) % 4)
-        return codec.loads(base64.b64decode(padded, validate=True))
+        return codec.loads(_b64decode(payload))
     except (ValueError, binascii.Error, UnicodeError):
         return _INVALID
 

@@ -76,6 +76,7 @@ class _Lookup:
     id: str
     touch: datetime | None
     resign: bool
+    now: datetime
 
 
 class _Stale:
@@ -251,13 +252,18 @@ class SessionStorage(_StorageBase):
         """When a record committed now expires: the cookie's lifetime, else the store's
         ``default_ttl``, else never (None); never after the absolute timeout of ``session_id``
         (or of a session created now)."""
-        now = self.clock()
+        return self._expiry(self.clock(), overrides, session_id)
+
+    def _expiry(
+        self, now: datetime, overrides: dict[str, Any] | None, session_id: str | None
+    ) -> datetime | None:
         expires = self.cookie.expires_at(now, overrides)
         if expires is None and self.store.default_ttl is not None:
             expires = now + timedelta(seconds=self.store.default_ttl)
-        deadline = self._deadline(session_id, now)
-        if deadline is not None and (expires is None or deadline < expires):
-            expires = deadline
+        if self.absolute_timeout is not None:
+            deadline = self._deadline(session_id, now)
+            if deadline is not None and (expires is None or deadline < expires):
+                expires = deadline
         return expires
 
     def _deadline(self, session_id: str | None, now: datetime) -> datetime | None:
@@ -275,16 +281,18 @@ class SessionStorage(_StorageBase):
         session_id = verified.value
         if not self.store.is_valid_id(session_id):
             return _STALE
-        if self.absolute_timeout is not None and created_at(session_id) is None:
-            # An id that does not say when it was issued cannot prove it is within the absolute
-            # timeout: refuse it rather than let the session live forever.
-            _warn_undated_id(self.store.kind)
-            return _STALE
-        deadline = self._deadline(session_id, self.clock())
-        if deadline is not None and deadline <= self.clock():
-            return _STALE  # past its absolute timeout: not even worth a read
-        touch = self.expires_at(None, session_id) if self.rolling else None
-        return _Lookup(session_id, touch, verified.stale)
+        now = self.clock()
+        if self.absolute_timeout is not None:
+            if created_at(session_id) is None:
+                # An id that does not say when it was issued cannot prove it is within the
+                # absolute timeout: refuse it rather than let the session live forever.
+                _warn_undated_id(self.store.kind)
+                return _STALE
+            deadline = self._deadline(session_id, now)
+            if deadline is not None and deadline <= now:
+                return _STALE  # past its absolute timeout: not even worth a read
+        touch = self._expiry(now, None, session_id) if self.rolling else None
+        return _Lookup(session_id, touch, verified.stale, now)
 
     def _fresh(self, lookup: _Stale | None, binding: str | None) -> Session:
         session = Session()
@@ -293,7 +301,7 @@ class SessionStorage(_StorageBase):
         return session
 
     def _found(self, lookup: _Lookup, record: Record | None, binding: str | None) -> Session:
-        if record is None or (record.expires is not None and record.expires <= self.clock()):
+        if record is None or (record.expires is not None and record.expires <= lookup.now):
             return self._fresh(_STALE, binding)
         session = Session(record.data, lookup.id, record=record)
         session.resign = lookup.resign
@@ -304,8 +312,9 @@ class SessionStorage(_StorageBase):
         if session.destroyed:
             return _Step(_Op.DELETE)
         keeps_id = not session.is_new and not session.regenerating
-        expires = self.expires_at(overrides, session.id if keeps_id else None)
-        if expires is not None and expires <= self.clock():
+        now = self.clock()
+        expires = self._expiry(now, overrides, session.id if keeps_id else None)
+        if expires is not None and expires <= now:
             # An already-expired lifetime: delete rather than write (never a zero TTL).
             return _Step(_Op.DELETE)
         if session.is_new:
@@ -378,7 +387,9 @@ class CookieSessionStorage(_StorageBase):
             session = Session()
             session.stale_cookie = bool(find_cookie(cookie_header, self.cookie.name))
         else:
-            session = Session(verified.value, record=Record(verified.value))
+            # The version is the signed text and its binding: an unchanged session is sent back
+            # as it came, never re-encoded.
+            session = Session(verified.value, record=Record(verified.value, None, (verified.signed, binding)))
             session.resign = verified.stale
         session.binding = binding
         return session
@@ -387,8 +398,17 @@ class CookieSessionStorage(_StorageBase):
         """Return the Set-Cookie value carrying the session's data, or None when unchanged."""
         if session.destroyed:
             return self.destroy_session(session, **overrides)
-        expires = self.cookie.expires_at(self.clock(), overrides)
-        if expires is not None and expires <= self.clock():
+        unchanged = not session.is_new and not session.modified and not session.regenerating
+        if (
+            unchanged
+            and not overrides
+            and self.cookie.options.expires is None
+            and not self._cookie_due(session, {})
+        ):
+            return None  # nothing to send, and no fixed expiry that could have passed
+        now = self.clock()
+        expires = self.cookie.expires_at(now, overrides)
+        if expires is not None and expires <= now:
             return self.destroy_session(session, **overrides)
         if session.is_new and not (session or session.modified or self.save_uninitialized):
             return (
@@ -396,16 +416,28 @@ class CookieSessionStorage(_StorageBase):
                 if session.stale_cookie
                 else None
             )
-        unchanged = not session.is_new and not session.modified and not session.regenerating
         if unchanged and not self._cookie_due(session, overrides):
             return None
-        header = self._serialize(session.data, session, overrides)
-        if len(header.encode("utf-8")) > MAX_COOKIE_SIZE:
+        data = session.data
+        record = session.record
+        version = None if record is None else record.version
+        reuse = (
+            unchanged and not session.resign and isinstance(version, tuple) and version[1] == session.binding
+        )
+        if reuse:
+            assert isinstance(version, tuple)
+            signed = version[0]
+        else:
+            signed = self.cookie.sign(data, binding=session.binding)
+            version = (signed, session.binding)
+        header = self.cookie.serialize_raw(signed, **overrides)
+        size = len(header.encode("utf-8"))
+        if size > MAX_COOKIE_SIZE:
             raise CookieTooLargeError(
-                f"the {self.cookie.name!r} cookie would be {len(header.encode('utf-8'))} bytes; "
+                f"the {self.cookie.name!r} cookie would be {size} bytes; "
                 f"browsers keep at most {MAX_COOKIE_SIZE}"
             )
-        session._committed(None, Record(session.data, expires))
+        session._committed(None, Record(data, expires, version))
         return header
 
     def destroy_session(self, session: Session, **overrides: Any) -> str:

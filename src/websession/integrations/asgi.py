@@ -65,6 +65,11 @@ def cookie_header(scope: Scope) -> bytes | None:
     return values[0] if len(values) == 1 else b"; ".join(values)
 
 
+def _varies_on_cookie(headers: list[tuple[bytes, bytes]]) -> bool:
+    vary = [value.decode("latin-1") for name, value in headers if len(name) == 4 and name.lower() == b"vary"]
+    return bool(vary) and has_cookie_vary(vary)
+
+
 class SessionMiddleware:
     """Load the session into ``scope["session"]`` and commit it when the response starts.
 
@@ -158,13 +163,12 @@ class SessionMiddleware:
     def _with_headers(self, message: Message, set_cookie: str | None) -> Message:
         if set_cookie is None and not self.vary_cookie:
             return message
+        # A copy: apps may send the same headers list with every response.
         headers = list(message.get("headers", ()))
         if set_cookie is not None:
             headers.append((b"set-cookie", set_cookie.encode("latin-1")))
-        if self.vary_cookie:
-            vary = [value.decode("latin-1") for name, value in headers if name.lower() == b"vary"]
-            if not has_cookie_vary(vary):
-                headers.append((b"vary", b"Cookie"))
+        if self.vary_cookie and not _varies_on_cookie(headers):
+            headers.append((b"vary", b"Cookie"))
         message = dict(message)
         message["headers"] = headers
         return message

@@ -47,7 +47,14 @@ from werkzeug.exceptions import HTTPException, ServiceUnavailable, default_excep
 
 from ..errors import StoreUnavailableError
 from ..session import Session
-from ._shared import RETRY_AFTER, UNAVAILABLE_BODY, AnyStorage, end_if_emptied, log_unavailable
+from ._shared import (
+    RETRY_AFTER,
+    UNAVAILABLE_BODY,
+    AnyStorage,
+    end_if_emptied,
+    has_cookie_vary,
+    log_unavailable,
+)
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -166,7 +173,7 @@ class SessionInterface(FlaskSessionInterface):
         if set_cookie is not None:
             response.headers.add("Set-Cookie", set_cookie)
         if session.accessed or set_cookie is not None:
-            response.vary.add("Cookie")
+            _vary_on_cookie(response)
 
     def _overrides(self, app: Flask, session: FlaskSession) -> dict[str, Any]:
         """A permanent session lives for PERMANENT_SESSION_LIFETIME, as in Flask."""
@@ -185,6 +192,16 @@ class SessionInterface(FlaskSessionInterface):
         error = SessionUnavailable()
         error.code = self.unavailable_status
         return error
+
+
+def _vary_on_cookie(response: Response) -> None:
+    """``response.vary.add("Cookie")``, without parsing and rewriting Vary when there is none
+    (werkzeug's header set costs more than the rest of a session commit)."""
+    values = response.headers.getlist("Vary")
+    if not values:
+        response.headers.add("Vary", "Cookie")
+    elif not has_cookie_vary(values):
+        response.vary.add("Cookie")
 
 
 def _error_response(app: Flask, error: HTTPException) -> BaseResponse:

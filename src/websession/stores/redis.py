@@ -43,9 +43,10 @@ import asyncio
 import contextlib
 import inspect
 import math
+import sys
 import threading
 import weakref
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
@@ -69,6 +70,12 @@ from ..storage import SessionStorage
 from ..urls import cookie_from_options, reject_unknown, storage_options
 from . import redis_cas
 from .base import Clock, Record, Store, utcnow
+
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - the hiredis extra is not installed
+    _hiredis_pack = None
 
 Format = Literal["remix", "remix-v3"]
 Layout = Literal["string", "hash"]
@@ -209,11 +216,12 @@ class RedisStore(Store):
 
     ``url``: ``redis://``, ``rediss://`` (TLS), ``redis+cluster://`` / ``rediss+cluster://``
     (Redis Cluster); clients are made on first use with ``timeout`` seconds for connecting
-    and for each reply, and (plain Redis) a pool of up to ``max_connections`` connections per
-    door in which a request waits up to ``timeout`` for a free connection. ``client``: a
-    ``redis.Redis``, ``redis.cluster.RedisCluster``, a Sentinel ``master_for(...)`` client, or
-    their ``redis.asyncio`` twins; it serves its own door only and is not closed by
-    :meth:`close`.
+    and for each reply (the async door allows ``timeout`` for each whole store operation,
+    given clients included), and (plain Redis) a pool of up to ``max_connections``
+    connections per door in which a request waits up to ``timeout`` for a free connection.
+    ``client``: a ``redis.Redis``, ``redis.cluster.RedisCluster``, a Sentinel
+    ``master_for(...)`` client, or their ``redis.asyncio`` twins; it serves its own door only
+    and is not closed by :meth:`close`.
     """
 
     kind = "redis"
@@ -273,7 +281,9 @@ class RedisStore(Store):
             else:
                 self._given_sync = client
         self._sync: Any = None
+        self._sync_held: _Held | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Lane] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -311,6 +321,7 @@ class RedisStore(Store):
         """Close the sync client this store made from its url (a given client stays open)."""
         with self._lock:
             client, self._sync = self._sync, None
+            self._sync_held = None
         if client is not None:
             client.close()
 
@@ -335,6 +346,10 @@ class RedisStore(Store):
         loop = asyncio.get_running_loop()
         client = self._async.pop(loop, None)
         self._async.clear()  # clients of other (usually closed) loops cannot be awaited here
+        for lane in self._lanes.values():
+            if lane.deadlines is not None:
+                lane.deadlines.stop()
+        self._lanes.clear()
         if client is not None:
             await client.aclose()
         self.close()
@@ -546,6 +561,9 @@ class RedisStore(Store):
         client = self._sync_client()
         with _translated(operation):
             try:
+                held = self._sync_held
+                if held is not None:
+                    return _drive_held(held, steps)
                 op = next(steps)
                 while True:
                     op = steps.send(_send(client, op))
@@ -557,18 +575,35 @@ class RedisStore(Store):
                 return missing
 
     async def _arun(self, steps: _Steps[T], operation: str) -> T:
+        lane = self._lanes.get(asyncio.get_running_loop()) or self._lane()
+        # Written out rather than with _translated: a context manager per operation shows up
+        # in the profile of a loopback round trip.
+        try:
+            work = _adrive(lane.client, steps) if lane.held is None else _adrive_held(lane.held, steps)
+            if lane.deadlines is not None:
+                return await lane.deadlines.run(work)
+            if self.timeout is None:
+                return await work
+            return await _within(self.timeout, work)
+        except redis.exceptions.ResponseError as exc:
+            missing: T = self._wrong_type(operation, exc)
+            return missing
+        except asyncio.TimeoutError:
+            cause = redis.exceptions.TimeoutError(f"no reply within {self.timeout} s")
+            raise StoreUnavailableError(f"redis store unavailable during {operation}: {cause}") from cause
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailableError(f"redis store unavailable during {operation}: {exc}") from exc
+        except redis.exceptions.RedisError as exc:
+            raise SessionStoreError(f"redis store failed during {operation}: {exc}") from exc
+
+    def _lane(self) -> _Lane:
+        """This event loop's client, held connections and deadlines, made on first use."""
+        loop = asyncio.get_running_loop()
         client = self._async_client()
-        with _translated(operation):
-            try:
-                op = next(steps)
-                while True:
-                    op = steps.send(await _asend(client, op))
-            except StopIteration as done:
-                result: T = done.value
-                return result
-            except redis.exceptions.ResponseError as exc:
-                missing: T = self._wrong_type(operation, exc)
-                return missing
+        held = _Held.of(client) if self._given_async is None else None
+        deadlines = _Deadlines(loop, self.timeout) if self.timeout is not None and _UNCANCEL else None
+        lane = self._lanes[loop] = _Lane(client, held, deadlines)
+        return lane
 
     def _wrong_type(self, operation: str, exc: redis.exceptions.ResponseError) -> Any:
         """A key of another type (a list, a set) under a session's name is a corrupt record:
@@ -590,6 +625,7 @@ class RedisStore(Store):
         with self._lock:
             if self._sync is None:
                 self._sync = self._build(asynchronous=False)
+                self._sync_held = _Held.of(self._sync)
             return self._sync
 
     def _async_client(self) -> Any:
@@ -611,9 +647,13 @@ class RedisStore(Store):
     def _build(self, *, asynchronous: bool) -> Any:
         assert self.url is not None
         url, cluster = redis_url(self.url)
+        # The async door enforces ``timeout`` once per operation (see _arun): redis-py's own
+        # socket_timeout (5 s unless told otherwise) wraps every command in asyncio.wait_for
+        # and every reply in a timeout scope, a task and two timers per command, which cost
+        # as much as the round trip itself on loopback.
         options: dict[str, Any] = {
-            "socket_timeout": self.timeout,
             "socket_connect_timeout": self.timeout,
+            "socket_timeout": None if asynchronous else self.timeout,
         }
         if cluster:
             factory: Any = redis.asyncio.cluster.RedisCluster if asynchronous else redis.cluster.RedisCluster
@@ -639,6 +679,191 @@ class RedisStore(Store):
             return factory.from_pool(pool)
 
 
+@dataclass(slots=True)
+class _Lane:
+    """What the async door uses on one event loop."""
+
+    client: Any
+    held: _Held | None
+    deadlines: _Deadlines | None
+
+
+#: Task.uncancel() (3.11+) lets a deadline cancel an operation without swallowing the
+#: caller's own cancellations; without it, asyncio.wait_for does the job.
+_UNCANCEL = sys.version_info >= (3, 11)
+
+
+class _Deadlines:
+    """Ends store operations that outlive ``timeout`` seconds, with one timer for all of them.
+
+    A timeout scope per operation (``asyncio.timeout``) costs a timer handle and a state
+    machine each time, several microseconds against a loopback round trip of tens. Instead,
+    running operations are noted with their start time, and one timer, armed only while any
+    run, looks at them every ``timeout / 4`` seconds and cancels those past their time: an
+    operation ends between ``timeout`` and 1.25 times ``timeout`` after it started, with
+    ``asyncio.TimeoutError``, exactly as under ``asyncio.timeout``.
+    """
+
+    __slots__ = ("expired", "handle", "loop", "running", "timeout")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.loop = loop
+        self.timeout = timeout
+        self.running: dict[asyncio.Task[Any], float] = {}
+        self.expired: set[asyncio.Task[Any]] = set()
+        self.handle: asyncio.TimerHandle | None = None
+
+    async def run(self, work: Awaitable[T]) -> T:
+        task = asyncio.current_task()
+        if task is None or task in self.running:  # pragma: no cover - not in a task / nested
+            return await _within(self.timeout, work)
+        counted: Any = task  # Task.cancelling/uncancel are 3.11+; this class is used there only
+        cancelling = counted.cancelling()
+        self.running[task] = self.loop.time()
+        if self.handle is None:
+            self.handle = self.loop.call_later(self.timeout / 4, self._check)
+        try:
+            return await work
+        except asyncio.CancelledError:
+            # Ours: a timeout (unless the caller cancelled too, which then wins).
+            if task in self.expired and counted.uncancel() <= cancelling:
+                raise asyncio.TimeoutError from None
+            raise
+        finally:
+            del self.running[task]
+            self.expired.discard(task)
+
+    def _check(self) -> None:
+        self.handle = None
+        if not self.running:
+            return
+        now = self.loop.time()
+        for task, started in self.running.items():
+            if now - started >= self.timeout and task not in self.expired:
+                self.expired.add(task)
+                task.cancel()
+        self.handle = self.loop.call_later(self.timeout / 4, self._check)
+
+    def stop(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+
+class _Held:
+    """Connections a store keeps checked out of its own redis-py pool between operations.
+
+    redis-py's ``execute_command`` takes a connection from the pool and gives it back around
+    every command, under a lock, with a readiness probe and observability hooks; on loopback
+    that costs more than the round trip itself. Instead, a store operation takes one idle
+    connection for all its commands and leaves it idle for the next operation (list pop and
+    append are atomic, so threads share the list safely). A connection interrupted in the
+    middle of a command is disconnected, so no half-read reply ever reaches another request;
+    redis-py reconnects it on its next command. Only clients the store built itself, on a
+    plain connection pool, are used this way: a given client keeps its owner's pool rules.
+    """
+
+    __slots__ = ("idle", "pool")
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.idle: list[Any] = []
+
+    @classmethod
+    def of(cls, client: Any) -> _Held | None:
+        plain = isinstance(client, (redis.Redis, redis.asyncio.Redis)) and client.connection is None
+        return cls(client.connection_pool) if plain else None
+
+
+def _drive_held(held: _Held, steps: _Steps[T]) -> T:
+    try:
+        conn = held.idle.pop()
+    except IndexError:
+        conn = held.pool.get_connection()
+    busy = False
+    try:
+        op = next(steps)
+        while True:
+            busy = True
+            reply = _held_send(conn, op)
+            busy = False
+            op = steps.send(reply)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    finally:
+        if busy:
+            conn.disconnect()
+        held.idle.append(conn)
+
+
+def _held_send(conn: Any, op: _Op) -> Any:
+    if isinstance(op, _Command):
+        return _held_call(conn, op.args)
+    try:
+        return _held_call(conn, ("EVALSHA", op.script.sha, 1, op.key, *op.args))
+    except redis.exceptions.NoScriptError:
+        return _held_call(conn, ("EVAL", op.script.source, 1, op.key, *op.args))
+
+
+def _pack(conn: Any, args: tuple[Any, ...]) -> Any:
+    # hiredis packs in C; redis-py's asyncio connections pack in Python.
+    return [_hiredis_pack(args)] if _hiredis_pack is not None else conn.pack_command(*args)
+
+
+def _held_call(conn: Any, args: tuple[Any, ...]) -> Any:
+    packed = _pack(conn, args)
+    try:
+        conn.send_packed_command(packed, check_health=False)
+        return conn.read_response()
+    except redis.exceptions.ConnectionError:
+        # A connection that a restart closed while it sat idle: reconnect once and repeat
+        # (every command here is safe to repeat). A timeout is not retried: a hung server
+        # should give a quick 503, not twice the wait.
+        conn.disconnect()
+        conn.send_packed_command(packed, check_health=False)
+        return conn.read_response()
+
+
+async def _adrive_held(held: _Held, steps: _Steps[T]) -> T:
+    conn = held.idle.pop() if held.idle else await held.pool.get_connection()
+    busy = False
+    try:
+        op = next(steps)
+        while True:
+            busy = True
+            reply = await _aheld_send(conn, op)
+            busy = False
+            op = steps.send(reply)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    finally:
+        if busy:  # a timeout or a cancelled request: the reply may still be on its way
+            await conn.disconnect(nowait=True)
+        held.idle.append(conn)
+
+
+async def _aheld_send(conn: Any, op: _Op) -> Any:
+    if isinstance(op, _Command):
+        return await _aheld_call(conn, op.args)
+    try:
+        return await _aheld_call(conn, ("EVALSHA", op.script.sha, 1, op.key, *op.args))
+    except redis.exceptions.NoScriptError:
+        return await _aheld_call(conn, ("EVAL", op.script.source, 1, op.key, *op.args))
+
+
+async def _aheld_call(conn: Any, args: tuple[Any, ...]) -> Any:
+    packed = _pack(conn, args)
+    try:
+        await conn.send_packed_command(packed, check_health=False)
+        return await conn.read_response()
+    except redis.exceptions.ConnectionError:
+        await conn.disconnect()
+        await conn.send_packed_command(packed, check_health=False)
+        return await conn.read_response()
+
+
 def _send(client: Any, op: _Op) -> Any:
     if isinstance(op, _Command):
         return client.execute_command(*op.args)
@@ -646,6 +871,29 @@ def _send(client: Any, op: _Op) -> Any:
         return client.execute_command("EVALSHA", op.script.sha, 1, op.key, *op.args)
     except redis.exceptions.NoScriptError:
         return client.execute_command("EVAL", op.script.source, 1, op.key, *op.args)
+
+
+async def _adrive(client: Any, steps: _Steps[T]) -> T:
+    try:
+        op = next(steps)
+        while True:
+            op = steps.send(await _asend(client, op))
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+if sys.version_info >= (3, 11):
+
+    async def _within(seconds: float, work: Awaitable[T]) -> T:
+        """``work``, cancelled after ``seconds``: one timer, no extra task."""
+        async with asyncio.timeout(seconds):
+            return await work
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _within(seconds: float, work: Awaitable[T]) -> T:
+        return await asyncio.wait_for(work, seconds)
 
 
 async def _asend(client: Any, op: _Op) -> Any:

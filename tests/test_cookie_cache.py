@@ -1,0 +1,130 @@
+"""The caches on the hot path: verified ids, signed ids and their Set-Cookie headers, and the
+cookie storage sending an unchanged cookie back as it came. A cache must never change an
+answer: tampered, rebound or rotated cookies get exactly what they would get without it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from urllib.parse import quote
+
+from websession import create_cookie, create_cookie_session_storage
+from websession.cookie import find_cookie
+
+ID = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _pair(header: str) -> str:
+    return header.split(";")[0]
+
+
+def test_a_cached_id_still_rejects_every_tampered_variant() -> None:
+    cookie = create_cookie("s", secrets=["k"])
+    signed = cookie.sign(ID)
+    assert cookie.unsign(signed) is not None and cookie.unsign(signed).value == ID  # type: ignore[union-attr]
+    for index in range(len(signed)):
+        char = signed[index]
+        flipped = signed[:index] + ("A" if char != "A" else "B") + signed[index + 1 :]
+        verified = cookie.unsign(flipped)
+        assert verified is None or (verified.value == ID and flipped.rstrip("=") == signed.rstrip("="))
+
+
+def test_a_cached_id_does_not_verify_under_another_binding() -> None:
+    cookie = create_cookie("s", secrets=["k"])
+    signed = cookie.sign(ID, binding="firefox")
+    assert cookie.unsign(signed, binding="firefox").value == ID  # type: ignore[union-attr]
+    assert cookie.unsign(signed, binding="chrome") is None
+    assert cookie.unsign(signed) is None
+
+
+def test_a_cookie_signed_with_a_retired_secret_stays_stale_on_every_read() -> None:
+    old = create_cookie("s", secrets=["old"]).serialize(ID)
+    cookie = create_cookie("s", secrets=["new", "old"])
+    for _ in range(3):
+        verified = cookie.read(_pair(old))
+        assert verified is not None and verified.value == ID and verified.stale
+
+
+def test_new_secrets_mean_a_new_cookie_object_and_no_shared_cache() -> None:
+    first = create_cookie("s", secrets=["a"])
+    header = _pair(first.serialize(ID))
+    assert first.read(header) is not None
+    assert create_cookie("s", secrets=["b"]).read(header) is None
+
+
+def test_the_caches_stay_bounded() -> None:
+    cookie = create_cookie("s", secrets=["k"])
+    for number in range(10_000):
+        value = f"{number:040x}"
+        assert cookie.read(_pair(cookie.serialize(value))).value == value  # type: ignore[union-attr]
+    assert len(cookie._verified_ids) <= 4096
+    assert len(cookie._signed_ids) <= 4096
+    assert len(cookie._id_headers) <= 4096
+
+
+def test_overrides_are_never_served_from_the_header_cache() -> None:
+    cookie = create_cookie("s", secrets=["k"], max_age=60)
+    plain = cookie.serialize(ID)
+    assert "Max-Age=60" in plain
+    assert "Max-Age=5;" in cookie.serialize(ID, max_age=5)
+    assert cookie.serialize(ID) == plain
+
+
+def test_long_values_and_data_are_signed_afresh() -> None:
+    cookie = create_cookie("s", secrets=["k"])
+    long_value = "x" * 65
+    assert cookie.unsign(cookie.sign(long_value)).value == long_value  # type: ignore[union-attr]
+    data = {"a": [1]}
+    first = cookie.unsign(cookie.sign(data))
+    assert first is not None
+    first.value["a"].append(2)  # a caller that mutates what it got back...
+    again = cookie.unsign(cookie.sign(data))
+    assert again is not None and again.value == {"a": [1]}  # ...never changes the next answer
+
+
+def _signed_by_another_encoder(data_text: str, secret: str) -> str:
+    """A cookie value as another implementation might write it: same format, other JSON spacing."""
+    payload = base64.b64encode(data_text.encode()).decode()
+    mac = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()
+    return f"{payload}.{base64.b64encode(mac).decode().rstrip('=')}"
+
+
+def test_cookie_storage_sends_an_unchanged_cookie_back_byte_for_byte() -> None:
+    storage = create_cookie_session_storage(cookie=create_cookie("s", secrets=["k"], max_age=60))
+    signed = _signed_by_another_encoder('{"b": 1, "a": [1.0]}', "k")
+    header = f"s={quote(signed, safe='')}"
+    session = storage.get_session(header)
+    assert dict(session) == {"b": 1, "a": [1.0]}
+    set_cookie = storage.commit_session(session)
+    assert set_cookie is not None and "Max-Age=60" in set_cookie
+    assert find_cookie(_pair(set_cookie), "s") == signed  # not re-encoded
+    session["b"] = 2
+    changed = storage.commit_session(session)
+    assert changed is not None and find_cookie(_pair(changed), "s") != signed
+    assert dict(storage.get_session(_pair(changed))) == {"b": 2, "a": [1.0]}
+
+
+def test_cookie_storage_re_signs_an_unchanged_cookie_from_a_retired_secret() -> None:
+    signed = _signed_by_another_encoder('{"a":1}', "old")
+    storage = create_cookie_session_storage(cookie=create_cookie("s", secrets=["new", "old"], max_age=60))
+    session = storage.get_session(f"s={quote(signed, safe='')}")
+    assert session.resign
+    set_cookie = storage.commit_session(session)
+    assert set_cookie is not None
+    fresh = find_cookie(_pair(set_cookie), "s")
+    assert fresh != signed
+    assert create_cookie("s", secrets=["new"]).read(_pair(set_cookie)).value == {"a": 1}  # type: ignore[union-attr]
+
+
+def test_cookie_storage_does_not_reuse_a_cookie_under_another_binding() -> None:
+    storage = create_cookie_session_storage(cookie=create_cookie("s", secrets=["k"], max_age=60))
+    first = storage.get_session(None, binding="ua-1")
+    first["a"] = 1
+    header = _pair(storage.commit_session(first) or "")
+    session = storage.get_session(header, binding="ua-1")
+    session.binding = "ua-2"
+    set_cookie = storage.commit_session(session)
+    assert set_cookie is not None
+    assert storage.get_session(_pair(set_cookie), binding="ua-2")["a"] == 1
+    assert storage.get_session(_pair(set_cookie), binding="ua-1").is_new
