@@ -919,3 +919,46 @@ def test_a_client_that_decodes_responses_keeps_fidelity(redis_url: str, redis_pr
 def test_open_store_refuses_an_unknown_format_as_configuration(redis_url: str) -> None:
     with pytest.raises(ConfigurationError, match="remix-v4"):
         open_store(f"{redis_url}?format=remix-v4", secrets=SECRET)
+
+
+# -- a busy pool: more concurrent requests than connections ------------------------------------
+
+
+def test_more_concurrent_requests_than_connections_wait_for_one(redis_url: str, redis_prefix: str) -> None:
+    """Held connections never go back to redis-py's pool, so the store itself must make a
+    request wait for a free one; before, every request past the pool size got a 503."""
+    import threading
+
+    storage = make(redis_url, prefix=redis_prefix, max_connections=3)
+
+    async def one(n: int) -> int:
+        session = await storage.aget_session(None)
+        session["n"] = n
+        header = await storage.acommit_session(session)
+        again = await storage.aget_session(header.split(";")[0])
+        again["n"] += 1
+        await storage.acommit_session(again)
+        return int(again["n"])
+
+    async def many() -> list[int]:
+        return list(await asyncio.gather(*(one(n) for n in range(60))))
+
+    assert asyncio.run(many()) == [n + 1 for n in range(60)]
+
+    errors: list[BaseException] = []
+
+    def sync_one(n: int) -> None:
+        try:
+            session = storage.get_session(None)
+            session["n"] = n
+            storage.commit_session(session)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sync_one, args=(n,)) for n in range(30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    storage.close()

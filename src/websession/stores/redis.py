@@ -40,6 +40,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
 import math
@@ -763,23 +764,76 @@ class _Held:
     plain connection pool, are used this way: a given client keeps its owner's pool rules.
     """
 
-    __slots__ = ("idle", "pool")
+    __slots__ = ("free", "idle", "limit", "opened", "pool", "waiters")
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
         self.idle: list[Any] = []
+        # Held connections never go back to the pool, so this class must enforce the pool's
+        # limit itself: a request that finds none idle and the limit reached waits for one
+        # to be given back (a sync thread on ``free``, an async task on a future in
+        # ``waiters``), within the store's timeout, instead of waiting on a pool that will
+        # never see them again.
+        self.limit: int = getattr(pool, "max_connections", None) or sys.maxsize
+        self.opened = 0
+        self.free = threading.Condition()
+        self.waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
 
     @classmethod
     def of(cls, client: Any) -> _Held | None:
         plain = isinstance(client, (redis.Redis, redis.asyncio.Redis)) and client.connection is None
         return cls(client.connection_pool) if plain else None
 
+    def take(self) -> Any:
+        """A connection for one sync operation: an idle one, a new one, or the next given back."""
+        with self.free:
+            while not self.idle:
+                if self.opened < self.limit:
+                    self.opened += 1
+                    break
+                timeout = getattr(self.pool, "timeout", None)
+                if not self.free.wait(timeout):
+                    raise redis.exceptions.ConnectionError("No connection available.")
+            else:
+                return self.idle.pop()
+        try:
+            return self.pool.get_connection()
+        except BaseException:
+            with self.free:
+                self.opened -= 1
+            raise
+
+    def give(self, conn: Any) -> None:
+        with self.free:
+            self.idle.append(conn)
+            self.free.notify()
+
+    async def atake(self) -> Any:
+        """The async twin of :meth:`take` (one instance per event loop)."""
+        if self.idle:
+            return self.idle.pop()
+        if self.opened < self.limit:
+            self.opened += 1
+            try:
+                return await self.pool.get_connection()
+            except BaseException:
+                self.opened -= 1
+                raise
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        return await waiter
+
+    def agive(self, conn: Any) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():  # a waiter whose request timed out is skipped
+                waiter.set_result(conn)
+                return
+        self.idle.append(conn)
+
 
 def _drive_held(held: _Held, steps: _Steps[T]) -> T:
-    try:
-        conn = held.idle.pop()
-    except IndexError:
-        conn = held.pool.get_connection()
+    conn = held.take()
     busy = False
     try:
         op = next(steps)
@@ -794,7 +848,7 @@ def _drive_held(held: _Held, steps: _Steps[T]) -> T:
     finally:
         if busy:
             conn.disconnect()
-        held.idle.append(conn)
+        held.give(conn)
 
 
 def _held_send(conn: Any, op: _Op) -> Any:
@@ -826,7 +880,7 @@ def _held_call(conn: Any, args: tuple[Any, ...]) -> Any:
 
 
 async def _adrive_held(held: _Held, steps: _Steps[T]) -> T:
-    conn = held.idle.pop() if held.idle else await held.pool.get_connection()
+    conn = await held.atake()
     busy = False
     try:
         op = next(steps)
@@ -841,7 +895,7 @@ async def _adrive_held(held: _Held, steps: _Steps[T]) -> T:
     finally:
         if busy:  # a timeout or a cancelled request: the reply may still be on its way
             await conn.disconnect(nowait=True)
-        held.idle.append(conn)
+        held.agive(conn)
 
 
 async def _aheld_send(conn: Any, op: _Op) -> Any:
