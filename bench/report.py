@@ -274,8 +274,10 @@ def render(results: dict[str, Any], anchors: dict[str, dict[str, str]]) -> str:
             parts.append("")
     growth = results.get("growth")
     if growth:
-        parts.append("\n### Cost per request as stored sessions grow (µs, sync door, random sessions)\n")
         sizes = sorted({size for g in growth.values() for size in g.points})
+        active = min([*sizes, 1000])
+        title = f"Cost per request as stored sessions grow (µs, sync door, {active:,} random active sessions)"
+        parts.append(f"\n### {title}\n")
         rows = []
         for kind, g in growth.items():
             for workload in ("read", "write"):
