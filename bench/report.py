@@ -389,8 +389,14 @@ def plot(results: dict[str, Any], path: Path) -> None:
                 where = "in process" if label.startswith("In process") else "HTTP"
                 for name, by in table.items():
                     levels = sorted(by)
+                    colour = "tab:blue" if name.startswith("websession") else "tab:gray"
                     ax.plot(
-                        levels, [by[c] for c in levels], marker="o", linestyle=style, label=f"{name}, {where}"
+                        levels,
+                        [by[c] for c in levels],
+                        marker="o",
+                        linestyle=style,
+                        color=colour,
+                        label=f"{name}, {where}",
                     )
             ax.set_xscale("log")
             ax.set_xticks([1, 8, 64], ["1", "8", "64"])
