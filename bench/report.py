@@ -274,8 +274,10 @@ def render(results: dict[str, Any], anchors: dict[str, dict[str, str]]) -> str:
             parts.append("")
     growth = results.get("growth")
     if growth:
-        parts.append("\n### Cost per request as stored sessions grow (µs, sync door, random sessions)\n")
         sizes = sorted({size for g in growth.values() for size in g.points})
+        active = min([*sizes, 1000])
+        title = f"Cost per request as stored sessions grow (µs, sync door, {active:,} random active sessions)"
+        parts.append(f"\n### {title}\n")
         rows = []
         for kind, g in growth.items():
             for workload in ("read", "write"):
@@ -387,8 +389,14 @@ def plot(results: dict[str, Any], path: Path) -> None:
                 where = "in process" if label.startswith("In process") else "HTTP"
                 for name, by in table.items():
                     levels = sorted(by)
+                    colour = "tab:blue" if name.startswith("websession") else "tab:gray"
                     ax.plot(
-                        levels, [by[c] for c in levels], marker="o", linestyle=style, label=f"{name}, {where}"
+                        levels,
+                        [by[c] for c in levels],
+                        marker="o",
+                        linestyle=style,
+                        color=colour,
+                        label=f"{name}, {where}",
                     )
             ax.set_xscale("log")
             ax.set_xticks([1, 8, 64], ["1", "8", "64"])

@@ -104,7 +104,8 @@ def growth(
 ) -> Growth:
     """One store per size, each filled to that many sessions (on Redis, each in a redis-server
     of its own, since a keyspace is shared), then read and write cycles on all of them in
-    alternating rounds, so that the machine's load drifts over every size alike."""
+    alternating rounds, so that the machine's load drifts over every size alike. Requests go
+    to the same number of random active sessions at every size."""
     from websession.ids import generate_id
 
     result = Growth(kind)
@@ -117,7 +118,9 @@ def growth(
             started = time.perf_counter()
             _fill(storage, kind, ids)
             progress(f"  {kind}: {size:,} sessions stored in {time.perf_counter() - started:.1f} s")
-            sample = random.sample(ids, min(size, 4096))
+            # The same number of active sessions at every size (as many as the smallest store
+            # holds, at most 1,000): what grows is what is stored, not the working set.
+            sample = random.sample(ids, min([*sizes, 1000]))
             stores[size] = (storage, [storage.cookie.serialize(id).split(";", 1)[0] for id in sample])
             del ids
         for storage, headers in stores.values():
