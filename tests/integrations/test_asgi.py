@@ -251,6 +251,58 @@ def test_a_failing_view_commits_nothing(storage):
         assert stored(storage, client.cookies["__session"]) == {"n": 1}
 
 
+def bare_app(storage, **options) -> SessionMiddleware:
+    """The form the class docstring shows: Starlette's error middleware sits inside ours."""
+    return SessionMiddleware(Starlette(routes=ROUTES), storage=storage, **options)
+
+
+def test_a_failing_view_inside_the_wrapping_form_commits_nothing(storage):
+    with TestClient(bare_app(storage), raise_server_exceptions=False) as client:
+        client.get("/")
+        response = client.get("/boom")
+        assert response.status_code == 500
+        assert set_cookies(response) == []
+        assert stored(storage, client.cookies["__session"]) == {"n": 1}
+
+
+def test_a_failing_new_session_stores_nothing(storage):
+    for app in (bare_app(storage), make_app(storage)):
+        with TestClient(app, raise_server_exceptions=False) as client:
+            response = client.get("/boom")
+            assert response.status_code == 500
+            assert set_cookies(response) == []
+    assert storage.store.count() == 0
+
+
+async def server_error(request: Request) -> PlainTextResponse:
+    request.session["half"] = "written"
+    return PlainTextResponse("down", status_code=500)
+
+
+async def not_found(request: Request) -> PlainTextResponse:
+    from starlette.exceptions import HTTPException
+
+    request.session["seen_404"] = True
+    raise HTTPException(404)
+
+
+def test_a_5xx_response_commits_nothing_but_a_handled_4xx_does(storage):
+    routes = [*ROUTES, Route("/500", server_error), Route("/404", not_found)]
+    app = Starlette(routes=routes, middleware=[Middleware(SessionMiddleware, storage=storage)])
+    with TestClient(app) as client:
+        client.get("/")
+        assert client.get("/500").status_code == 500
+        assert client.get("/404").status_code == 404
+        assert stored(storage, client.cookies["__session"]) == {"n": 1, "seen_404": True}
+
+
+def test_commit_on_error_opts_in_to_committing_failed_requests(storage):
+    with TestClient(bare_app(storage, commit_on_error=True), raise_server_exceptions=False) as client:
+        client.get("/")
+        assert client.get("/boom").status_code == 500
+        assert stored(storage, client.cookies["__session"]) == {"n": 1, "half": "written"}
+
+
 def test_changes_after_the_response_started_are_not_committed(storage):
     with TestClient(make_app(storage)) as client:
         assert client.get("/stream").text == "ab"

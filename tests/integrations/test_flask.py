@@ -228,3 +228,52 @@ def test_values_json_cannot_hold_are_refused(storage):
     app.testing = True  # let the exception through to the test
     with pytest.raises(TypeError, match="'when'"):
         app.test_client().get("/bad")
+
+
+def failing_app(storage, **options) -> flask.Flask:
+    app = make_app(storage, **options)
+
+    @app.get("/transfer")
+    def transfer():
+        flask.session["balance"] = flask.session.get("balance", 100) - 30  # the debit
+        raise RuntimeError("the credit failed")
+
+    return app
+
+
+def test_an_unhandled_exception_commits_nothing(storage):
+    app = failing_app(storage)
+    client = app.test_client()
+    client.get("/")
+    response = client.get("/transfer")
+    assert response.status_code == 500
+    assert "Set-Cookie" not in response.headers
+    assert stored(storage, client.get_cookie("__session").value) == {"visits": 1}
+
+
+def test_an_unhandled_exception_in_a_new_session_stores_nothing(storage):
+    response = failing_app(storage).test_client().get("/transfer")
+    assert response.status_code == 500
+    assert "Set-Cookie" not in response.headers
+    assert storage.store.count() == 0
+
+
+def test_a_handled_4xx_still_commits(storage):
+    app = make_app(storage)
+
+    @app.get("/missing")
+    def missing():
+        flask.session["looked"] = True
+        flask.abort(404)
+
+    client = app.test_client()
+    assert client.get("/missing").status_code == 404
+    assert stored(storage, client.get_cookie("__session").value) == {"looked": True}
+
+
+def test_commit_on_error_lets_error_handlers_commit(storage):
+    app = failing_app(storage, commit_on_error=True)
+    client = app.test_client()
+    client.get("/")
+    assert client.get("/transfer").status_code == 500
+    assert stored(storage, client.get_cookie("__session").value) == {"visits": 1, "balance": 70}

@@ -130,6 +130,39 @@ def test_error_after_start_keeps_the_cookie_in_the_replacement_headers(storage):
     assert storage.store.calls == ["create"]  # committed once
 
 
+def test_a_5xx_or_an_error_commits_nothing(storage):
+    def failing(environ, start_response):
+        get_session(environ)["debit"] = 100
+        if environ["PATH_INFO"] == "/exc":
+            try:
+                raise ValueError("the transfer failed")
+            except ValueError:
+                start_response("500 Internal Server Error", [], sys.exc_info())
+        else:
+            start_response("502 Bad Gateway", [])
+        return [b"failed"]
+
+    for path in ("/exc", "/502"):
+        sent = []
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path}
+        body = SessionMiddleware(failing, storage)(environ, lambda s, h, e=None: sent.append(h))
+        assert b"".join(body) == b"failed"
+        assert [v for k, v in sent[0] if k == "Set-Cookie"] == []
+    assert storage.store.calls == []
+
+
+def test_commit_on_error_commits_a_5xx(storage):
+    def failing(environ, start_response):
+        get_session(environ)["debit"] = 100
+        start_response("500 Internal Server Error", [])
+        return [b"failed"]
+
+    sent = []
+    middleware = SessionMiddleware(failing, storage, commit_on_error=True)
+    b"".join(middleware({"REQUEST_METHOD": "GET", "PATH_INFO": "/"}, lambda s, h, e=None: sent.append(h)))
+    assert storage.store.calls == ["create"]
+
+
 def test_store_down_while_reading(sqlite_storage, outage):
     ran = []
 

@@ -52,6 +52,22 @@ def end_if_emptied(session: Session) -> None:
         session.destroy()
 
 
+def commits(status: int, commit_on_error: bool) -> bool:
+    """Whether a response with ``status`` commits the session: not when it is a server error.
+
+    A 5xx answer means the request failed, often half-way (a transfer that debited and then
+    raised): keeping what the view changed before the error would store a half-done session.
+    Django's own middleware skips the save on a 5xx for the same reason. ``commit_on_error``
+    is the opt-in for apps whose 5xx error handlers change the session on purpose.
+
+    Example::
+
+        >>> commits(200, False), commits(404, False), commits(500, False), commits(500, True)
+        (True, True, False, True)
+    """
+    return commit_on_error or status < 500
+
+
 def has_cookie_vary(values: Iterable[str]) -> bool:
     """Whether ``Vary`` header values already cover the Cookie header (``*`` covers all)."""
     for value in values:

@@ -12,6 +12,10 @@ cookie must change. Other ``Set-Cookie`` headers the app sent are kept.
 - When the store cannot be reached (:class:`~websession.errors.StoreUnavailableError`), the
   client gets a plain 503 (``unavailable_status``) and the app's response is dropped; the
   browser keeps its cookie, and no other session is ever used in its place.
+- A response with a 5xx status (an unhandled exception that Starlette's error middleware
+  turned into a 500, or any other server error) commits nothing: what the view changed before
+  it failed is dropped and no Set-Cookie is sent. Pass ``commit_on_error=True`` for apps whose
+  error handlers change the session on purpose.
 - Changes made after the response started (in a streaming body or a background task) are not
   committed: the Set-Cookie header has already gone.
 
@@ -35,6 +39,7 @@ from ._shared import (
     RETRY_AFTER,
     UNAVAILABLE_BODY,
     AnyStorage,
+    commits,
     end_if_emptied,
     has_cookie_vary,
     log_unavailable,
@@ -78,6 +83,8 @@ class SessionMiddleware:
     ``on_unavailable``, an ASGI app, replaces the default plain-text answer. ``vary_cookie``
     adds ``Vary: Cookie`` to every HTTP response, so a shared cache never serves one
     visitor's page to another; turn it off only when no shared cache sits in front.
+    ``commit_on_error`` (False) also commits the session of 5xx responses; by default a request
+    that failed with a server error, or raised, stores nothing it changed.
 
     Example::
 
@@ -105,6 +112,7 @@ class SessionMiddleware:
         unavailable_status: int = 503,
         on_unavailable: ASGIApp | None = None,
         vary_cookie: bool = True,
+        commit_on_error: bool = False,
     ) -> None:
         self.app = app
         self.storage = storage
@@ -112,6 +120,7 @@ class SessionMiddleware:
         self.unavailable_status = unavailable_status
         self.on_unavailable = on_unavailable
         self.vary_cookie = vary_cookie
+        self.commit_on_error = commit_on_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -141,13 +150,15 @@ class SessionMiddleware:
                 return
             if message["type"] == "http.response.start":
                 started = True
-                end_if_emptied(session)
-                try:
-                    set_cookie = await self.storage.acommit_session(session)
-                except StoreUnavailableError as exc:
-                    failed = True
-                    await self._unavailable(scope, receive, send, exc)
-                    return
+                set_cookie = None
+                if commits(message["status"], self.commit_on_error):
+                    end_if_emptied(session)
+                    try:
+                        set_cookie = await self.storage.acommit_session(session)
+                    except StoreUnavailableError as exc:
+                        failed = True
+                        await self._unavailable(scope, receive, send, exc)
+                        return
                 message = self._with_headers(message, set_cookie)
             await send(message)
 

@@ -13,6 +13,10 @@ undo each other.
 - ``session.modified = True`` re-saves every key, as Flask's own sessions do: use it after
   changing a value that was not read through the session (in-place edits of values read from
   the session are detected without it).
+- A request that fails with a server error (an unhandled exception, which Flask turns into a
+  500, or any 5xx response) commits nothing the view changed, and sends no Set-Cookie.
+  ``SessionInterface(storage, commit_on_error=True)`` commits them anyway, for apps whose
+  ``@app.errorhandler(500)`` changes the session on purpose.
 - When the store cannot be reached, the request gets a 503 (``unavailable_status``), through
   Flask's error handlers: ``@app.errorhandler(503)`` customises the page. Views that never touch
   the session keep working while the store is down.
@@ -51,6 +55,7 @@ from ._shared import (
     RETRY_AFTER,
     UNAVAILABLE_BODY,
     AnyStorage,
+    commits,
     end_if_emptied,
     has_cookie_vary,
     log_unavailable,
@@ -139,12 +144,16 @@ class SessionInterface(FlaskSessionInterface):
     """Keep ``flask.session`` in a websession storage.
 
     Set it with ``app.session_interface = SessionInterface(storage)``. ``unavailable_status``
-    is the status answered when the store cannot be reached.
+    is the status answered when the store cannot be reached. ``commit_on_error`` also commits
+    the session of 5xx responses (by default they store nothing the request changed).
     """
 
-    def __init__(self, storage: AnyStorage, *, unavailable_status: int = 503) -> None:
+    def __init__(
+        self, storage: AnyStorage, *, unavailable_status: int = 503, commit_on_error: bool = False
+    ) -> None:
         self.storage = storage
         self.unavailable_status = unavailable_status
+        self.commit_on_error = commit_on_error
 
     def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
         try:
@@ -159,6 +168,8 @@ class SessionInterface(FlaskSessionInterface):
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, FlaskSession):
+            return
+        if not commits(response.status_code, self.commit_on_error):
             return
         end_if_emptied(session)
         overrides = self._overrides(app, session)

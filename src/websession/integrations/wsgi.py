@@ -39,6 +39,7 @@ from ._shared import (
     RETRY_AFTER,
     UNAVAILABLE_BODY,
     AnyStorage,
+    commits,
     end_if_emptied,
     has_cookie_vary,
     log_unavailable,
@@ -82,7 +83,8 @@ class SessionMiddleware:
     """Load the session into ``environ["websession.session"]`` and commit it at ``start_response``.
 
     ``vary_cookie`` adds ``Vary: Cookie`` to every response so that shared caches never hand
-    one visitor's page to another.
+    one visitor's page to another. A 5xx response (or an app that raised) commits nothing the
+    request changed, unless ``commit_on_error=True``.
     """
 
     def __init__(
@@ -93,12 +95,14 @@ class SessionMiddleware:
         environ_key: str = SESSION_ENVIRON_KEY,
         unavailable_status: int = 503,
         vary_cookie: bool = True,
+        commit_on_error: bool = False,
     ) -> None:
         self.app = app
         self.storage = storage
         self.environ_key = environ_key
         self.unavailable_status = unavailable_status
         self.vary_cookie = vary_cookie
+        self.commit_on_error = commit_on_error
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -155,20 +159,31 @@ class _Call:
             # The first call commits. A second call (with exc_info, after an error) replaces the
             # headers, so it carries the same Set-Cookie again.
             self.started = True
-            end_if_emptied(self.session)
-            try:
-                self.set_cookie = self.middleware.storage.commit_session(self.session)
-            except StoreUnavailableError as exc:
-                self.failed = True
-                log_unavailable(exc, self.middleware.unavailable_status)
-                self.outer(status_line(self.middleware.unavailable_status), _unavailable_headers(), exc_info)
-                return _discard
+            if exc_info is None and commits(_status_code(status), self.middleware.commit_on_error):
+                end_if_emptied(self.session)
+                try:
+                    self.set_cookie = self.middleware.storage.commit_session(self.session)
+                except StoreUnavailableError as exc:
+                    self.failed = True
+                    log_unavailable(exc, self.middleware.unavailable_status)
+                    self.outer(
+                        status_line(self.middleware.unavailable_status), _unavailable_headers(), exc_info
+                    )
+                    return _discard
         headers = list(headers)
         if self.set_cookie is not None:
             headers.append(("Set-Cookie", self.set_cookie))
         if self.middleware.vary_cookie and not has_cookie_vary(v for k, v in headers if k.lower() == "vary"):
             headers.append(("Vary", "Cookie"))
         return self.outer(status, headers, exc_info)
+
+
+def _status_code(status: str) -> int:
+    """``"200 OK"`` -> 200; a status line that does not start with digits counts as a 500."""
+    try:
+        return int(status.split(" ", 1)[0])
+    except ValueError:
+        return 500
 
 
 def _discard(data: bytes) -> None:
