@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -167,3 +168,65 @@ def test_binding_refuses_a_cookie_replayed_from_another_client() -> None:
     stolen = storage.get_session(header, binding="curl/8")
     assert stolen.is_new and stolen.stale_cookie
     assert storage.get_session(header).is_new  # unbound reads refuse bound cookies too
+
+
+@pytest.mark.parametrize(
+    "factory",
+    ["memory", "file", "sqlite"],
+)
+def test_an_explicit_ttl_is_the_record_lifetime_whatever_the_cookie_says(factory: str, tmp_path: Any) -> None:
+    from websession import (
+        create_file_session_storage,
+        create_memory_session_storage,
+        create_sqlite_session_storage,
+    )
+
+    clock = FakeClock()
+    cookie = create_cookie("s", secrets=["k"], max_age=3600)
+    make_storage: dict[str, Any] = {
+        "memory": lambda **o: create_memory_session_storage(**o),
+        "file": lambda **o: create_file_session_storage(dir=tmp_path / "f", **o),
+        "sqlite": lambda **o: create_sqlite_session_storage(path=tmp_path / "s.db", **o),
+    }
+    storage = make_storage[factory](cookie=cookie, default_ttl=120, clock=clock)
+    session = storage.get_session(None)
+    session["a"] = 1
+    header = storage.commit_session(session)
+    assert "Max-Age=3600" in header  # the cookie keeps its own lifetime
+    record = storage.store.peek(session.id)
+    assert record is not None and record.expires is not None  # files keep milliseconds
+    assert abs((record.expires - (clock.now + timedelta(seconds=120))).total_seconds()) < 0.001
+    clock.advance(121)
+    assert storage.get_session(pair(header)).is_new
+
+
+def test_without_a_ttl_the_cookie_lifetime_is_the_record_lifetime() -> None:
+    from websession import create_memory_session_storage
+
+    clock = FakeClock()
+    storage = create_memory_session_storage(
+        cookie=create_cookie("s", secrets=["k"], max_age=3600), clock=clock
+    )
+    session = storage.get_session(None)
+    session["a"] = 1
+    storage.commit_session(session)
+    record = storage.store.peek(session.id)  # type: ignore[arg-type]
+    assert record is not None and record.expires == clock.now + timedelta(seconds=3600)
+
+
+def test_an_explicit_ttl_is_still_capped_by_the_absolute_timeout() -> None:
+    from websession import create_memory_session_storage
+
+    clock = FakeClock()
+    storage = create_memory_session_storage(
+        cookie=create_cookie("s", secrets=["k"], max_age=3600),
+        default_ttl=600,
+        absolute_timeout=300,
+        clock=clock,
+    )
+    session = storage.get_session(None)
+    session["a"] = 1
+    storage.commit_session(session)
+    record = storage.store.peek(session.id)  # type: ignore[arg-type]
+    assert record is not None and record.expires is not None
+    assert (record.expires - clock.now).total_seconds() <= 300

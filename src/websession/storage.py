@@ -249,22 +249,65 @@ class SessionStorage(_StorageBase):
     def expires_at(
         self, overrides: dict[str, Any] | None = None, session_id: str | None = None
     ) -> datetime | None:
-        """When a record committed now expires: the cookie's lifetime, else the store's
-        ``default_ttl``, else never (None); never after the absolute timeout of ``session_id``
-        (or of a session created now)."""
+        """When a record committed now expires: an explicit ``ttl=``, else the cookie's
+        lifetime, else the store's ``default_ttl``, else never (None); never after the
+        absolute timeout of ``session_id`` (or of a session created now)."""
         return self._expiry(self.clock(), overrides, session_id)
 
     def _expiry(
         self, now: datetime, overrides: dict[str, Any] | None, session_id: str | None
     ) -> datetime | None:
-        expires = self.cookie.expires_at(now, overrides)
-        if expires is None and self.store.default_ttl is not None:
-            expires = now + timedelta(seconds=self.store.default_ttl)
+        store = self.store
+        if store.explicit_ttl and store.default_ttl is not None:
+            # An explicit ttl= is how long the store keeps the record (Remix's Redis `ttl`).
+            expires: datetime | None = now + timedelta(seconds=store.default_ttl)
+        else:
+            expires = self.cookie.expires_at(now, overrides)
+            if expires is None and store.default_ttl is not None:
+                expires = now + timedelta(seconds=store.default_ttl)
+        return self.capped(expires, now, session_id)
+
+    def capped(self, expires: datetime | None, now: datetime, session_id: str | None) -> datetime | None:
+        """``expires``, or the absolute end of ``session_id`` (a session created ``now`` when
+        None) when that comes first: for integrations that compute a lifetime of their own.
+
+        Example::
+
+            >>> from websession import create_memory_session_storage
+            >>> storage = create_memory_session_storage(absolute_timeout=60)
+            >>> now = storage.clock()
+            >>> storage.capped(now + timedelta(days=1), now, None) == now + timedelta(seconds=60)
+            True
+        """
         if self.absolute_timeout is not None:
             deadline = self._deadline(session_id, now)
             if deadline is not None and (expires is None or deadline < expires):
                 expires = deadline
         return expires
+
+    def usable_id(self, session_id: object, now: datetime) -> bool:
+        """Whether an id that arrived from a client may be looked up: one the store could have
+        issued and, with ``absolute_timeout``, dated and not past its end.
+
+        Example::
+
+            >>> from websession import create_memory_session_storage, generate_id
+            >>> storage = create_memory_session_storage(absolute_timeout=60)
+            >>> storage.usable_id(generate_id(), storage.clock()), storage.usable_id("x", storage.clock())
+            (True, False)
+        """
+        if not self.store.is_valid_id(session_id):
+            return False
+        assert isinstance(session_id, str)
+        if self.absolute_timeout is None:
+            return True
+        if created_at(session_id) is None:
+            # An id that does not say when it was issued cannot prove it is within the
+            # absolute timeout: refuse it rather than let the session live forever.
+            _warn_undated_id(self.store.kind)
+            return False
+        deadline = self._deadline(session_id, now)
+        return deadline is None or deadline > now
 
     def _deadline(self, session_id: str | None, now: datetime) -> datetime | None:
         """The absolute end of a session: its id's creation time plus ``absolute_timeout``."""
@@ -279,18 +322,9 @@ class SessionStorage(_StorageBase):
             # A cookie of ours that does not verify is stale; no cookie at all is not.
             return _STALE if find_cookie(header, self.cookie.name) else None
         session_id = verified.value
-        if not self.store.is_valid_id(session_id):
-            return _STALE
         now = self.clock()
-        if self.absolute_timeout is not None:
-            if created_at(session_id) is None:
-                # An id that does not say when it was issued cannot prove it is within the
-                # absolute timeout: refuse it rather than let the session live forever.
-                _warn_undated_id(self.store.kind)
-                return _STALE
-            deadline = self._deadline(session_id, now)
-            if deadline is not None and deadline <= now:
-                return _STALE  # past its absolute timeout: not even worth a read
+        if not self.usable_id(session_id, now):
+            return _STALE  # malformed, or past its absolute timeout: not even worth a read
         touch = self._expiry(now, None, session_id) if self.rolling else None
         return _Lookup(session_id, touch, verified.stale, now)
 

@@ -302,3 +302,81 @@ def test_unavailable_status_setting(client, down):
     down.block_all()
     with override_settings(WEBSESSION_UNAVAILABLE_STATUS=500):
         assert client.get("/").status_code == 500
+
+
+# -- a lifetime that is already over, and the storage's own rules, on every kind of store --------
+
+
+@pytest.fixture(params=["memory", "sqlite", "file", "redis"])
+def engine_storage(request, tmp_path):
+    """A storage of each kind behind the engine, as WEBSESSION_STORAGE."""
+    from websession import (
+        create_file_session_storage,
+        create_memory_session_storage,
+        create_redis_session_storage,
+        create_sqlite_session_storage,
+    )
+
+    def make(**options):
+        cookie = create_cookie("sessionid", secrets=["k"])
+        if "ttl" in options and request.param != "redis":
+            options["default_ttl"] = options.pop("ttl")  # the same meaning under its older name
+        if request.param == "memory":
+            return create_memory_session_storage(cookie=cookie, **options)
+        if request.param == "sqlite":
+            return create_sqlite_session_storage(path=tmp_path / "s.db", cookie=cookie, **options)
+        if request.param == "file":
+            return create_file_session_storage(dir=tmp_path / "files", cookie=cookie, **options)
+        prefix = request.getfixturevalue("redis_prefix")
+        return create_redis_session_storage(
+            url=request.getfixturevalue("redis_url"), prefix=prefix, cookie=cookie, **options
+        )
+
+    return make
+
+
+def test_an_expiry_in_the_past_ends_the_session_at_once(engine_storage):
+    storage = engine_storage()
+    with override_settings(WEBSESSION_STORAGE=storage):
+        session = SessionStore()
+        session["foo"] = "bar"
+        session.set_expiry(-timedelta(seconds=10))
+        session.save()
+        assert "foo" not in SessionStore(session.session_key)  # Django's test_actual_expiry
+        assert storage.store.count() == 0  # nothing left for clearsessions to find
+        live = SessionStore()
+        live["foo"] = "bar"
+        live.save()
+        live.set_expiry(-1)  # an existing session whose lifetime is over
+        live.save()
+        assert "foo" not in SessionStore(live.session_key)
+        assert storage.store.count() == 0
+        SessionStore.clear_expired()
+
+
+def test_the_engine_honours_the_storages_absolute_timeout(engine_storage):
+    from websession.ids import generate_id
+
+    storage = engine_storage(absolute_timeout=60)
+    with override_settings(WEBSESSION_STORAGE=storage):
+        session = SessionStore()
+        session["user"] = 1
+        session.save()
+        record = storage.store.peek(session.session_id)
+        assert record is not None and record.expires is not None
+        assert (record.expires - storage.clock()).total_seconds() <= 60  # capped, not 2 weeks
+        old_id = generate_id(storage.clock().timestamp() - 120)  # issued before the deadline
+        storage.store.write(old_id, {"user": 2}, None)
+        stale = SessionStore(SessionStore()._key_for(old_id))
+        assert "user" not in stale  # past its absolute timeout: refused, like get_session
+
+
+def test_an_explicit_store_ttl_is_the_record_lifetime(engine_storage):
+    storage = engine_storage(ttl=120)
+    with override_settings(WEBSESSION_STORAGE=storage):
+        session = SessionStore()
+        session["user"] = 1
+        session.save()
+        record = storage.store.peek(session.session_id)
+        assert record is not None and record.expires is not None
+        assert (record.expires - storage.clock()).total_seconds() <= 121

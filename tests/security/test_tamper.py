@@ -20,7 +20,13 @@ from typing import Any
 
 import pytest
 
-from websession import SessionStorage, create_cookie, create_cookie_session_storage
+from websession import (
+    ConfigurationError,
+    SessionStorage,
+    create_cookie,
+    create_cookie_session_storage,
+    open_store,
+)
 from websession.cookie import find_cookie
 from websession.encryption import create_encrypted_cookie
 from websession.stores.memory import MemoryStore
@@ -216,3 +222,35 @@ def test_sealed_cookie_keys_must_be_long_enough() -> None:
             create_encrypted_cookie(COOKIE_NAME, keys=keys)
     with pytest.raises(ValueError):
         create_encrypted_cookie(COOKIE_NAME, keys="k" * 32)  # a string, not a list of keys
+
+
+def test_unsigned_cookie_storage_is_refused_by_default() -> None:
+    for cookie in (None, create_cookie(COOKIE_NAME), {"name": COOKIE_NAME}):
+        with pytest.raises(ConfigurationError, match="forge") as caught:
+            create_cookie_session_storage(cookie=cookie)
+        assert "secrets=" in (caught.value.solution or "")
+    with pytest.raises(ConfigurationError, match="forge"):
+        open_store("cookie://")
+
+
+def test_allow_unsigned_accepts_forged_data_only_after_a_warning(recwarn: Any) -> None:
+    import base64
+    import json
+
+    from websession import cookie as cookie_module
+
+    cookie_module._warned_unsigned.discard("unsigned-demo")
+    storage = create_cookie_session_storage(cookie=create_cookie("unsigned-demo"), allow_unsigned=True)
+    warned = [w for w in recwarn.list if "not signed" in str(w.message)]
+    assert len(warned) == 1
+    create_cookie_session_storage(cookie=create_cookie("unsigned-demo"), allow_unsigned=True)
+    assert len([w for w in recwarn.list if "not signed" in str(w.message)]) == 1  # once
+    forged = base64.b64encode(json.dumps({"user": "admin"}).encode()).decode()
+    assert storage.get_session(f"unsigned-demo={forged}")["user"] == "admin"  # what the opt-in means
+
+
+def test_sealed_cookie_storage_needs_no_secrets() -> None:
+    storage = create_cookie_session_storage(cookie=create_cookie(COOKIE_NAME), encryption_keys=["k" * 32])
+    session = storage.get_session(None)
+    session["n"] = 1
+    assert storage.get_session(storage.commit_session(session))["n"] == 1

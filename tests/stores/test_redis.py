@@ -962,3 +962,46 @@ def test_more_concurrent_requests_than_connections_wait_for_one(redis_url: str, 
         thread.join(30)
     assert errors == []
     storage.close()
+
+
+# -- ttl= is how long Redis keeps the record (the seed's definition) -----------------------------
+
+
+@pytest.mark.parametrize("layout", ["string", "hash"])
+def test_an_explicit_ttl_sets_the_server_ttl_even_with_a_cookie_max_age(
+    redis_url: str, redis_prefix: str, layout: str
+) -> None:
+    storage = make(redis_url, redis_prefix, ttl=120, layout=layout)  # the cookie says 3600
+    session = storage.get_session(None)
+    session["a"] = 1
+    header = storage.commit_session(session)
+    assert "Max-Age=3600" in (header or "")
+    client = redis.Redis.from_url(redis_url)
+    key = f"{redis_prefix}{session.id}"
+    assert 0 < client.pttl(key) <= 120_000
+    storage.get_session(cookie_header(header))  # a rolling read keeps the explicit ttl
+    assert 0 < client.pttl(key) <= 120_000
+    client.close()
+
+
+def test_without_ttl_redis_keeps_the_record_as_long_as_the_cookie(redis_url: str, redis_prefix: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    for cookie, low, high in (
+        (create_cookie("__session", secrets=SECRET, max_age=3600), 3_000_000, 3_600_000),
+        (create_cookie("__session", secrets=SECRET), 604_000_000, 604_800_000),  # Remix's 7 days
+    ):
+        storage = make(redis_url, redis_prefix, cookie=cookie)
+        session = storage.get_session(None)
+        session["a"] = 1
+        storage.commit_session(session)
+        assert low < client.pttl(f"{redis_prefix}{session.id}") <= high
+    client.close()
+
+
+def test_the_url_ttl_option_is_explicit_and_its_absence_is_not(redis_url: str, redis_prefix: str) -> None:
+    given = open_store(f"{redis_url}?prefix={redis_prefix}&ttl=120&secrets=k&max_age=3600")
+    absent = open_store(f"{redis_url}?prefix={redis_prefix}&secrets=k&max_age=3600")
+    assert (given.store.explicit_ttl, given.store.default_ttl) == (True, 120.0)
+    assert (absent.store.explicit_ttl, absent.store.default_ttl) == (False, 604800)
+    given.close()
+    absent.close()

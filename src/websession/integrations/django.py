@@ -148,11 +148,12 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         return self._find(key) is not None
 
     def _find(self, key: object) -> tuple[str, bool] | None:
-        """The id inside a session key and whether a retired secret signed it; None if invalid."""
+        """The id inside a session key and whether a retired secret signed it; None if invalid
+        or past the storage's absolute timeout."""
         if not isinstance(key, str) or not _KEY_CHARACTERS.fullmatch(key):
             return None
         verified = self.storage.cookie.unsign(unquote(key))
-        if verified is None or not self.storage.store.is_valid_id(verified.value):
+        if verified is None or not self.storage.usable_id(verified.value, self.storage.clock()):
             return None
         return verified.value, verified.stale
 
@@ -187,7 +188,14 @@ class SessionStore(SessionBase):  # type: ignore[misc]
 
     def create(self) -> None:
         data = self._get_session(no_load=True)
-        expires = self._expires()
+        expires = self._expires(None)
+        if expires is not None and expires <= self.storage.clock():
+            # A lifetime that is already over (set_expiry(-10)): nothing to store, as in
+            # SessionStorage; the key names no record, so it loads as an empty session.
+            self._session_key = self._key_for(self.storage.store.new_id())
+            self._remember(None)
+            self.modified = True
+            return
         new_id = self.storage.store.create(data, expires)
         self._session_key = self._key_for(new_id)
         self._remember(Record(dict(data), expires))
@@ -203,6 +211,13 @@ class SessionStore(SessionBase):  # type: ignore[misc]
             self.create()
             return
         session_id = found[0]
+        expires = self._expires(session_id)
+        if expires is not None and expires <= self.storage.clock():
+            # Already over: delete rather than write a record that lives on (a Redis TTL of at
+            # least one second, a row that clearsessions would have to find).
+            self.storage.store.delete(session_id)
+            self._remember(None)
+            return
         seen = self._record
         if seen is None:
             # The data was replaced (clear()) without being loaded: diff against what is stored.
@@ -214,7 +229,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         else:
             removed = frozenset(self._seen) - frozenset(data)
         changed = {k: v for k, v in data.items() if self._seen.get(k) != codec.dumps(v)}
-        record = self.storage.store.update(session_id, Changes(changed, removed), self._expires(), seen)
+        record = self.storage.store.update(session_id, Changes(changed, removed), expires, seen)
         if record is None:
             raise UpdateError
         self._remember(record)
@@ -245,9 +260,16 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         self._record = record
         self._seen = {} if record is None else {k: codec.dumps(v) for k, v in record.data.items()}
 
-    def _expires(self) -> datetime:
-        age = self.get_expiry_age()
-        return self.storage.store.clock() + timedelta(seconds=max(int(age), 1))
+    def _expires(self, session_id: str | None) -> datetime | None:
+        """When the record expires: an explicit store ``ttl``, else Django's expiry age, capped
+        by the storage's ``absolute_timeout`` (the same rules as ``SessionStorage``)."""
+        store = self.storage.store
+        now = store.clock()
+        if store.explicit_ttl and store.default_ttl is not None:
+            expires = now + timedelta(seconds=store.default_ttl)
+        else:
+            expires = now + timedelta(seconds=self.get_expiry_age())
+        return self.storage.capped(expires, now, session_id)
 
 
 class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]

@@ -39,6 +39,7 @@ Example (a store that keeps records in a dict, without locking)::
 from __future__ import annotations
 
 import asyncio
+import enum
 import hashlib
 import hmac
 import re
@@ -46,7 +47,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final, Union
 
 from ..changes import Changes
 from ..ids import generate_id, is_valid_id
@@ -57,6 +58,46 @@ Clock = Callable[[], datetime]
 #: sign cookies) never produces the same MAC.
 STORAGE_KEY_CONTEXT = b"websession:storage-key:"
 _HASHED_KEY = re.compile(r"[0-9a-f]{64}")
+
+
+class _Unset(enum.Enum):
+    TOKEN = "unset"  # noqa: S105 - a sentinel, not a password
+
+
+#: The default of a factory's ``ttl=`` argument: not given, so the cookie's lifetime decides.
+UNSET: Final = _Unset.TOKEN
+#: What a factory's ``ttl=`` accepts: seconds, None (no expiry of its own), or UNSET.
+TtlOption = Union[float, None, _Unset]  # noqa: UP007 - a runtime alias on 3.10
+
+
+def given_ttl(ttl: TtlOption, fallback: float | None) -> tuple[float | None, bool]:
+    """A factory's ``ttl=`` as ``(default_ttl, explicit)``: an explicit number is the record's
+    lifetime whatever the cookie says; UNSET falls back to ``fallback`` for cookies without a
+    lifetime, and None means no lifetime of the store's own.
+
+    Example::
+
+        >>> given_ttl(3600, 604800), given_ttl(UNSET, 604800), given_ttl(None, 604800)
+        ((3600.0, True), (604800, False), (None, False))
+    """
+    if isinstance(ttl, _Unset):
+        return fallback, False
+    if ttl is None:
+        return None, False
+    return float(ttl), True
+
+
+def url_ttl(value: str | None) -> TtlOption:
+    """The ``ttl`` option of a store URL: absent is UNSET, ``none`` or empty is None.
+
+    Example::
+
+        >>> url_ttl(None) is UNSET, url_ttl("none"), url_ttl("60")
+        (True, None, 60.0)
+    """
+    if value is None:
+        return UNSET
+    return None if value in ("", "none") else float(value)
 
 
 def utcnow() -> datetime:
@@ -88,6 +129,9 @@ class Store(ABC):
     native_ttl: ClassVar[bool] = False
     #: A short name for logs and errors.
     kind: ClassVar[str] = "store"
+    #: True when ``default_ttl`` was given explicitly (a factory's ``ttl=``): it is then the
+    #: record's lifetime even when the cookie has one, as Remix's Redis ``ttl`` is.
+    explicit_ttl: bool = False
 
     def __init__(
         self,
@@ -96,7 +140,8 @@ class Store(ABC):
         clock: Clock = utcnow,
         storage_key_secret: str | bytes | None = None,
     ) -> None:
-        #: Record lifetime in seconds used when the cookie sets neither max_age nor expires.
+        #: Record lifetime in seconds: used when the cookie sets neither max_age nor expires,
+        #: and whatever the cookie says when ``explicit_ttl`` is set.
         self.default_ttl = default_ttl
         self.clock = clock
         self._key_mac: hmac.HMAC | None = None

@@ -119,9 +119,11 @@ class EncryptedCookieSessionStorage(CookieSessionStorage):
         )
 
     def _expires_at(self, now: datetime, created: datetime, overrides: dict[str, Any]) -> datetime | None:
-        expires = self.cookie.expires_at(now, overrides)
-        if expires is None and self.default_ttl is not None:
-            expires = now + timedelta(seconds=self.default_ttl)
+        if self.default_ttl is not None:
+            # An explicit lifetime wins over the cookie's, as ttl= does for every store.
+            expires: datetime | None = now + timedelta(seconds=self.default_ttl)
+        else:
+            expires = self.cookie.expires_at(now, overrides)
         if self.absolute_timeout is not None:
             deadline = created + self.absolute_timeout
             if expires is None or deadline < expires:
@@ -171,6 +173,7 @@ def create_cookie_session_storage(
     default_ttl: float | None = None,
     rolling: bool = True,
     save_uninitialized: bool = False,
+    allow_unsigned: bool = False,
     clock: Clock = utcnow,
 ) -> CookieSessionStorage:
     """Sessions stored entirely in the cookie (no server-side store).
@@ -182,6 +185,11 @@ def create_cookie_session_storage(
     ``default_ttl``) and ``absolute_timeout``; the cookie's name and attributes are kept and its
     secrets are not needed. A cookie made with :func:`websession.encryption.create_encrypted_cookie`
     works too. Either way a Set-Cookie over 4096 bytes raises ``CookieTooLargeError``.
+
+    A cookie that carries the session's data must be signed (``secrets``) or encrypted: an
+    unsigned one lets any client write any data (``{"user_id": 1}``), so it is refused with a
+    ``ConfigurationError``. ``allow_unsigned=True`` (tests, data that grants nothing) accepts it
+    and warns once.
 
     Example::
 
@@ -218,9 +226,23 @@ def create_cookie_session_storage(
             "Remix's signed format has no room for a timestamp",
             solution="pass encryption_keys=[...] for server-enforced timeouts, or use a server-side store",
         )
+    _refuse_unsigned(resolved, allow_unsigned)
     return CookieSessionStorage(
         cookie=resolved, rolling=rolling, save_uninitialized=save_uninitialized, clock=clock
     )
+
+
+def _refuse_unsigned(cookie: Cookie, allowed: bool) -> None:
+    """Signed cookie storage with no secrets would trust whatever data a client sends."""
+    if cookie.is_signed:
+        return
+    if not allowed:
+        raise ConfigurationError(
+            f"the {cookie.name!r} cookie would carry session data unsigned: any client could forge it",
+            solution="create the cookie with secrets=[...] (or pass encryption_keys=[...]); "
+            "allow_unsigned=True accepts forged data knowingly",
+        )
+    cookie.warn_if_unsigned()
 
 
 def _is_encrypted(cookie: Cookie) -> bool:

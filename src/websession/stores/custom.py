@@ -207,6 +207,7 @@ def create_session_storage(
         default_ttl=default_ttl,
         clock=clock,
     )
+    store.explicit_ttl = default_ttl is not None  # an explicit lifetime wins over the cookie's
     return SessionStorage(
         cookie=as_cookie(cookie), store=store, rolling=rolling, save_uninitialized=save_uninitialized
     )

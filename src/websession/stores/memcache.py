@@ -65,7 +65,7 @@ from ..cookie import CookieLike, as_cookie
 from ..errors import ConfigurationError, RecordTooLargeError, SessionStoreError, StoreUnavailableError
 from ..storage import SessionStorage
 from ..urls import cookie_from_options, reject_unknown, storage_options
-from .base import Clock, Record, Store, utcnow
+from .base import UNSET, Clock, Record, Store, TtlOption, given_ttl, url_ttl, utcnow
 from .steps import Steps, arun_steps, run_steps
 
 DEFAULT_TTL = 7 * 24 * 3600
@@ -625,7 +625,7 @@ def create_memcache_session_storage(
     *,
     cookie: CookieLike = None,
     servers: Sequence[str | tuple[str, int]] = ("127.0.0.1:11211",),
-    ttl: float | None = DEFAULT_TTL,
+    ttl: TtlOption = UNSET,
     prefix: str = "session:",
     max_item_size: int = DEFAULT_ITEM_SIZE,
     timeout: float = DEFAULT_TIMEOUT,
@@ -638,8 +638,9 @@ def create_memcache_session_storage(
 ) -> SessionStorage:
     """Sessions in memcached (one or several servers), both doors on one storage.
 
-    ``ttl`` (seconds) is the record lifetime when the cookie sets no ``max_age``/``expires``;
-    None keeps records until memcached evicts them. ``max_item_size`` must match memcached's
+    ``ttl`` (seconds) is the record lifetime, whatever the cookie's; not given, the cookie's
+    lifetime or 7 days; None keeps records until memcached evicts them (cookie without a lifetime).
+    ``max_item_size`` must match memcached's
     ``-I`` (1 MiB by default). ``timeout`` bounds connecting and each operation; ``pool_size``
     is the number of connections per server for the async door.
 
@@ -655,16 +656,18 @@ def create_memcache_session_storage(
         >>> storage.get_session(None).is_new  # no cookie: no round trip at all
         True
     """
+    default_ttl, explicit_ttl = given_ttl(ttl, DEFAULT_TTL)
     store = MemcacheStore(
         servers,
         prefix=prefix,
-        default_ttl=ttl,
+        default_ttl=default_ttl,
         max_item_size=max_item_size,
         timeout=timeout,
         pool_size=pool_size,
         clock=clock,
         storage_key_secret=storage_key_secret,
     )
+    store.explicit_ttl = explicit_ttl
     return SessionStorage(
         cookie=as_cookie(cookie),
         store=store,
@@ -680,7 +683,7 @@ def open_url(url: SplitResult, options: dict[str, Any]) -> SessionStorage:
     shared = storage_options(options)
     servers = [spec for spec in url.netloc.split(",") if spec] or ["127.0.0.1:11211"]
     prefix = options.pop("prefix", "session:")
-    ttl = options.pop("ttl", DEFAULT_TTL)
+    ttl = options.pop("ttl", None)
     max_item_size = int(options.pop("max_item_size", DEFAULT_ITEM_SIZE))
     timeout = float(options.pop("timeout", DEFAULT_TIMEOUT))
     pool_size = int(options.pop("pool_size", 10))
@@ -688,7 +691,7 @@ def open_url(url: SplitResult, options: dict[str, Any]) -> SessionStorage:
     return create_memcache_session_storage(
         cookie=cookie,
         servers=servers,
-        ttl=None if ttl in (None, "", "none") else float(ttl),
+        ttl=url_ttl(ttl),
         prefix=prefix,
         max_item_size=max_item_size,
         timeout=timeout,

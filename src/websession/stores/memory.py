@@ -192,6 +192,7 @@ def create_memory_session_storage(
     store = MemoryStore(
         max_entries=max_entries, default_ttl=default_ttl, clock=clock, storage_key_secret=storage_key_secret
     )
+    store.explicit_ttl = default_ttl is not None  # an explicit lifetime wins over the cookie's
     return SessionStorage(
         cookie=as_cookie(cookie),
         store=store,

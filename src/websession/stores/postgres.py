@@ -572,6 +572,7 @@ def create_postgres_session_storage(
         clock=clock,
         storage_key_secret=storage_key_secret,
     )
+    store.explicit_ttl = default_ttl is not None  # an explicit lifetime wins over the cookie's
     return SessionStorage(
         cookie=as_cookie(cookie),
         store=store,

@@ -70,7 +70,7 @@ from ..ids import generate_uuid, is_valid_uuid
 from ..storage import SessionStorage
 from ..urls import cookie_from_options, reject_unknown, storage_options
 from . import redis_cas
-from .base import Clock, Record, Store, utcnow
+from .base import UNSET, Clock, Record, Store, TtlOption, given_ttl, url_ttl, utcnow
 
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:
@@ -1013,7 +1013,7 @@ def create_redis_session_storage(
     cookie: CookieLike = None,
     url: str | None = None,
     client: Any = None,
-    ttl: float | None = 604800,
+    ttl: TtlOption = UNSET,
     prefix: str = "session:",
     format: Format = "remix",
     layout: Layout = "string",
@@ -1027,8 +1027,10 @@ def create_redis_session_storage(
 ) -> SessionStorage:
     """Sessions in Redis (or Redis Cluster), wire-compatible with Remix's Redis storages.
 
-    ``ttl`` (seconds) is the record lifetime when the cookie sets neither ``max_age`` nor
-    ``expires``; otherwise records live as long as the cookie. ``format="remix-v3"`` needs a
+    ``ttl`` (seconds) is how long Redis keeps the record, refreshed on every use, whatever the
+    cookie's lifetime (as Remix's ``ttl``). Not given, records live as long as the cookie, or
+    7 days for a cookie without ``max_age``/``expires``; None: no expiry of its own.
+    ``format="remix-v3"`` needs a
     cookie made with ``create_cookie(..., format="remix-v3")`` (cookie options as a dict get it
     automatically). See :class:`RedisStore` for ``url``/``client``, ``timeout`` and
     ``max_connections``. ``absolute_timeout`` and ``storage_key_secret`` are as in every
@@ -1049,11 +1051,12 @@ def create_redis_session_storage(
         '__session='
         >>> storage.close()
     """
+    default_ttl, explicit_ttl = given_ttl(ttl, 604800)
     store = RedisStore(
         url=url,
         client=client,
         prefix=prefix,
-        default_ttl=ttl,
+        default_ttl=default_ttl,
         format=format,
         layout=layout,
         timeout=timeout,
@@ -1061,6 +1064,7 @@ def create_redis_session_storage(
         clock=clock,
         storage_key_secret=storage_key_secret,
     )
+    store.explicit_ttl = explicit_ttl
     return SessionStorage(
         cookie=_cookie_for(cookie, format),
         store=store,
@@ -1088,7 +1092,7 @@ def open_url(url: SplitResult, options: dict[str, Any]) -> SessionStorage:
     cookie = cookie_from_options(options)
     shared = storage_options(options)
     prefix = options.pop("prefix", "session:")
-    ttl = options.pop("ttl", 604800)
+    ttl = options.pop("ttl", None)
     format = options.pop("format", "remix")
     layout = options.pop("layout", "string")
     timeout = options.pop("timeout", 5.0)
@@ -1099,7 +1103,7 @@ def open_url(url: SplitResult, options: dict[str, Any]) -> SessionStorage:
     return create_redis_session_storage(
         cookie=cookie,
         url=urlunsplit((url.scheme, url.netloc, url.path, "", "")),
-        ttl=None if ttl in (None, "", "none") else float(ttl),
+        ttl=url_ttl(ttl),
         prefix=prefix,
         format=format,
         layout=layout,

@@ -59,7 +59,7 @@ from ..cookie import CookieLike, as_cookie
 from ..errors import ConfigurationError, SessionStoreError, StoreUnavailableError
 from ..storage import SessionStorage
 from ..urls import cookie_from_options, reject_unknown, storage_options
-from .base import Clock, Record, Store, utcnow
+from .base import UNSET, Clock, Record, Store, TtlOption, given_ttl, url_ttl, utcnow
 from .redis_cas import CAS_SCRIPT, CAS_SHA1, Attempt, apply_to, digest
 from .steps import Steps, arun_steps, run_steps
 
@@ -684,7 +684,7 @@ def create_upstash_session_storage(
     url: str | None = None,
     token: str | None = None,
     client: Any = None,
-    ttl: float | None = DEFAULT_TTL,
+    ttl: TtlOption = UNSET,
     prefix: str = "session:",
     timeout: float = DEFAULT_TIMEOUT,
     rolling: bool = True,
@@ -697,8 +697,9 @@ def create_upstash_session_storage(
 
     Pass ``url`` and ``token`` (``UPSTASH_REDIS_REST_URL`` / ``UPSTASH_REDIS_REST_TOKEN``) to
     serve both doors, or ``client=`` an ``upstash_redis.Redis`` (sync door) or
-    ``upstash_redis.asyncio.Redis`` (async door). ``ttl`` (seconds) is the record lifetime when
-    the cookie sets no ``max_age``/``expires``; None keeps records until deleted. ``timeout``
+    ``upstash_redis.asyncio.Redis`` (async door). ``ttl`` (seconds) is the record lifetime,
+    whatever the cookie's; not given, the cookie's lifetime or 7 days; None keeps records until
+    deleted when the cookie has no lifetime. ``timeout``
     (seconds) bounds each request made through ``url``/``token``.
 
     ``absolute_timeout`` (seconds) ends a session that long after its id was issued, however
@@ -728,9 +729,11 @@ def create_upstash_session_storage(
                 solution="use UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN from the Upstash console",
             )
         transport = UpstashRestClient(url, token, timeout=timeout)
+    default_ttl, explicit_ttl = given_ttl(ttl, DEFAULT_TTL)
     store = UpstashStore(
-        transport, prefix=prefix, default_ttl=ttl, clock=clock, storage_key_secret=storage_key_secret
+        transport, prefix=prefix, default_ttl=default_ttl, clock=clock, storage_key_secret=storage_key_secret
     )
+    store.explicit_ttl = explicit_ttl
     return SessionStorage(
         cookie=as_cookie(cookie),
         store=store,
@@ -750,7 +753,7 @@ def open_url(url: SplitResult, options: dict[str, Any]) -> SessionStorage:
     shared = storage_options(options)
     token = options.pop("token", None) or os.environ.get("UPSTASH_REDIS_REST_TOKEN")
     prefix = options.pop("prefix", "session:")
-    ttl = options.pop("ttl", DEFAULT_TTL)
+    ttl = options.pop("ttl", None)
     timeout = float(options.pop("timeout", DEFAULT_TIMEOUT))
     reject_unknown(url.scheme, options)
     scheme = url.scheme.lower().removeprefix("upstash+")
@@ -760,7 +763,7 @@ def open_url(url: SplitResult, options: dict[str, Any]) -> SessionStorage:
         url=rest_url,
         token=token,
         prefix=prefix,
-        ttl=None if ttl in (None, "", "none") else float(ttl),
+        ttl=url_ttl(ttl),
         timeout=timeout,
         **shared,
     )
