@@ -132,7 +132,8 @@ class Session(MutableMapping[str, Any]):
         return self._regenerate
 
     def regenerate(self) -> None:
-        """Move this session to a fresh id at the next commit and delete the old record.
+        """Move this session to a fresh id at the next commit and delete the old record; if
+        another request destroyed it meanwhile, nothing is moved and the cookie is expired.
 
         Call it when privileges change (sign-in) to defeat session fixation.
 

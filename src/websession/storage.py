@@ -13,7 +13,7 @@ new session with data              create                                  id co
 existing session, changed          update(changes), atomically             if rolling / re-sign
 existing session, unchanged        touched inside read when rolling        if rolling / re-sign
 destroyed                          delete                                  expired cookie
-regenerated                        create new id with the data, delete old new id cookie
+regenerated                        take the old record, create it anew     new id cookie
 =================================  ======================================  =====================
 
 Example::
@@ -184,10 +184,13 @@ class SessionStorage(_StorageBase):
             record = store.update(session.id, step.changes, step.expires, session.record)
             return self._updated(session, record, step, overrides)
         assert step.data is not None
-        old_id = session.id
+        if step.op is _Op.REGENERATE and session.id is not None:
+            taken = store.take(session.id)
+            if taken is None:
+                # Destroyed meanwhile (a sign-out in another tab): never bring it back.
+                return self._expire(session, overrides)
+            step.data = _moved(session, taken)
         new_id = store.create(step.data, step.expires)
-        if step.op is _Op.REGENERATE and old_id is not None:
-            store.delete(old_id)
         return self._created(session, new_id, step, overrides)
 
     def destroy_session(self, session: Session, **overrides: Any) -> str:
@@ -223,10 +226,12 @@ class SessionStorage(_StorageBase):
             record = await store.aupdate(session.id, step.changes, step.expires, session.record)
             return self._updated(session, record, step, overrides)
         assert step.data is not None
-        old_id = session.id
+        if step.op is _Op.REGENERATE and session.id is not None:
+            taken = await store.atake(session.id)
+            if taken is None:
+                return self._expire(session, overrides)
+            step.data = _moved(session, taken)
         new_id = await store.acreate(step.data, step.expires)
-        if step.op is _Op.REGENERATE and old_id is not None:
-            await store.adelete(old_id)
         return self._created(session, new_id, step, overrides)
 
     async def adestroy_session(self, session: Session, **overrides: Any) -> str:
@@ -511,6 +516,13 @@ def _warn_undated_id(kind: str) -> None:
             "time; such sessions are refused. Issue ids with websession.generate_id().",
             kind,
         )
+
+
+def _moved(session: Session, taken: Record) -> dict[str, Any]:
+    """The data a regenerated session moves with: this request's changes applied to the
+    record as it was taken, so a concurrent update of another key is kept (changes, not a
+    snapshot)."""
+    return session.changes.apply(taken.data) if session.modified else dict(taken.data)
 
 
 def _without_lifetime(overrides: dict[str, Any]) -> dict[str, Any]:

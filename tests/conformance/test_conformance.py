@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from websession import generate_id
+from websession import ConfigurationError, generate_id
 from websession.cookie import find_cookie
 
 from .cases import StoreCase
@@ -427,3 +427,75 @@ def test_destroy_wins_over_a_later_update(
     assert second.destroyed
     replay = door.get(storage, header)
     assert replay.is_new and len(replay) == 0
+
+
+# -- regenerate is "move if it still exists" -------------------------------------------------------
+
+
+def live_count(storage: Any) -> int | None:
+    """How many records the store holds, where it can tell (maintenance is sync only)."""
+    try:
+        return int(store_of(storage).count())
+    except (NotImplementedError, AttributeError, ConfigurationError):
+        return None
+
+
+def test_regenerate_after_a_destroy_brings_nothing_back(
+    door: Door, storage: Any, browser: Browser, case: StoreCase
+) -> None:
+    if not hasattr(storage, "store"):
+        pytest.skip(
+            f"declared: {case.name} storage keeps no record on the server that a destroy could delete"
+        )
+    door.request(storage, browser, lambda s: s.set("user", 1))
+    header = browser.header
+    signing_in = door.get(storage, header)
+    signing_out = door.get(storage, header)  # another tab, or `websession rm`
+    door.destroy(storage, signing_out)
+    signing_in.regenerate()
+    signing_in["user"] = 2
+    set_cookie = door.commit(storage, signing_in)
+    assert set_cookie is not None and "Expires=Thu, 01 Jan 1970" in set_cookie
+    assert signing_in.destroyed
+    assert live_count(storage) in (0, None)
+    assert door.get(storage, header).is_new
+
+
+def test_regenerate_moves_the_record_and_keeps_a_concurrent_update(
+    door: Door, storage: Any, browser: Browser, case: StoreCase
+) -> None:
+    require_atomic(storage, case)
+    door.request(storage, browser, lambda s: s.set("base", 0))
+    old = browser.header
+    signing_in = door.get(storage, old)
+    other = door.get(storage, old)
+    other["cart"] = [1]
+    door.commit(storage, other)  # lands between the sign-in's read and its commit
+    signing_in.regenerate()
+    signing_in["user"] = 7
+    browser.receive(door.commit(storage, signing_in))
+    assert browser.header != old
+    assert dict(door.get(storage, browser.header)) == {"base": 0, "cart": [1], "user": 7}
+    assert door.get(storage, old).is_new  # the old id is gone
+    assert live_count(storage) in (1, None)
+
+
+def test_regenerate_racing_a_destroy_never_leaves_two_sessions(
+    door: Door, storage: Any, browser: Browser, case: StoreCase
+) -> None:
+    if not getattr(store_of(storage), "atomic_take", False):
+        pytest.skip(f"declared: the {case.name} store cannot take a record atomically (atomic_take=False)")
+    for _ in range(5):
+        fresh = Browser(browser.name)
+        door.request(storage, fresh, lambda s: s.set("user", 1))
+        old = fresh.header
+        regenerated, destroyed = door.concurrently(
+            storage, old, [lambda s: (s.regenerate(), s.set("user", 2)), lambda s: s.destroy()]
+        )
+        assert door.get(storage, old).is_new  # the destroyed id never comes back
+        assert regenerated is not None and destroyed is not None
+        if "Expires=Thu, 01 Jan 1970" not in regenerated:
+            moved = Browser(browser.name)
+            moved.receive(regenerated)
+            assert dict(door.get(storage, moved.header)) == {"user": 2}  # it won the race
+            door.destroy(storage, door.get(storage, moved.header))

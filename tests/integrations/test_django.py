@@ -380,3 +380,38 @@ def test_an_explicit_store_ttl_is_the_record_lifetime(engine_storage):
         record = storage.store.peek(session.session_id)
         assert record is not None and record.expires is not None
         assert (record.expires - storage.clock()).total_seconds() <= 121
+
+
+def test_cycle_key_racing_a_logout_never_brings_the_old_data_back(engine_storage):
+    storage = engine_storage()
+    with override_settings(WEBSESSION_STORAGE=storage):
+        first = SessionStore()
+        first["cart"] = [1]
+        first.save()
+        logging_in = SessionStore(first.session_key)
+        assert logging_in["cart"] == [1]  # loaded before the logout
+        SessionStore(first.session_key).flush()  # a logout in another tab
+        logging_in["user"] = "ada"
+        logging_in.cycle_key()
+        logging_in.save()
+        assert dict(SessionStore(logging_in.session_key).items()) == {"user": "ada"}
+        assert "cart" not in SessionStore(first.session_key)
+
+
+def test_cycle_key_moves_the_data_and_keeps_a_concurrent_change(engine_storage):
+    storage = engine_storage()
+    with override_settings(WEBSESSION_STORAGE=storage):
+        first = SessionStore()
+        first["cart"] = [1]
+        first.save()
+        logging_in = SessionStore(first.session_key)
+        logging_in.load()
+        other = SessionStore(first.session_key)
+        other["theme"] = "dark"
+        other.save()  # lands between the login's read and its cycle_key
+        logging_in["user"] = "ada"
+        logging_in.cycle_key()
+        logging_in.save()
+        moved = SessionStore(logging_in.session_key)
+        assert dict(moved.items()) == {"cart": [1], "theme": "dark", "user": "ada"}
+        assert "cart" not in SessionStore(first.session_key)

@@ -228,11 +228,26 @@ class SessionStore(SessionBase):  # type: ignore[misc]
             removed = frozenset(seen.data) - frozenset(data)
         else:
             removed = frozenset(self._seen) - frozenset(data)
-        changed = {k: v for k, v in data.items() if self._seen.get(k) != codec.dumps(v)}
-        record = self.storage.store.update(session_id, Changes(changed, removed), expires, seen)
+        record = self.storage.store.update(session_id, self._changes(data, removed), expires, seen)
         if record is None:
             raise UpdateError
         self._remember(record)
+
+    def cycle_key(self) -> None:
+        """A new key for the session (``login()`` calls it): the old record is *taken* (removed
+        and returned atomically) and recreated under a new id with this request's changes, so
+        a logout racing the login never brings the old session's data back."""
+        data = self._get_session()
+        found = self._find(self.session_key)
+        if found is None:
+            self.create()
+            return
+        taken = self.storage.store.take(found[0])
+        base = {} if taken is None else taken.data
+        removed = frozenset(self._seen) - frozenset(data)
+        self._session_cache = self._changes(data, removed).apply(base)
+        self._session_key = None
+        self.create()
 
     def delete(self, session_key: str | None = None) -> None:
         key = self.session_key if session_key is None else session_key
@@ -254,6 +269,10 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         if record is None or self.storage.store.is_expired(record.expires):
             return None
         return record
+
+    def _changes(self, data: dict[str, Any], removed: frozenset[str]) -> Changes:
+        """What this request changed: keys whose JSON differs from when they were read."""
+        return Changes({k: v for k, v in data.items() if self._seen.get(k) != codec.dumps(v)}, removed)
 
     def _remember(self, record: Record | None) -> None:
         """Keep the record as read or written, with each value's JSON to tell what changed."""

@@ -125,6 +125,9 @@ class Store(ABC):
 
     #: update() applies changes atomically against concurrent requests.
     atomic_changes: ClassVar[bool] = True
+    #: take() removes and returns a record in one atomic step, so that a regenerate racing a
+    #: destroy can never bring the session back under a new id.
+    atomic_take: ClassVar[bool] = False
     #: The store expires records itself (Redis, memcached); otherwise expiry is checked on read.
     native_ttl: ClassVar[bool] = False
     #: A short name for logs and errors.
@@ -225,6 +228,28 @@ class Store(ABC):
     def delete(self, id: str) -> None:
         """Delete the record for ``id``; deleting a missing record is not an error."""
 
+    def take(self, id: str) -> Record | None:
+        """Remove the live record for ``id`` and return it; None when there is none.
+
+        This is how ``regenerate`` moves a session to a new id: the new record is made from
+        what was taken, so a destroy that lands first leaves nothing to move, and one that
+        lands later finds nothing to delete. Stores that can do it in one atomic step (GETDEL,
+        ``DELETE ... RETURNING``) override it and set ``atomic_take = True``; this default reads
+        and then deletes, and a destroy between the two can still lose to the regenerate.
+
+        Example::
+
+            >>> from websession.stores.memory import MemoryStore
+            >>> store = MemoryStore()
+            >>> id = store.create({"n": 1}, None)
+            >>> store.take(id).data, store.take(id)
+            ({'n': 1}, None)
+        """
+        record = self.read(id, None)
+        if record is not None:
+            self.delete(id)
+        return record
+
     def close(self) -> None:
         """Release connections and files the store opened itself."""
 
@@ -243,6 +268,14 @@ class Store(ABC):
 
     async def adelete(self, id: str) -> None:
         await asyncio.to_thread(self.delete, id)
+
+    async def atake(self, id: str) -> Record | None:
+        # Through the async door's own read and delete, so stores that only hold an async
+        # client need not override it.
+        record = await self.aread(id, None)
+        if record is not None:
+            await self.adelete(id)
+        return record
 
     async def aclose(self) -> None:
         self.close()

@@ -250,6 +250,7 @@ class DynamoDBStore(Store):
 
     kind = "dynamodb"
     atomic_changes = True
+    atomic_take = True
     #: DynamoDB deletes expired items itself, late; expiry is also checked on read.
     native_ttl = True
 
@@ -350,6 +351,12 @@ class DynamoDBStore(Store):
         with self._errors():
             self._sync().delete_item(TableName=self.table, Key=self._key(id))
 
+    def take(self, id: str) -> Record | None:
+        # DeleteItem hands back the item it deleted: one atomic request.
+        with self._errors():
+            reply = self._sync().delete_item(TableName=self.table, Key=self._key(id), ReturnValues="ALL_OLD")
+        return self._record(id, reply.get("Attributes"))
+
     def close(self) -> None:
         with self._lock:
             if self._own_client and self._client is not None:
@@ -403,6 +410,12 @@ class DynamoDBStore(Store):
         client = await self._async()
         with self._errors():
             await client.delete_item(TableName=self.table, Key=self._key(id))
+
+    async def atake(self, id: str) -> Record | None:
+        client = await self._async()
+        with self._errors():
+            reply = await client.delete_item(TableName=self.table, Key=self._key(id), ReturnValues="ALL_OLD")
+        return self._record(id, reply.get("Attributes"))
 
     async def aclose(self) -> None:
         context, self._async_context = self._async_context, None

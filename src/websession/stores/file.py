@@ -73,6 +73,7 @@ class FileStore(Store):
     """
 
     kind = "file"
+    atomic_take = True
 
     def __init__(
         self,
@@ -137,6 +138,14 @@ class FileStore(Store):
         # otherwise rename its new version over the hole and bring the session back.
         with self._locked(path.parent), contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+    def take(self, id: str) -> Record | None:
+        path = self.path_of(id)
+        with self._locked(path.parent):
+            record = self._load(path, id)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        return record
 
     def scan(self) -> Iterator[tuple[str, Record]]:
         for path, id in self._files():

@@ -32,6 +32,7 @@ class MemoryStore(Store):
     """Records in a dict guarded by a lock. Changes are applied atomically."""
 
     kind = "memory"
+    atomic_take = True
     cheap_count = True
 
     def __init__(
@@ -101,6 +102,20 @@ class MemoryStore(Store):
         with self._lock:
             self._records.pop(self.storage_key(id), None)
 
+    def take(self, id: str) -> Record | None:
+        key = self.storage_key(id)
+        with self._lock:
+            entry = self._live(key)
+            if entry is None:
+                return None
+            del self._records[key]
+        raw, expires = entry
+        try:
+            return Record(codec.decode_record(raw), expires, raw)
+        except codec.CorruptRecordError as exc:
+            codec.log_corrupt(self.kind, id, exc)
+            return None
+
     # The memory store never blocks, so its async door calls the sync one directly.
     async def acreate(self, data: Mapping[str, Any], expires: datetime | None) -> str:
         return self.create(data, expires)
@@ -115,6 +130,9 @@ class MemoryStore(Store):
 
     async def adelete(self, id: str) -> None:
         self.delete(id)
+
+    async def atake(self, id: str) -> Record | None:
+        return self.take(id)
 
     def scan(self) -> Iterator[tuple[str, Record]]:
         with self._lock:

@@ -162,6 +162,7 @@ class PostgresStore(Store):
     """
 
     kind = "postgres"
+    atomic_take = True
     atomic_changes = True
     native_ttl = False
     cheap_count = True
@@ -249,6 +250,11 @@ class PostgresStore(Store):
         with self._connection() as conn:
             conn.execute(self._queries.delete, (self.storage_key(id),))
 
+    def take(self, id: str) -> Record | None:
+        with self._connection() as conn:
+            row = conn.execute(self._queries.take, (self.storage_key(id),)).fetchone()
+        return self._live(id, row)
+
     def close(self) -> None:
         with self._lock:
             pool, self._pool = (self._pool, None) if self._own_pool else (None, self._pool)
@@ -290,6 +296,12 @@ class PostgresStore(Store):
     async def adelete(self, id: str) -> None:
         async with self._aconnection() as conn:
             await conn.execute(self._queries.delete, (self.storage_key(id),))
+
+    async def atake(self, id: str) -> Record | None:
+        async with self._aconnection() as conn:
+            cursor = await conn.execute(self._queries.take, (self.storage_key(id),))
+            row = await cursor.fetchone()
+        return self._live(id, row)
 
     async def aclose(self) -> None:
         pool, self._async_pool = (
@@ -381,6 +393,12 @@ class PostgresStore(Store):
             "removed": sorted(changes.removed),
             "set": jsonb_text(dict(changes.set)),
         }
+
+    def _live(self, id: str, row: tuple[Any, ...] | None) -> Record | None:
+        """A taken row, unless it had expired (it is deleted either way: one statement)."""
+        if row is None or self.is_expired(row[1]):
+            return None
+        return self._record(id, row)
 
     def _record(self, id: str, row: tuple[Any, ...] | None) -> Record | None:
         if row is None:
@@ -497,6 +515,7 @@ class _Queries:
             "WHERE id = %(id)s AND (expires IS NULL OR expires > %(now)s) RETURNING data::text"
         ).format(table)
         self.delete = sql.SQL("DELETE FROM {} WHERE id = %s").format(table)
+        self.take = sql.SQL("DELETE FROM {} WHERE id = %s RETURNING data::text, expires").format(table)
         self.scan = sql.SQL(
             "SELECT id, data::text, expires FROM {} WHERE id > %s AND (expires IS NULL OR expires > %s) "
             "ORDER BY id LIMIT %s"

@@ -147,6 +147,13 @@ if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
 return 1
 """)
 
+#: KEYS[1] the hash. HGETALL and DEL in one step: how regenerate takes a session to move it.
+HASH_TAKE = Script.of("""
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields > 0 then redis.call('DEL', KEYS[1]) end
+return fields
+""")
+
 CAS = Script(redis_cas.CAS_SCRIPT, redis_cas.CAS_SHA1)
 
 
@@ -228,6 +235,7 @@ class RedisStore(Store):
     kind = "redis"
     native_ttl = True
     atomic_changes = True
+    atomic_take = True
 
     def __init__(
         self,
@@ -318,6 +326,9 @@ class RedisStore(Store):
     def delete(self, id: str) -> None:
         self._run(self._delete(id), "delete")
 
+    def take(self, id: str) -> Record | None:
+        return self._run(self._take(id), "take")
+
     def close(self) -> None:
         """Close the sync client this store made from its url (a given client stays open)."""
         with self._lock:
@@ -341,6 +352,9 @@ class RedisStore(Store):
 
     async def adelete(self, id: str) -> None:
         await self._arun(self._delete(id), "delete")
+
+    async def atake(self, id: str) -> Record | None:
+        return await self._arun(self._take(id), "take")
 
     async def aclose(self) -> None:
         """Close the clients this store made: this event loop's async client and the sync one."""
@@ -546,6 +560,19 @@ class RedisStore(Store):
 
     def _delete(self, id: str) -> _Steps[None]:
         yield _Command(("DEL", self.key(id)))
+
+    def _take(self, id: str) -> _Steps[Record | None]:
+        # One key, one command: atomic on a single server and on Cluster alike, where the old
+        # and new ids live in different hash slots and RENAME could not be used.
+        key = self.key(id)
+        if self.layout == "hash":
+            reply = yield _Eval(HASH_TAKE, key, ())
+        else:
+            reply = yield _Command(("GETDEL", key))
+        if not reply:
+            return None
+        data = self._decode_value(id, reply)
+        return None if data is None else Record(data, None, None)
 
     def _decode_value(self, id: str, reply: Any) -> dict[str, Any] | None:
         try:

@@ -61,6 +61,7 @@ class SqliteStore(Store):
     """Records in a SQLite table. Each thread gets its own connection."""
 
     kind = "sqlite"
+    atomic_take = True
     cheap_count = True
 
     def __init__(
@@ -167,6 +168,35 @@ class SqliteStore(Store):
     def delete(self, id: str) -> None:
         with self._errors():
             self._db().execute(f"DELETE FROM {self.table} WHERE id = ?", (self.storage_key(id),))
+
+    def take(self, id: str) -> Record | None:
+        now = self.clock().timestamp()
+        key = self.storage_key(id)
+        with self._errors():
+            db = self._db()
+            # One write transaction (not DELETE ... RETURNING, which older SQLite lacks): a
+            # destroy either lands before it, leaving nothing to take, or after, finding nothing.
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                live = "(expires IS NULL OR expires > ?)"
+                row = db.execute(
+                    f"SELECT data, expires FROM {self.table} WHERE id = ? AND {live}", (key, now)
+                ).fetchone()
+                db.execute(f"DELETE FROM {self.table} WHERE id = ?", (key,))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        if row is None:
+            return None
+        data = self._decode(id, row[0])
+        try:
+            expires = _stored_moment(row[1])
+        except ValueError as exc:
+            codec.log_corrupt(self.kind, id, exc)
+            return None
+        return None if data is None else Record(data, expires, row[0])
 
     def scan(self) -> Iterator[tuple[str, Record]]:
         """Stream live records in id order, a page at a time."""

@@ -428,6 +428,7 @@ class UpstashStore(Store):
     """
 
     kind = "upstash"
+    atomic_take = True
     native_ttl = True
 
     def __init__(
@@ -468,6 +469,9 @@ class UpstashStore(Store):
     def delete(self, id: str) -> None:
         run_steps(self._delete(id), self.transport.execute)
 
+    def take(self, id: str) -> Record | None:
+        return run_steps(self._take(id), self.transport.execute)
+
     def close(self) -> None:
         self.transport.close()
 
@@ -484,6 +488,9 @@ class UpstashStore(Store):
 
     async def adelete(self, id: str) -> None:
         await arun_steps(self._delete(id), self.transport.aexecute)
+
+    async def atake(self, id: str) -> Record | None:
+        return await arun_steps(self._take(id), self.transport.aexecute)
 
     async def aclose(self) -> None:
         await self.transport.aclose()
@@ -644,6 +651,21 @@ class UpstashStore(Store):
 
     def _delete(self, id: str) -> Steps[Command, None]:
         yield ["DEL", self.key(id)]
+
+    def _take(self, id: str) -> Steps[Command, Record | None]:
+        # GETDEL: one command, so a destroy lands wholly before or after it.
+        try:
+            reply = yield ["GETDEL", self.key(id)]
+        except (codec.CorruptRecordError, UpstashCommandError) as exc:
+            if isinstance(exc, UpstashCommandError) and not exc.reply.startswith("WRONGTYPE"):
+                raise
+            codec.log_corrupt(self.kind, id, exc)
+            return None
+        if reply is None:
+            return None
+        raw = _raw(reply)
+        data = self._decode(id, raw)
+        return None if data is None else Record(data, None, raw)
 
     def _decode(self, id: str, raw: bytes) -> dict[str, Any] | None:
         try:
