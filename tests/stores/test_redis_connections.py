@@ -193,3 +193,82 @@ def test_the_callers_own_cancel_stays_a_cancel_and_no_deadline_fires_later(
         await storage.aclose()
 
     asyncio.run(main())
+
+
+def held_of(storage: Any) -> Any:
+    lanes = list(storage.store._lanes.values())
+    assert len(lanes) == 1 and lanes[0].held is not None
+    return lanes[0].held
+
+
+def test_overload_with_timeouts_and_cancellations_loses_no_connection(redis_url: str) -> None:
+    """300 requests on 4 connections with a short timeout, a third of them cancelled at random
+    points: afterwards every connection is back, no waiter is left, and requests succeed."""
+    import random
+
+    storage = make(redis_url, max_connections=4, timeout=0.02)
+    rng = random.Random(7)
+
+    async def scenario() -> None:
+        header = await new_session(storage, n=1)
+        for _ in range(3):
+            tasks = [asyncio.ensure_future(storage.aget_session(header)) for _ in range(300)]
+            for task in rng.sample(tasks, 100):
+                asyncio.get_running_loop().call_later(rng.random() * 0.05, task.cancel)
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.sleep(0.1)  # let the deadline timer run out
+        held = held_of(storage)
+        assert held.opened <= 4
+        assert len(held.idle) == held.opened  # every connection is back
+        assert len(held.waiters) == 0  # no stale waiter is kept
+        for _ in range(20):
+            assert (await storage.aget_session(header))["n"] == 1
+        await storage.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_waiter_handed_a_connection_as_it_is_cancelled_passes_it_on(redis_url: str) -> None:
+    storage = make(redis_url, max_connections=1, timeout=5)
+
+    async def scenario() -> None:
+        header = await new_session(storage, n=1)
+        held = held_of(storage)
+        conn = await held.atake()  # the only connection, taken
+        waiter = asyncio.ensure_future(held.atake())
+        await asyncio.sleep(0)
+        held.agive(conn)  # handed to the waiter ...
+        waiter.cancel()  # ... which is cancelled before it runs
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert held.idle == [conn] and held.opened == 1 and not held.waiters
+        assert (await storage.aget_session(header))["n"] == 1
+        await storage.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_sync_overload_with_timeouts_loses_no_connection(redis_url: str) -> None:
+    storage = make(redis_url, max_connections=2, timeout=0.02)
+    session = storage.get_session(None)
+    session["n"] = 1
+    header = pair(storage.commit_session(session))
+    failures: list[BaseException] = []
+
+    def hammer() -> None:
+        for _ in range(30):
+            try:
+                storage.get_session(header)
+            except StoreUnavailableError as exc:  # waited too long for a connection: a 503
+                failures.append(exc)
+
+    threads = [threading.Thread(target=hammer) for _ in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    held = storage.store._sync_held
+    assert held is not None and held.opened <= 2
+    assert len(held.idle) == held.opened  # every connection is back
+    assert all(storage.get_session(header)["n"] == 1 for _ in range(20))
+    storage.close()

@@ -791,7 +791,7 @@ class _Held:
     plain connection pool, are used this way: a given client keeps its owner's pool rules.
     """
 
-    __slots__ = ("free", "idle", "limit", "opened", "pool", "waiters")
+    __slots__ = ("dirty", "free", "idle", "limit", "opened", "pool", "waiters")
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
@@ -805,6 +805,10 @@ class _Held:
         self.opened = 0
         self.free = threading.Condition()
         self.waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
+        #: ids of async connections interrupted in the middle of a command: a reply may still
+        #: be on its way, so the next operation disconnects them before use. Marking them is
+        #: synchronous, so a second cancellation cannot lose the connection on the way back.
+        self.dirty: set[int] = set()
 
     @classmethod
     def of(cls, client: Any) -> _Held | None:
@@ -848,7 +852,16 @@ class _Held:
                 raise
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
-        return await waiter
+        try:
+            return await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                # Handed a connection just as this request was cancelled: pass it on.
+                self.agive(waiter.result())
+            else:
+                with contextlib.suppress(ValueError):
+                    self.waiters.remove(waiter)  # a timed-out waiter is never kept
+            raise
 
     def agive(self, conn: Any) -> None:
         while self.waiters:
@@ -908,20 +921,25 @@ def _held_call(conn: Any, args: tuple[Any, ...]) -> Any:
 
 async def _adrive_held(held: _Held, steps: _Steps[T]) -> T:
     conn = await held.atake()
-    busy = False
+    key = id(conn)
+    dirty = held.dirty
     try:
+        if key in dirty:
+            # Interrupted mid-command last time: drop whatever reply was still on its way.
+            await conn.disconnect(nowait=True)
+            dirty.discard(key)
         op = next(steps)
         while True:
-            busy = True
+            dirty.add(key)  # until its reply is read: a cancellation here leaves it dirty
             reply = await _aheld_send(conn, op)
-            busy = False
+            dirty.discard(key)
             op = steps.send(reply)
     except StopIteration as done:
         result: T = done.value
         return result
     finally:
-        if busy:  # a timeout or a cancelled request: the reply may still be on its way
-            await conn.disconnect(nowait=True)
+        # Synchronous, with no await before it: a timeout or a cancellation at any point
+        # gives the connection back.
         held.agive(conn)
 
 
