@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from itertools import islice
 from typing import Any, NoReturn
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import click
 from rich.console import Console
@@ -163,6 +163,9 @@ def _split_secrets(values: Sequence[str]) -> list[str]:
 @contextlib.contextmanager
 def _opened(url: str, secrets: Sequence[str] = ()) -> Iterator[SessionStorage]:
     """Open the storage a URL names, insist that it has a store, and close it afterwards."""
+    if urlsplit(url).scheme.lower() == "cookie":
+        # Said before opening: cookie storage refuses to open without secrets it never needs here.
+        raise CommandError(f"{url} keeps sessions in the browsers' cookies: there is no store to read")
     options: dict[str, Any] = {}
     if secrets:
         options["secrets"] = _split_secrets(secrets)

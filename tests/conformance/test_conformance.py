@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.timing import Stopwatch
 from websession import ConfigurationError, generate_id
 from websession.cookie import find_cookie
 
@@ -218,8 +219,11 @@ def test_expired_session_is_never_returned(
     if not case.server_side:
         pytest.skip("cookie storage: the browser drops an expired cookie; nothing server-side")
     storage = make_storage(max_age=2, rolling=False)
+    watch = Stopwatch()
     door.request(storage, browser, lambda s: s.set("user", 1))
-    assert door.get(storage, browser.header)["user"] == 1
+    found = door.get(storage, browser.header)
+    # Alive while its 2 s last; a machine so loaded that 2 s passed proves nothing either way.
+    assert found.get("user") == 1 or watch.elapsed >= 2
     wait_out(clock, 3.2)
     session = door.get(storage, browser.header)
     assert session.is_new and len(session) == 0
@@ -236,8 +240,11 @@ def test_rolling_keeps_an_active_session_alive(
     storage = make_storage(max_age=4)
     door.request(storage, browser, lambda s: s.set("user", 1))
     for _ in range(3):
+        watch = Stopwatch()  # the record's 4 s start again at each commit
         wait_out(clock, 1.6)
         session = door.get(storage, browser.header)
+        if watch.elapsed >= 4 and not isinstance(clock, FakeClock):
+            pytest.skip("the machine stalled longer than the session's lifetime")
         assert session.get("user") == 1
         header = door.commit(storage, session)
         assert header is not None and "Max-Age=4" in header  # re-sent with a fresh Max-Age

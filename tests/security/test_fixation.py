@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import pytest
+from tests.timing import Stopwatch
 
 from websession import (
     ConfigurationError,
@@ -117,12 +118,15 @@ def test_server_ttls_end_idle_sessions(build: Any) -> None:
     them at once, so the suite waits for one lifetime, not one per store."""
     storages = [build(backend, cookie=make_cookie(max_age=2)) for backend in NATIVE_TTL]
     headers = [start(storage, {"user": 1}) for storage in storages]
+    watches = [Stopwatch() for _ in storages]  # each record's 2 s start at its last commit
     for _ in range(2):  # active: each request rolls the server's TTL forward
         time.sleep(0.8)
-        for storage, header in zip(storages, headers, strict=True):
+        for storage, header, watch in zip(storages, headers, watches, strict=True):
             session = storage.get_session(header)
-            assert session["user"] == 1, storage
+            # A machine stalled past the lifetime proves nothing about rolling either way.
+            assert session.get("user") == 1 or watch.elapsed >= 2, storage
             storage.commit_session(session)
+            watch.started = time.monotonic()
     time.sleep(3.1)  # idle past the lifetime
     for storage, header in zip(storages, headers, strict=True):
         session = storage.get_session(header)

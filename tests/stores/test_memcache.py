@@ -17,6 +17,7 @@ from pymemcache.client.base import Client
 from tests.conformance.harness import AsyncDoor, Browser, Door, SyncDoor
 from tests.servers._processes import free_port
 from tests.servers.memcached import MemcachedProcess
+from tests.timing import Stopwatch
 from websession import (
     ConfigurationError,
     RecordTooLargeError,
@@ -387,12 +388,14 @@ def test_write_sets_the_record_with_its_expiry(
     plain: MemcacheStore, memcached_server: MemcachedProcess, memcache_prefix: str
 ) -> None:
     id, far = plain.new_id(), plain.new_id()
+    watch = Stopwatch()
     assert plain.write(id, {"a": [1, {}]}, utcnow() + timedelta(seconds=120))
     assert raw_client(memcached_server).get((memcache_prefix + id).encode()) == b'{"a":[1,{}]}'
-    assert 118 <= remaining_ttl(memcached_server, (memcache_prefix + id).encode()) <= 120
+    assert watch.ttl_ok(remaining_ttl(memcached_server, (memcache_prefix + id).encode()), 120)
     # Over 30 days memcached reads an absolute time; the remaining lifetime still carries over.
+    watch = Stopwatch()
     assert plain.write(far, {}, utcnow() + timedelta(days=60))
-    assert abs(remaining_ttl(memcached_server, (memcache_prefix + far).encode()) - 60 * DAY) <= 2
+    assert watch.ttl_ok(remaining_ttl(memcached_server, (memcache_prefix + far).encode()), 60 * DAY, 2)
     assert plain.write(id, {"a": 2}, None, replace=False) is False
     assert plain.write(id, {"a": 3}, None) is True
     assert remaining_ttl(memcached_server, (memcache_prefix + id).encode()) == -1
@@ -413,13 +416,14 @@ def test_write_many_counts_and_refuses_oversized_records(plain: MemcacheStore) -
 def test_peek_reads_the_expiry_without_touching(
     plain: MemcacheStore, memcached_server: MemcachedProcess, memcache_prefix: str
 ) -> None:
+    watch = Stopwatch()
     expires = utcnow() + timedelta(seconds=300)
     id = plain.create({"n": 1}, expires)
     for _ in range(2):
         record = plain.peek(id)
         assert record is not None and record.data == {"n": 1}
-        assert record.expires is not None and abs((record.expires - expires).total_seconds()) <= 1.5
-    assert 298 <= remaining_ttl(memcached_server, (memcache_prefix + id).encode()) <= 300
+        assert watch.close(record.expires, expires, rounding=1.5)
+    assert watch.ttl_ok(remaining_ttl(memcached_server, (memcache_prefix + id).encode()), 300)
     assert plain.peek(plain.new_id()) is None
     assert plain.peek(id + "\r\nflush_all") is None
     assert plain.peek(id) is not None
