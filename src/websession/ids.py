@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 ID_BYTES = 16
 
 _HEX_ID = re.compile(r"[0-9a-f]{40}")
+_REMIX_FILE_ID = re.compile(r"[0-9a-f]{16}")
 _UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
@@ -74,6 +75,31 @@ def is_valid_id(value: object) -> bool:
         (True, False, False)
     """
     return isinstance(value, str) and _HEX_ID.fullmatch(value) is not None
+
+
+def generate_remix_file_id() -> str:
+    """An id as Remix's ``createFileSessionStorage`` makes them: 64 random bits, 16 hex.
+
+    Only the file store's ``remix_ids`` opt-in issues these; they are half the 128 bits of
+    :func:`generate_id` and carry no creation time.
+
+    Example::
+
+        >>> len(generate_remix_file_id()), is_remix_file_id(generate_remix_file_id())
+        (16, True)
+    """
+    return secrets.token_hex(8)
+
+
+def is_remix_file_id(value: object) -> bool:
+    """Tell whether ``value`` is a Remix file-storage id: 16 lowercase hex characters.
+
+    Example::
+
+        >>> is_remix_file_id("0123456789abcdef"), is_remix_file_id("0123456789ABCDEF")
+        (True, False)
+    """
+    return isinstance(value, str) and _REMIX_FILE_ID.fullmatch(value) is not None
 
 
 def is_valid_uuid(value: object) -> bool:

@@ -29,7 +29,8 @@ from urllib.parse import SplitResult
 from .. import codec
 from ..changes import Changes
 from ..cookie import CookieLike, as_cookie
-from ..errors import SessionStoreError
+from ..errors import ConfigurationError, SessionStoreError
+from ..ids import generate_remix_file_id, is_remix_file_id
 from ..storage import SessionStorage
 from ..urls import cookie_from_options, reject_unknown, storage_options, url_path
 from .base import Clock, Record, Store, touch_due, utcnow
@@ -70,6 +71,10 @@ class FileStore(Store):
     ``touch_interval`` limits rolling rewrites: a read moves the stored expiry only when it
     would move by more than this (or a tenth of the lifetime, if smaller), so a busy session is
     not rewritten on every request.
+
+    ``remix_ids=True`` shares a directory with Remix's ``createFileSessionStorage``: it accepts
+    and keeps Remix's 16-hex ids and issues them for new sessions (Remix reads no other), at 64
+    random bits instead of 128. websession's own 40-hex ids stay readable.
     """
 
     kind = "file"
@@ -82,10 +87,17 @@ class FileStore(Store):
         default_ttl: float | None = None,
         touch_interval: float = 60.0,
         fsync: bool = False,
+        remix_ids: bool = False,
         clock: Clock = utcnow,
         storage_key_secret: str | bytes | None = None,
     ) -> None:
         super().__init__(default_ttl=default_ttl, clock=clock, storage_key_secret=storage_key_secret)
+        if remix_ids and storage_key_secret is not None:
+            raise ConfigurationError(
+                "remix_ids shares files with Remix, which names them by the id itself",
+                solution="drop storage_key_secret, or remix_ids",
+            )
+        self.remix_ids = remix_ids
         self.dir = Path(dir)
         self.touch_interval = touch_interval
         self.fsync = fsync
@@ -93,6 +105,12 @@ class FileStore(Store):
 
     def __repr__(self) -> str:
         return f"FileStore({str(self.dir)!r})"
+
+    def new_id(self) -> str:
+        return generate_remix_file_id() if self.remix_ids else super().new_id()
+
+    def is_valid_id(self, value: object) -> bool:
+        return super().is_valid_id(value) or (self.remix_ids and is_remix_file_id(value))
 
     def path_of(self, id: str) -> Path:
         """Where the record for a valid id lives (under its keyed hash with ``storage_key_secret``)."""
@@ -263,6 +281,7 @@ def create_file_session_storage(
     default_ttl: float | None = None,
     touch_interval: float = 60.0,
     fsync: bool = False,
+    remix_ids: bool = False,
     rolling: bool = True,
     save_uninitialized: bool = False,
     absolute_timeout: float | None = None,
@@ -270,6 +289,11 @@ def create_file_session_storage(
     clock: Clock = utcnow,
 ) -> SessionStorage:
     """Sessions as JSON files under ``dir``, in Remix's file layout.
+
+    ``remix_ids=True`` lets a Remix app's ``createFileSessionStorage`` share the directory:
+    its 64-bit ids are read and kept, and new sessions get them too (docs/stores/file.md
+    states the trade-off). Remix ids carry no creation time, so ``absolute_timeout`` cannot
+    be combined with it.
 
     ``absolute_timeout`` (seconds) ends a session that long after its id was issued, however
     active; ``storage_key_secret`` keeps records under a keyed hash of the id, so a dump of the
@@ -286,11 +310,17 @@ def create_file_session_storage(
         >>> storage.get_session(storage.commit_session(session))["n"]
         1
     """
+    if remix_ids and absolute_timeout is not None:
+        raise ConfigurationError(
+            "Remix's file ids carry no creation time, so absolute_timeout cannot be enforced",
+            solution="drop absolute_timeout, or remix_ids (websession's own ids are dated)",
+        )
     store = FileStore(
         dir,
         default_ttl=default_ttl,
         touch_interval=touch_interval,
         fsync=fsync,
+        remix_ids=remix_ids,
         clock=clock,
         storage_key_secret=storage_key_secret,
     )
@@ -305,11 +335,17 @@ def create_file_session_storage(
 
 
 def open_url(url: SplitResult, options: dict[str, Any]) -> SessionStorage:
-    """``file:///var/lib/app/sessions`` (absolute) or ``file://./sessions`` (relative)."""
+    """``file:///var/lib/app/sessions`` (absolute) or ``file://./sessions`` (relative);
+    ``?remix_ids=1`` shares the directory with Remix's file storage."""
     cookie = cookie_from_options(options)
     shared = storage_options(options)
     ttl = options.pop("ttl", None)
+    remix_ids = options.pop("remix_ids", "") in ("1", "true", "yes")
     reject_unknown("file", options)
     return create_file_session_storage(
-        dir=url_path(url), cookie=cookie, default_ttl=None if ttl is None else float(ttl), **shared
+        dir=url_path(url),
+        cookie=cookie,
+        default_ttl=None if ttl is None else float(ttl),
+        remix_ids=remix_ids,
+        **shared,
     )
