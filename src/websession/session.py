@@ -259,6 +259,41 @@ class Session(MutableMapping[str, Any]):
         for name in list(self._data):
             del self[name]
 
+    # dict's own behaviour, which code written for Starlette's dict-based session relies on.
+
+    def popitem(self) -> tuple[str, Any]:
+        """Remove and return the most recently added item, as ``dict.popitem`` does.
+
+        Example::
+
+            >>> session = Session({"a": 1, "b": 2})
+            >>> session.popitem(), dict(session)
+            (('b', 2), {'a': 1})
+        """
+        if not self._data:
+            raise KeyError("popitem(): session is empty")
+        name = next(reversed(self._data))
+        value = self[name]
+        del self[name]
+        return name, value
+
+    def __ior__(self, other: Any) -> Session:
+        """``session |= {...}``: an update, tracked like any other.
+
+        Example::
+
+            >>> session = Session({"a": 1})
+            >>> session |= {"b": 2}
+            >>> dict(session), session.modified
+            ({'a': 1, 'b': 2}, True)
+        """
+        self.update(other)
+        return self
+
+    def __or__(self, other: Any) -> dict[str, Any]:
+        """``session | {...}``: a new plain dict; the session is unchanged."""
+        return {**dict(self), **dict(other)}
+
     # -- used by storages ------------------------------------------------------------------
 
     def _lend(self, name: str) -> Any:
