@@ -6,6 +6,7 @@ event loop or in threads, and clients handed in by the application."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
@@ -195,80 +196,176 @@ def test_the_callers_own_cancel_stays_a_cancel_and_no_deadline_fires_later(
     asyncio.run(main())
 
 
-def held_of(storage: Any) -> Any:
-    lanes = list(storage.store._lanes.values())
-    assert len(lanes) == 1 and lanes[0].held is not None
-    return lanes[0].held
+# -- overload, cancellations and timeouts never lose a held connection (issue 11, item 4) ----
 
 
-def test_overload_with_timeouts_and_cancellations_loses_no_connection(redis_url: str) -> None:
-    """300 requests on 4 connections with a short timeout, a third of them cancelled at random
-    points: afterwards every connection is back, no waiter is left, and requests succeed."""
+def async_held(storage: Any) -> Any:
+    (lane,) = storage.store._lanes.values()
+    return lane.held
+
+
+def assert_all_back(held: Any, limit: int) -> None:
+    """Nothing runs: every connection opened is idle again, and nobody waits."""
+    assert 1 <= held.opened <= limit
+    assert len(held.idle) == held.opened
+    assert len(set(map(id, held.idle))) == held.opened
+    assert not held.waiters
+    assert len(held.pool._in_use_connections) == held.opened
+
+
+def test_a_waiter_cancelled_just_as_it_is_handed_a_connection_passes_it_on(redis_url: str) -> None:
+    storage = make(redis_url, max_connections=1, timeout=2)
+
+    async def main() -> None:
+        alice = await new_session(storage, name="alice")
+
+        async def first() -> None:
+            await storage.aget_session(alice)
+            # The read just gave the one connection to `second`, which has not run yet.
+            second.cancel()
+
+        one = asyncio.create_task(first())
+        second = asyncio.create_task(storage.aget_session(alice))
+        await one
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        assert_all_back(async_held(storage), 1)
+        assert (await storage.aget_session(alice))["name"] == "alice"
+        await storage.adestroy_session(await storage.aget_session(alice))
+        await storage.aclose()
+
+    asyncio.run(main())
+
+
+def test_an_overload_with_timeouts_and_cancels_gives_every_connection_back(
+    private_redis: RedisServer,
+) -> None:
     import random
 
-    storage = make(redis_url, max_connections=4, timeout=0.02)
-    rng = random.Random(7)
+    storage = make(private_redis.url, max_connections=4, timeout=0.5)
+    rng = random.Random(11)
 
-    async def scenario() -> None:
-        header = await new_session(storage, n=1)
+    async def main() -> None:
+        headers = [await new_session(storage, who=i) for i in range(20)]
+
+        async def visit(index: int) -> None:
+            header = headers[index % len(headers)]
+            for _ in range(20):
+                roll = rng.random()
+                try:
+                    if roll < 0.4:  # the caller's own deadline, anywhere in the operation
+                        await asyncio.wait_for(storage.aget_session(header), rng.uniform(0, 0.01))
+                    elif roll < 0.7:  # a cancel at a random point
+                        task = asyncio.create_task(storage.aget_session(header))
+                        await asyncio.sleep(rng.uniform(0, 0.005))
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
+                    else:
+                        session = await storage.aget_session(header)
+                        assert session["who"] == index % len(headers)
+                        session["n"] = roll
+                        await storage.acommit_session(session)
+                except (asyncio.TimeoutError, StoreUnavailableError):
+                    pass
+
+        async def freeze_once() -> None:
+            # A hang in the middle of the run: the store's own timeouts end what is in flight.
+            await asyncio.sleep(0.05)
+            with frozen(private_redis):
+                await asyncio.sleep(0.8)
+
+        await asyncio.gather(freeze_once(), *(visit(i) for i in range(300)))
+        assert_all_back(async_held(storage), 4)
+        # Reads and writes succeed again, one at a time and many at once.
+        for index, header in enumerate(headers):
+            session = await storage.aget_session(header)
+            assert session["who"] == index
+            session["after"] = True
+            await storage.acommit_session(session)
+        sessions = await asyncio.gather(*(storage.aget_session(h) for h in headers))
+        assert [(s["who"], s["after"]) for s in sessions] == [(i, True) for i in range(20)]
+        assert_all_back(async_held(storage), 4)
+        await storage.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_request_cancelled_after_sending_leaves_no_reply_for_the_next_on_its_connection(
+    private_redis: RedisServer,
+) -> None:
+    storage = make(private_redis.url, max_connections=1, timeout=2)
+
+    async def main() -> None:
+        alice = await new_session(storage, name="alice")
+        bob = await new_session(storage, name="bob")
+        with frozen(private_redis):
+            task = asyncio.create_task(storage.aget_session(alice))
+            await asyncio.sleep(0.2)  # the GETEX is sent; its reply waits in the frozen server
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        await asyncio.sleep(0.1)  # alice's reply is on its way now, to the cancelled request
+        held = async_held(storage)
+        assert held.opened == 1  # bob's request goes out on that very connection
         for _ in range(3):
-            tasks = [asyncio.ensure_future(storage.aget_session(header)) for _ in range(300)]
-            for task in rng.sample(tasks, 100):
-                asyncio.get_running_loop().call_later(rng.random() * 0.05, task.cancel)
-            await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.sleep(0.1)  # let the deadline timer run out
-        held = held_of(storage)
-        assert held.opened <= 4
-        assert len(held.idle) == held.opened  # every connection is back
-        assert len(held.waiters) == 0  # no stale waiter is kept
-        for _ in range(20):
-            assert (await storage.aget_session(header))["n"] == 1
+            assert dict(await storage.aget_session(bob)) == {"name": "bob"}
+            assert dict(await storage.aget_session(alice)) == {"name": "alice"}
+        assert_all_back(held, 1)
         await storage.aclose()
 
-    asyncio.run(scenario())
+    asyncio.run(main())
 
 
-def test_a_waiter_handed_a_connection_as_it_is_cancelled_passes_it_on(redis_url: str) -> None:
-    storage = make(redis_url, max_connections=1, timeout=5)
+def test_a_server_killed_mid_request_costs_no_connection(private_redis: RedisServer) -> None:
+    storage = make(private_redis.url, max_connections=2, timeout=1)
 
-    async def scenario() -> None:
-        header = await new_session(storage, n=1)
-        held = held_of(storage)
-        conn = await held.atake()  # the only connection, taken
-        waiter = asyncio.ensure_future(held.atake())
-        await asyncio.sleep(0)
-        held.agive(conn)  # handed to the waiter ...
-        waiter.cancel()  # ... which is cancelled before it runs
-        with pytest.raises(asyncio.CancelledError):
-            await waiter
-        assert held.idle == [conn] and held.opened == 1 and not held.waiters
-        assert (await storage.aget_session(header))["n"] == 1
+    async def main() -> None:
+        await new_session(storage, name="before")
+        assert private_redis.process is not None
+        os.kill(private_redis.process.pid, signal.SIGSTOP)
+        reads = [asyncio.create_task(new_session(storage, name=str(i))) for i in range(6)]
+        await asyncio.sleep(0.2)
+        private_redis.stop()  # SIGKILL with commands in flight and requests waiting
+        for outcome in await asyncio.gather(*reads, return_exceptions=True):
+            assert isinstance(outcome, StoreUnavailableError)
+        private_redis.start()
+        header = await new_session(storage, name="after")
+        assert dict(await storage.aget_session(header)) == {"name": "after"}
+        assert_all_back(async_held(storage), 2)
         await storage.aclose()
 
-    asyncio.run(scenario())
+    asyncio.run(main())
 
 
-def test_sync_overload_with_timeouts_loses_no_connection(redis_url: str) -> None:
-    storage = make(redis_url, max_connections=2, timeout=0.02)
-    session = storage.get_session(None)
-    session["n"] = 1
-    header = pair(storage.commit_session(session))
+def test_threads_that_time_out_give_every_connection_back(private_redis: RedisServer) -> None:
+    storage = make(private_redis.url, max_connections=2, timeout=0.3)
+    headers = []
+    for index in range(4):
+        session = storage.get_session(None)
+        session["who"] = index
+        headers.append(pair(storage.commit_session(session)))
     failures: list[BaseException] = []
 
-    def hammer() -> None:
-        for _ in range(30):
+    def visit(index: int) -> None:
+        for _ in range(20):
             try:
-                storage.get_session(header)
-            except StoreUnavailableError as exc:  # waited too long for a connection: a 503
+                assert storage.get_session(headers[index % 4])["who"] == index % 4
+            except StoreUnavailableError:
+                pass  # a timeout in a read, or while waiting for a connection
+            except BaseException as exc:  # reported below, in the test's thread
                 failures.append(exc)
 
-    threads = [threading.Thread(target=hammer) for _ in range(40)]
+    threads = [threading.Thread(target=visit, args=(i,)) for i in range(12)]
+    with frozen(private_redis):
+        for thread in threads:
+            thread.start()
+        threading.Event().wait(0.5)
     for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+        thread.join()
+    assert failures == []
     held = storage.store._sync_held
-    assert held is not None and held.opened <= 2
-    assert len(held.idle) == held.opened  # every connection is back
-    assert all(storage.get_session(header)["n"] == 1 for _ in range(20))
+    assert 1 <= held.opened <= 2 and len(held.idle) == held.opened
+    for index, header in enumerate(headers):
+        assert storage.get_session(header)["who"] == index
     storage.close()

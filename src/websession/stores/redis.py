@@ -791,7 +791,7 @@ class _Held:
     plain connection pool, are used this way: a given client keeps its owner's pool rules.
     """
 
-    __slots__ = ("dirty", "free", "idle", "limit", "opened", "pool", "waiters")
+    __slots__ = ("broken", "free", "idle", "limit", "opened", "pool", "waiters")
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
@@ -800,38 +800,42 @@ class _Held:
         # limit itself: a request that finds none idle and the limit reached waits for one
         # to be given back (a sync thread on ``free``, an async task on a future in
         # ``waiters``), within the store's timeout, instead of waiting on a pool that will
-        # never see them again.
+        # never see them again. Invariant when no operation runs: ``opened <= limit``,
+        # every opened connection idle, no waiter left.
         self.limit: int = getattr(pool, "max_connections", None) or sys.maxsize
         self.opened = 0
         self.free = threading.Condition()
         self.waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
-        #: ids of async connections interrupted in the middle of a command: a reply may still
-        #: be on its way, so the next operation disconnects them before use. Marking them is
-        #: synchronous, so a second cancellation cannot lose the connection on the way back.
-        self.dirty: set[int] = set()
+        # Connections interrupted in the middle of a command: a reply may still be on its way,
+        # so the next operation disconnects them before use. Marking instead of disconnecting
+        # at once keeps every await out of the give-back path, where a second cancellation
+        # could otherwise skip the give-back and lose the slot for good.
+        self.broken: set[Any] = set()
 
     @classmethod
     def of(cls, client: Any) -> _Held | None:
         plain = isinstance(client, (redis.Redis, redis.asyncio.Redis)) and client.connection is None
         return cls(client.connection_pool) if plain else None
 
+    def _available(self) -> bool:
+        return bool(self.idle) or self.opened < self.limit
+
     def take(self) -> Any:
         """A connection for one sync operation: an idle one, a new one, or the next given back."""
         with self.free:
-            while not self.idle:
-                if self.opened < self.limit:
-                    self.opened += 1
-                    break
-                timeout = getattr(self.pool, "timeout", None)
-                if not self.free.wait(timeout):
-                    raise redis.exceptions.ConnectionError("No connection available.")
-            else:
+            # wait_for checks again after a timeout, so a connection given back just as the
+            # wait ends is taken rather than left idle behind a "No connection available".
+            if not self.free.wait_for(self._available, getattr(self.pool, "timeout", None)):
+                raise redis.exceptions.ConnectionError("No connection available.")
+            if self.idle:
                 return self.idle.pop()
+            self.opened += 1
         try:
             return self.pool.get_connection()
         except BaseException:
             with self.free:
                 self.opened -= 1
+                self.free.notify()  # the slot is free again: a waiting thread may open it
             raise
 
     def give(self, conn: Any) -> None:
@@ -840,13 +844,19 @@ class _Held:
             self.free.notify()
 
     async def atake(self) -> Any:
-        """The async twin of :meth:`take` (one instance per event loop)."""
+        """The async twin of :meth:`take` (one instance per event loop).
+
+        Nothing here awaits while it owns a connection it has not yet returned: a new one is
+        taken from the pool without I/O (it connects on its first command, inside the
+        operation's own guard), and a waiter cancelled just after it was handed a connection
+        hands it on before the cancellation goes up.
+        """
         if self.idle:
             return self.idle.pop()
         if self.opened < self.limit:
             self.opened += 1
             try:
-                return await self.pool.get_connection()
+                return self.pool.get_available_connection()
             except BaseException:
                 self.opened -= 1
                 raise
@@ -856,17 +866,17 @@ class _Held:
             return await waiter
         except BaseException:
             if waiter.done() and not waiter.cancelled():
-                # Handed a connection just as this request was cancelled: pass it on.
-                self.agive(waiter.result())
+                self.agive(waiter.result())  # handed a connection, then cancelled: pass it on
             else:
-                with contextlib.suppress(ValueError):
-                    self.waiters.remove(waiter)  # a timed-out waiter is never kept
+                waiter.cancel()
+                with contextlib.suppress(ValueError):  # agive may have skipped it already
+                    self.waiters.remove(waiter)
             raise
 
     def agive(self, conn: Any) -> None:
         while self.waiters:
             waiter = self.waiters.popleft()
-            if not waiter.done():  # a waiter whose request timed out is skipped
+            if not waiter.done():  # a waiter cancelled a moment ago is skipped
                 waiter.set_result(conn)
                 return
         self.idle.append(conn)
@@ -876,6 +886,10 @@ def _drive_held(held: _Held, steps: _Steps[T]) -> T:
     conn = held.take()
     busy = False
     try:
+        if held.broken and conn in held.broken:
+            busy = True
+            conn.disconnect()
+            held.broken.discard(conn)
         op = next(steps)
         while True:
             busy = True
@@ -886,8 +900,8 @@ def _drive_held(held: _Held, steps: _Steps[T]) -> T:
         result: T = done.value
         return result
     finally:
-        if busy:
-            conn.disconnect()
+        if busy:  # a timeout, or an error mid-command: the reply may still be on its way
+            held.broken.add(conn)
         held.give(conn)
 
 
@@ -921,25 +935,25 @@ def _held_call(conn: Any, args: tuple[Any, ...]) -> Any:
 
 async def _adrive_held(held: _Held, steps: _Steps[T]) -> T:
     conn = await held.atake()
-    key = id(conn)
-    dirty = held.dirty
+    busy = False
     try:
-        if key in dirty:
-            # Interrupted mid-command last time: drop whatever reply was still on its way.
+        if held.broken and conn in held.broken:
+            busy = True
             await conn.disconnect(nowait=True)
-            dirty.discard(key)
+            held.broken.discard(conn)
         op = next(steps)
         while True:
-            dirty.add(key)  # until its reply is read: a cancellation here leaves it dirty
+            busy = True
             reply = await _aheld_send(conn, op)
-            dirty.discard(key)
+            busy = False
             op = steps.send(reply)
     except StopIteration as done:
         result: T = done.value
         return result
     finally:
-        # Synchronous, with no await before it: a timeout or a cancellation at any point
-        # gives the connection back.
+        # No await here: a second cancellation must not skip the give-back.
+        if busy:  # a timeout or a cancelled request: the reply may still be on its way
+            held.broken.add(conn)
         held.agive(conn)
 
 
