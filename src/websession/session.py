@@ -17,11 +17,25 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, cast
 
 from . import codec
 from .changes import Changes
 from .stores.base import Record
+
+if TYPE_CHECKING:
+    # PEP 696 defaults: a bare ``Session`` is ``Session[Any, Any]``, so code written before the
+    # type parameters existed type-checks unchanged (even under ``disallow_any_generics``).
+    # Type checkers read typing_extensions from their own stubs: nothing is imported at run time.
+    from typing_extensions import TypeVar
+
+    Data = TypeVar("Data", bound=Mapping[str, object], default=Any)
+    Flash = TypeVar("Flash", bound=Mapping[str, object], default=Any)
+else:
+    from typing import TypeVar
+
+    Data = TypeVar("Data")
+    Flash = TypeVar("Flash")
 
 _MISSING: Any = object()
 
@@ -37,10 +51,19 @@ def flash_key(name: str) -> str:
     return f"__flash_{name}__"
 
 
-class Session(MutableMapping[str, Any]):
+def _is_flash_key(key: str) -> bool:
+    return len(key) >= 10 and key.startswith("__flash_") and key.endswith("__")
+
+
+class Session(MutableMapping[str, Any], Generic[Data, Flash]):
     """The data of one session. Dict-like, with Remix's has/get/set/flash/unset.
 
     Storages create sessions; applications read and change them, then commit them.
+
+    ``Session[MyData, MyFlash]`` (two TypedDicts, as Remix's ``createSessionStorage<Data,
+    Flash>``) types :attr:`typed` as ``MyData`` and :attr:`flashes` as ``MyFlash``, so a type
+    checker catches a wrong key or value type there. The dict-like methods stay untyped
+    (``Any``); a bare ``Session`` is ``Session[Any, Any]``.
     """
 
     __slots__ = (
@@ -104,6 +127,38 @@ class Session(MutableMapping[str, Any]):
     def data(self) -> dict[str, Any]:
         """A shallow copy of the data, flash values included."""
         return dict(self._data)
+
+    @property
+    def typed(self) -> Data:
+        """The data (without flash values) as the ``Data`` type: reads and writes go through the
+        session, so they are tracked like ``session[...]``.
+
+        Example::
+
+            >>> session = Session({"user": 7, "__flash_notice__": "Saved"})
+            >>> session.typed["user"], list(session.typed)
+            (7, ['user'])
+            >>> session.typed["theme"] = "dark"
+            >>> sorted(session.changes.set)
+            ['theme']
+        """
+        return cast(Data, _DataView(self))
+
+    @property
+    def flashes(self) -> Flash:
+        """The flash values as the ``Flash`` type: setting one flashes it, reading one returns
+        it and removes it (as :meth:`get` does).
+
+        Example::
+
+            >>> session = Session()
+            >>> session.flashes["notice"] = "Saved"
+            >>> session.data
+            {'__flash_notice__': 'Saved'}
+            >>> session.flashes.get("notice"), session.flashes.get("notice")
+            ('Saved', None)
+        """
+        return cast(Flash, _FlashView(self))
 
     @property
     def modified(self) -> bool:
@@ -338,3 +393,68 @@ class Session(MutableMapping[str, Any]):
         self._data.clear()
         self._committed(None, None)
         self._destroyed = True
+
+
+class _DataView(MutableMapping[str, Any]):
+    """A session's non-flash values, behind :attr:`Session.typed`."""
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: Session[Any, Any]) -> None:
+        self._session = session
+
+    def __getitem__(self, name: str) -> Any:
+        if _is_flash_key(name):
+            raise KeyError(name)
+        return self._session[name]
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        self._session[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        del self._session[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key in self._session if not _is_flash_key(key))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+class _FlashView(MutableMapping[str, Any]):
+    """A session's flash values by name, behind :attr:`Session.flashes`; a read consumes."""
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: Session[Any, Any]) -> None:
+        self._session = session
+
+    def __getitem__(self, name: str) -> Any:
+        session = self._session
+        key = flash_key(name)
+        if key not in session._data:
+            raise KeyError(name)
+        value = session._data.pop(key)
+        session._record_removal(key)
+        return value
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        self._session.flash(name, value)
+
+    def __delitem__(self, name: str) -> None:
+        del self._session[flash_key(name)]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and flash_key(name) in self._session._data
+
+    def __iter__(self) -> Iterator[str]:
+        return (key[8:-2] for key in self._session if _is_flash_key(key))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"<flashes {sorted(self)}>"

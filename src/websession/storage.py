@@ -32,14 +32,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic
 
 from .changes import Changes
 from .codec import logger
 from .cookie import Cookie, find_cookie
 from .errors import CookieTooLargeError
 from .ids import created_at
-from .session import Session
+from .session import Data, Flash, Session
 from .stores.base import Clock, Record, Store, utcnow
 
 #: Browsers keep cookies up to 4096 bytes, name, value and attributes together.
@@ -86,7 +86,7 @@ class _Stale:
 _STALE = _Stale()
 
 
-class _StorageBase:
+class _StorageBase(Generic[Data, Flash]):
     """What cookie storage and store-backed storage share: the cookie and the rules."""
 
     def __init__(
@@ -102,18 +102,18 @@ class _StorageBase:
         self.save_uninitialized = save_uninitialized
         self.clock = clock
 
-    def _serialize(self, value: Any, session: Session, overrides: dict[str, Any]) -> str:
+    def _serialize(self, value: Any, session: Session[Data, Flash], overrides: dict[str, Any]) -> str:
         return self.cookie.serialize(value, binding=session.binding, **overrides)
 
     def _rolls(self, overrides: dict[str, Any]) -> bool:
         """Whether an unchanged session's cookie is re-sent: rolling with a max_age."""
         return self.rolling and self.cookie.with_overrides(overrides).max_age is not None
 
-    def _cookie_due(self, session: Session, overrides: dict[str, Any]) -> bool:
+    def _cookie_due(self, session: Session[Data, Flash], overrides: dict[str, Any]) -> bool:
         return session.resign or bool(overrides) or self._rolls(overrides)
 
 
-class SessionStorage(_StorageBase):
+class SessionStorage(_StorageBase[Data, Flash]):
     """Sessions whose data lives in a :class:`~websession.stores.base.Store`; the cookie holds
     only the signed id.
 
@@ -122,6 +122,9 @@ class SessionStorage(_StorageBase):
     ``save_uninitialized`` (default False) stores new sessions even when nothing was set in them.
     ``absolute_timeout`` (seconds) ends every session that long after its id was issued, however
     active it is; the store's expiry is never set beyond it.
+
+    ``SessionStorage[Data, Flash]`` (two TypedDicts) makes every session it returns a
+    ``Session[Data, Flash]`` (docs/typed-sessions.md); a bare ``SessionStorage`` is untyped.
 
     Example::
 
@@ -153,7 +156,9 @@ class SessionStorage(_StorageBase):
 
     # -- the sync door ---------------------------------------------------------------------
 
-    def get_session(self, cookie_header: str | bytes | None = None, *, binding: str | None = None) -> Session:
+    def get_session(
+        self, cookie_header: str | bytes | None = None, *, binding: str | None = None
+    ) -> Session[Data, Flash]:
         """Return the session named by a Cookie header; a new one when there is none.
 
         No cookie means no store I/O. A cookie that does not verify, or names an unknown or
@@ -165,7 +170,7 @@ class SessionStorage(_StorageBase):
             return self._fresh(lookup, binding)
         return self._found(lookup, self.store.read(lookup.id, lookup.touch), binding)
 
-    def commit_session(self, session: Session, **overrides: Any) -> str | None:
+    def commit_session(self, session: Session[Data, Flash], **overrides: Any) -> str | None:
         """Store what this request changed and return the Set-Cookie value, or None when the
         browser's cookie can stay as it is.
 
@@ -193,7 +198,7 @@ class SessionStorage(_StorageBase):
         new_id = store.create(step.data, step.expires)
         return self._created(session, new_id, step, overrides)
 
-    def destroy_session(self, session: Session, **overrides: Any) -> str:
+    def destroy_session(self, session: Session[Data, Flash], **overrides: Any) -> str:
         """Delete the session's record and return a Set-Cookie value that expires the cookie."""
         session.destroy()
         header = self.commit_session(session, **overrides)
@@ -204,14 +209,14 @@ class SessionStorage(_StorageBase):
 
     async def aget_session(
         self, cookie_header: str | bytes | None = None, *, binding: str | None = None
-    ) -> Session:
+    ) -> Session[Data, Flash]:
         """Async twin of :meth:`get_session`."""
         lookup = self._lookup(cookie_header, binding)
         if not isinstance(lookup, _Lookup):
             return self._fresh(lookup, binding)
         return self._found(lookup, await self.store.aread(lookup.id, lookup.touch), binding)
 
-    async def acommit_session(self, session: Session, **overrides: Any) -> str | None:
+    async def acommit_session(self, session: Session[Data, Flash], **overrides: Any) -> str | None:
         """Async twin of :meth:`commit_session`."""
         step = self._plan(session, overrides)
         store = self.store
@@ -234,7 +239,7 @@ class SessionStorage(_StorageBase):
         new_id = await store.acreate(step.data, step.expires)
         return self._created(session, new_id, step, overrides)
 
-    async def adestroy_session(self, session: Session, **overrides: Any) -> str:
+    async def adestroy_session(self, session: Session[Data, Flash], **overrides: Any) -> str:
         """Async twin of :meth:`destroy_session`."""
         session.destroy()
         header = await self.acommit_session(session, **overrides)
@@ -333,13 +338,13 @@ class SessionStorage(_StorageBase):
         touch = self._expiry(now, None, session_id) if self.rolling else None
         return _Lookup(session_id, touch, verified.stale, now)
 
-    def _fresh(self, lookup: _Stale | None, binding: str | None) -> Session:
+    def _fresh(self, lookup: _Stale | None, binding: str | None) -> Session[Data, Flash]:
         session = Session()
         session.stale_cookie = lookup is _STALE
         session.binding = binding
         return session
 
-    def _found(self, lookup: _Lookup, record: Record | None, binding: str | None) -> Session:
+    def _found(self, lookup: _Lookup, record: Record | None, binding: str | None) -> Session[Data, Flash]:
         if record is None or (record.expires is not None and record.expires <= lookup.now):
             return self._fresh(_STALE, binding)
         session = Session(record.data, lookup.id, record=record)
@@ -347,7 +352,7 @@ class SessionStorage(_StorageBase):
         session.binding = binding
         return session
 
-    def _plan(self, session: Session, overrides: dict[str, Any]) -> _Step:
+    def _plan(self, session: Session[Data, Flash], overrides: dict[str, Any]) -> _Step:
         if session.destroyed:
             return _Step(_Op.DELETE)
         keeps_id = not session.is_new and not session.regenerating
@@ -375,13 +380,15 @@ class SessionStorage(_StorageBase):
             return _Step(_Op.NONE, header=self._serialize(session.id, session, overrides))
         return _Step(_Op.NONE)
 
-    def _created(self, session: Session, new_id: str, step: _Step, overrides: dict[str, Any]) -> str:
+    def _created(
+        self, session: Session[Data, Flash], new_id: str, step: _Step, overrides: dict[str, Any]
+    ) -> str:
         assert step.data is not None
         session._committed(new_id, Record(step.data, step.expires))
         return self._serialize(new_id, session, overrides)
 
     def _updated(
-        self, session: Session, record: Record | None, step: _Step, overrides: dict[str, Any]
+        self, session: Session[Data, Flash], record: Record | None, step: _Step, overrides: dict[str, Any]
     ) -> str | None:
         if record is None:
             # Another request destroyed the session (or it expired): never bring it back.
@@ -391,12 +398,12 @@ class SessionStorage(_StorageBase):
         session._committed(session_id, record)
         return self._serialize(session_id, session, overrides) if step.send_cookie else None
 
-    def _expire(self, session: Session, overrides: dict[str, Any]) -> str:
+    def _expire(self, session: Session[Data, Flash], overrides: dict[str, Any]) -> str:
         session._mark_destroyed()
         return self.cookie.serialize_expired(**_without_lifetime(overrides))
 
 
-class CookieSessionStorage(_StorageBase):
+class CookieSessionStorage(_StorageBase[Data, Flash]):
     """Sessions whose data lives in the signed cookie itself; no server-side store.
 
     The cookie is the source of truth, so concurrent requests cannot be merged: the last
@@ -419,7 +426,9 @@ class CookieSessionStorage(_StorageBase):
     def __repr__(self) -> str:
         return f"CookieSessionStorage(cookie={self.cookie!r})"
 
-    def get_session(self, cookie_header: str | bytes | None = None, *, binding: str | None = None) -> Session:
+    def get_session(
+        self, cookie_header: str | bytes | None = None, *, binding: str | None = None
+    ) -> Session[Data, Flash]:
         """Return the session carried by a Cookie header; a new one when there is none."""
         verified = self.cookie.read(cookie_header, binding=binding)
         if verified is None or not isinstance(verified.value, dict):
@@ -433,7 +442,7 @@ class CookieSessionStorage(_StorageBase):
         session.binding = binding
         return session
 
-    def commit_session(self, session: Session, **overrides: Any) -> str | None:
+    def commit_session(self, session: Session[Data, Flash], **overrides: Any) -> str | None:
         """Return the Set-Cookie value carrying the session's data, or None when unchanged."""
         if session.destroyed:
             return self.destroy_session(session, **overrides)
@@ -479,22 +488,22 @@ class CookieSessionStorage(_StorageBase):
         session._committed(None, Record(data, expires, version))
         return header
 
-    def destroy_session(self, session: Session, **overrides: Any) -> str:
+    def destroy_session(self, session: Session[Data, Flash], **overrides: Any) -> str:
         """Return a Set-Cookie value that expires the cookie."""
         session._mark_destroyed()
         return self.cookie.serialize_expired(**_without_lifetime(overrides))
 
     async def aget_session(
         self, cookie_header: str | bytes | None = None, *, binding: str | None = None
-    ) -> Session:
+    ) -> Session[Data, Flash]:
         """Async twin of :meth:`get_session` (cookie storage does no I/O)."""
         return self.get_session(cookie_header, binding=binding)
 
-    async def acommit_session(self, session: Session, **overrides: Any) -> str | None:
+    async def acommit_session(self, session: Session[Data, Flash], **overrides: Any) -> str | None:
         """Async twin of :meth:`commit_session`."""
         return self.commit_session(session, **overrides)
 
-    async def adestroy_session(self, session: Session, **overrides: Any) -> str:
+    async def adestroy_session(self, session: Session[Data, Flash], **overrides: Any) -> str:
         """Async twin of :meth:`destroy_session`."""
         return self.destroy_session(session, **overrides)
 
