@@ -26,8 +26,6 @@ ORDER = [
     "sharing-with-remix.md",
     "cli.md",
     "typed-sessions.md",
-    "rich-values.md",
-    "telemetry.md",
     "security.md",
     "wire-format.md",
     "design.md",
