@@ -1,4 +1,5 @@
-"""What every integration shares: the storage type, the 503 answer and the Vary rule.
+"""What every integration shares: the storage type, the 503 answer, the Vary rule, the
+session id in a header, and per-request cookie options.
 
 Example::
 
@@ -8,11 +9,14 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Iterable
-from typing import Union
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Union
 
-from ..errors import StoreUnavailableError
+from ..cookie import CookieOptions
+from ..errors import ConfigurationError, StoreUnavailableError
 from ..session import Session
 from ..storage import CookieSessionStorage, SessionStorage
 
@@ -70,11 +74,125 @@ def commits(status: int, commit_on_error: bool) -> bool:
 
 def has_cookie_vary(values: Iterable[str]) -> bool:
     """Whether ``Vary`` header values already cover the Cookie header (``*`` covers all)."""
+    return varies_on(values, "cookie")
+
+
+def varies_on(values: Iterable[str], header: str) -> bool:
+    """Whether ``Vary`` header values already cover ``header`` (``*`` covers all).
+
+    Example::
+
+        >>> varies_on(["Accept, X-Session"], "x-session"), varies_on(["Cookie"], "X-Session")
+        (True, False)
+    """
+    wanted = header.lower()
     for value in values:
         for token in value.split(","):
-            if token.strip().lower() in ("cookie", "*"):
+            if token.strip().lower() in (wanted, "*"):
                 return True
     return False
+
+
+# -- the session id in a header (API and mobile clients) -------------------------------------
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Headers that carry something else already: a session id there would be read as that.
+_RESERVED_HEADERS = frozenset({"cookie", "set-cookie", "authorization", "vary", "host", "content-length"})
+
+
+def checked_header_name(name: str) -> str:
+    """``name`` when it can carry the session id, else :class:`~websession.errors.ConfigurationError`.
+
+    Example::
+
+        >>> checked_header_name("X-Session")
+        'X-Session'
+    """
+    if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+        raise ConfigurationError(
+            f"header={name!r} is not a valid HTTP header name", solution='use a name such as "X-Session"'
+        )
+    if name.lower() in _RESERVED_HEADERS:
+        raise ConfigurationError(
+            f"header={name!r} already means something else in HTTP", solution='use a name such as "X-Session"'
+        )
+    return name
+
+
+def carried_cookie(storage: AnyStorage, value: str | None) -> str | None:
+    """The Cookie header that a session id sent in another header stands for, so the storage
+    reads (and verifies) it exactly as it reads its cookie. An empty value is no value.
+
+    A value holding ``;`` cannot smuggle in a second cookie: the first pair named after the
+    cookie wins, and that is the whole text before the ``;``, which then fails to verify.
+
+    Example::
+
+        >>> from websession import create_cookie, create_memory_session_storage
+        >>> storage = create_memory_session_storage(cookie=create_cookie("s", secrets=["k"]))
+        >>> carried_cookie(storage, "abc.def"), carried_cookie(storage, ""), carried_cookie(storage, None)
+        ('s=abc.def', None, None)
+    """
+    if not value:
+        return None
+    return f"{storage.cookie.name}={value}"
+
+
+def sent_value(set_cookie: str) -> str:
+    """The value a Set-Cookie header gives its cookie (``""`` for an expiring one): what the
+    header carries instead, byte for byte what a browser would send back.
+
+    Example::
+
+        >>> sent_value("s=YWJj.sig%2B; Path=/; HttpOnly"), sent_value("s=; Expires=Thu, 01 Jan 1970")
+        ('YWJj.sig%2B', '')
+    """
+    return set_cookie.split(";", 1)[0].partition("=")[2]
+
+
+# -- per-request cookie options ----------------------------------------------------------------
+
+COOKIE_OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(CookieOptions))
+
+
+def cookie_overrides(storage: AnyStorage, value: object) -> dict[str, Any]:
+    """Check what a ``cookie_options`` callable returned: a mapping of cookie options (or None)
+    that the storage's cookie accepts. Anything else raises a
+    :class:`~websession.errors.ConfigurationError` that says what was wrong.
+
+    Example::
+
+        >>> from websession import create_cookie, create_memory_session_storage
+        >>> storage = create_memory_session_storage(cookie=create_cookie("s", secrets=["k"]))
+        >>> cookie_overrides(storage, {"domain": "a.example"}), cookie_overrides(storage, None)
+        ({'domain': 'a.example'}, {})
+        >>> cookie_overrides(storage, {"domian": "a.example"})
+        Traceback (most recent call last):
+        ...
+        websession.errors.ConfigurationError: cookie_options returned an unknown cookie option 'domian' (...)
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            f"cookie_options returned {type(value).__name__}, not a mapping of cookie options",
+            solution='return a dict such as {"domain": "example.com"}, or None',
+        )
+    overrides = dict(value)
+    unknown = sorted(str(name) for name in overrides if name not in COOKIE_OPTION_NAMES)
+    if unknown:
+        raise ConfigurationError(
+            f"cookie_options returned an unknown cookie option {', '.join(map(repr, unknown))}",
+            solution=f"use only {', '.join(sorted(COOKIE_OPTION_NAMES))}",
+        )
+    try:
+        storage.cookie.with_overrides(overrides)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"cookie_options returned an invalid cookie option: {exc}",
+            solution="return values create_cookie(...) would accept",
+        ) from exc
+    return overrides
 
 
 def status_line(status: int) -> str:

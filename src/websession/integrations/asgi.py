@@ -18,6 +18,10 @@ cookie must change. Other ``Set-Cookie`` headers the app sent are kept.
   error handlers change the session on purpose.
 - Changes made after the response started (in a streaming body or a background task) are not
   committed: the Set-Cookie header has already gone.
+- ``lazy=True`` reads the store only when the request touches the session: a request that
+  never does costs no store I/O even with a cookie (see :func:`load_session`).
+- ``header="X-Session"`` carries the session id in that header instead of a cookie (API and
+  mobile clients); ``cookie_options`` gives each request its own cookie attributes.
 
 Example::
 
@@ -30,19 +34,27 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
-from ..errors import StoreUnavailableError
+from ..errors import ConfigurationError, StoreUnavailableError
 from ..session import Session
+from ..storage import CookieSessionStorage
+from ._lazy import LazySession, fill, is_loaded, load_error
 from ._shared import (
     RETRY_AFTER,
     UNAVAILABLE_BODY,
     AnyStorage,
+    carried_cookie,
+    checked_header_name,
     commits,
+    cookie_overrides,
     end_if_emptied,
-    has_cookie_vary,
     log_unavailable,
+    sent_value,
+    varies_on,
 )
 
 Scope = MutableMapping[str, Any]
@@ -54,6 +66,152 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: The scope key under which the middleware leaves its storage, for helpers that need it
 #: (``destroy``-style calls, the FastAPI ``StorageDep``).
 STORAGE_SCOPE_KEY = "websession.storage"
+
+#: What ``cookie_options`` is: the request's scope in, cookie option overrides (or None) out.
+CookieOptionsFor = Callable[[Scope], "Mapping[str, Any] | None"]
+
+_SOLUTION = (
+    "add websession.integrations.asgi.SessionMiddleware to the app: "
+    "app.add_middleware(SessionMiddleware, storage=...)"
+)
+
+
+class SessionNotLoadedError(ConfigurationError):
+    """A lazy session (``SessionMiddleware(..., lazy=True)``) was used in async code before it
+    was loaded. Loading reads the store; doing that inside ``request.session`` would block the
+    event loop, and every other request with it."""
+
+    solution = (
+        "await websession.integrations.asgi.load_session(request) before using request.session "
+        "(FastAPI: take `session: SessionDep`), or make the endpoint a plain `def` (it runs in a "
+        "thread and loads on first use), or leave lazy=True off the middleware"
+    )
+
+
+async def load_session(connection: Any, *, scope_key: str = "session") -> Session:
+    """Load the request's session, if the middleware deferred it (``lazy=True``), and return it.
+
+    ``connection`` is a Starlette ``Request``/``WebSocket`` (anything with a ``scope``) or an
+    ASGI scope. A session already loaded is returned at once, without I/O; so is every session
+    of a middleware that is not lazy. After it, ``request.session`` works in async code.
+
+    Example::
+
+        >>> from starlette.applications import Starlette
+        >>> from starlette.responses import PlainTextResponse
+        >>> from starlette.routing import Route
+        >>> from starlette.testclient import TestClient
+        >>> from websession import create_cookie, create_memory_session_storage
+        >>> async def count(request):
+        ...     session = await load_session(request)
+        ...     session["n"] = session.get("n", 0) + 1
+        ...     return PlainTextResponse(str(request.session["n"]))
+        >>> async def static(request):
+        ...     return PlainTextResponse("no session needed")
+        >>> storage = create_memory_session_storage(cookie=create_cookie("s", secrets=["k"]))
+        >>> app = SessionMiddleware(
+        ...     Starlette(routes=[Route("/", count), Route("/static", static)]), storage, lazy=True)
+        >>> with TestClient(app) as client:
+        ...     [client.get("/").text, client.get("/static").text, client.get("/").text]
+        ['1', 'no session needed', '2']
+    """
+    scope = getattr(connection, "scope", connection)
+    session = scope.get(scope_key) if isinstance(scope, Mapping) else None
+    if isinstance(session, LazySession):
+        loader = session.loader
+        if isinstance(loader, _Loader):
+            return await loader.aload(session)
+    if not isinstance(session, Session):
+        raise ConfigurationError("no websession session in this request", solution=_SOLUTION)
+    return session
+
+
+class _Loader:
+    """Loads one request's lazy session: awaited through the async door (:func:`load_session`),
+    or on first use from a worker thread (Starlette runs plain ``def`` endpoints in one)."""
+
+    __slots__ = ("cookie", "error", "storage")
+
+    def __init__(self, storage: AnyStorage, cookie: str | bytes | None) -> None:
+        self.storage = storage
+        self.cookie = cookie
+        #: The outage met by the load, raised again on any later touch (never retried).
+        self.error: StoreUnavailableError | None = None
+
+    async def aload(self, session: LazySession) -> Session:
+        if is_loaded(session):
+            return session
+        if self.error is not None:
+            raise self.error
+        try:
+            found = await self.storage.aget_session(self.cookie)
+        except StoreUnavailableError as exc:
+            self.error = exc
+            raise
+        fill(session, found)  # two concurrent loads both read; the first to finish is kept
+        return session
+
+    def load(self, session: LazySession) -> None:
+        """First use of the session from synchronous code."""
+        if self.error is not None:
+            raise self.error
+        storage = self.storage
+        if isinstance(storage, CookieSessionStorage):
+            # The data is the cookie: loading is a signature check, no I/O to wait for.
+            fill(session, storage.get_session(self.cookie))
+            return
+        if _on_event_loop():
+            raise SessionNotLoadedError("request.session was used before it was loaded, in async code")
+        if _in_worker_thread(self.aload, session):
+            return
+        # A thread of the app's own, with no event loop: the sync door blocks only this thread.
+        try:
+            found = storage.get_session(self.cookie)
+        except StoreUnavailableError as exc:
+            self.error = exc
+            raise
+        fill(session, found)
+
+
+def _on_event_loop() -> bool:
+    """Whether this thread runs an event loop (asyncio, or trio), where blocking I/O stalls it."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return True
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return False
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _in_worker_thread(aload: Callable[[LazySession], Awaitable[Session]], session: LazySession) -> bool:
+    """Run ``aload(session)`` on the event loop when this is one of its AnyIO worker threads
+    (Starlette's threadpool) and wait for it; False, having done nothing, when it is not."""
+    try:
+        from anyio import from_thread
+    except ImportError:  # pragma: no cover - Starlette and FastAPI depend on AnyIO
+        return False
+    entered = False
+
+    async def load() -> None:
+        nonlocal entered
+        entered = True
+        await aload(session)
+
+    try:
+        from_thread.run(load)
+    except RuntimeError:
+        if entered:
+            raise
+        return False
+    return True
 
 
 def cookie_header(scope: Scope) -> bytes | None:
@@ -70,9 +228,9 @@ def cookie_header(scope: Scope) -> bytes | None:
     return values[0] if len(values) == 1 else b"; ".join(values)
 
 
-def _varies_on_cookie(headers: list[tuple[bytes, bytes]]) -> bool:
+def _varies_on(headers: list[tuple[bytes, bytes]], header: str) -> bool:
     vary = [value.decode("latin-1") for name, value in headers if len(name) == 4 and name.lower() == b"vary"]
-    return bool(vary) and has_cookie_vary(vary)
+    return bool(vary) and varies_on(vary, header)
 
 
 class SessionMiddleware:
@@ -85,6 +243,17 @@ class SessionMiddleware:
     visitor's page to another; turn it off only when no shared cache sits in front.
     ``commit_on_error`` (False) also commits the session of 5xx responses; by default a request
     that failed with a server error, or raised, stores nothing it changed.
+
+    ``lazy`` (False) defers the store read to the first use of the session: a request that
+    never touches it costs no store I/O, cookie or not, and commits nothing. Async code loads
+    it with ``await load_session(request)`` first (FastAPI's ``SessionDep`` does); plain ``def``
+    endpoints, which Starlette runs in a thread, load it on first use. WebSockets are always
+    loaded up front. ``header`` (say ``"X-Session"``) carries the session id in that request
+    and response header instead of the cookie, for API and mobile clients: the value is
+    exactly the cookie's, the Cookie header is ignored, and the response carries the header
+    only when the value changes (an empty one tells the client to forget it).
+    ``cookie_options``, a callable given the request's scope, returns cookie option overrides
+    for this response (``{"domain": ...}`` per tenant); they reach ``acommit_session``.
 
     Example::
 
@@ -113,6 +282,9 @@ class SessionMiddleware:
         on_unavailable: ASGIApp | None = None,
         vary_cookie: bool = True,
         commit_on_error: bool = False,
+        lazy: bool = False,
+        header: str | None = None,
+        cookie_options: CookieOptionsFor | None = None,
     ) -> None:
         self.app = app
         self.storage = storage
@@ -121,17 +293,26 @@ class SessionMiddleware:
         self.on_unavailable = on_unavailable
         self.vary_cookie = vary_cookie
         self.commit_on_error = commit_on_error
+        self.lazy = lazy
+        self.header = None if header is None else checked_header_name(header)
+        self.cookie_options = cookie_options
+        self._header_key = None if header is None else header.lower().encode("latin-1")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        try:
-            session = await self.storage.aget_session(cookie_header(scope))
-        except StoreUnavailableError as exc:
-            await self._unavailable(scope, receive, send, exc)
-            return
+        carried = self._carried(scope)
+        session: Session
+        if self.lazy and kind == "http":
+            session = LazySession.deferred(_Loader(self.storage, carried))
+        else:
+            try:
+                session = await self.storage.aget_session(carried)
+            except StoreUnavailableError as exc:
+                await self._unavailable(scope, receive, send, exc)
+                return
         scope[self.scope_key] = session
         scope[STORAGE_SCOPE_KEY] = self.storage
         if kind == "websocket":
@@ -151,15 +332,23 @@ class SessionMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 set_cookie = None
-                if commits(message["status"], self.commit_on_error):
+                outage = load_error(session)
+                if isinstance(outage, StoreUnavailableError) and message["status"] >= 500:
+                    # The lazy load failed and the app did not recover (an error middleware
+                    # inside ours may have made it a 500): the client gets the 503.
+                    failed = True
+                    await self._unavailable(scope, receive, send, outage)
+                    return
+                # A lazy session never touched was never read: there is nothing to commit.
+                if is_loaded(session) and commits(message["status"], self.commit_on_error):
                     end_if_emptied(session)
                     try:
-                        set_cookie = await self.storage.acommit_session(session)
+                        set_cookie = await self.storage.acommit_session(session, **self._overrides(scope))
                     except StoreUnavailableError as exc:
                         failed = True
                         await self._unavailable(scope, receive, send, exc)
                         return
-                message = self._with_headers(message, set_cookie)
+                message = self._with_headers(message, set_cookie, scope)
             await send(message)
 
         try:
@@ -171,15 +360,49 @@ class SessionMiddleware:
                 raise
             await self._unavailable(scope, receive, send, exc)
 
-    def _with_headers(self, message: Message, set_cookie: str | None) -> Message:
-        if set_cookie is None and not self.vary_cookie:
+    def _carried(self, scope: Scope) -> str | bytes | None:
+        """The Cookie header the session is read from (in header mode, what the header stands for)."""
+        if self._header_key is None:
+            return cookie_header(scope)
+        return carried_cookie(self.storage, self._header_value(scope))
+
+    def _header_value(self, scope: Scope) -> str | None:
+        """The session id header the request sent (the first one), or None."""
+        key = self._header_key
+        for name, value in scope.get("headers", ()):
+            if name.lower() == key:
+                return str(value.decode("latin-1"))
+        return None
+
+    def _overrides(self, scope: Scope) -> dict[str, Any]:
+        """This response's cookie option overrides, checked (a clear error when they are wrong)."""
+        if self.cookie_options is None:
+            return {}
+        return cookie_overrides(self.storage, self.cookie_options(scope))
+
+    def _id_header(self, set_cookie: str | None, scope: Scope) -> tuple[bytes, bytes] | None:
+        """The header that sends the session id: Set-Cookie, or in header mode the header itself,
+        only when its value changes (a rolling cookie's fresh Max-Age means nothing there)."""
+        if set_cookie is None:
+            return None
+        if self._header_key is None:
+            return (b"set-cookie", set_cookie.encode("latin-1"))
+        value = sent_value(set_cookie)
+        if value == (self._header_value(scope) or ""):
+            return None
+        return (self._header_key, value.encode("latin-1"))
+
+    def _with_headers(self, message: Message, set_cookie: str | None, scope: Scope) -> Message:
+        id_header = self._id_header(set_cookie, scope)
+        if id_header is None and not self.vary_cookie:
             return message
         # A copy: apps may send the same headers list with every response.
         headers = list(message.get("headers", ()))
-        if set_cookie is not None:
-            headers.append((b"set-cookie", set_cookie.encode("latin-1")))
-        if self.vary_cookie and not _varies_on_cookie(headers):
-            headers.append((b"vary", b"Cookie"))
+        if id_header is not None:
+            headers.append(id_header)
+        varies = self.header or "Cookie"
+        if self.vary_cookie and not _varies_on(headers, varies):
+            headers.append((b"vary", varies.encode("latin-1")))
         message = dict(message)
         message["headers"] = headers
         return message
@@ -215,4 +438,11 @@ class SessionMiddleware:
         await send({"type": "http.response.body", "body": UNAVAILABLE_BODY})
 
 
-__all__ = ["STORAGE_SCOPE_KEY", "SessionMiddleware", "cookie_header"]
+__all__ = [
+    "STORAGE_SCOPE_KEY",
+    "CookieOptionsFor",
+    "SessionMiddleware",
+    "SessionNotLoadedError",
+    "cookie_header",
+    "load_session",
+]

@@ -3,6 +3,9 @@
 ``request.session`` already works once the middleware is installed, but it is typed as a
 plain dict. ``SessionDep`` gives the endpoint a :class:`~websession.Session`, with ``flash``,
 ``regenerate`` and ``destroy`` known to the type checker, in HTTP and WebSocket endpoints alike.
+With ``SessionMiddleware(..., lazy=True)``, ``SessionDep`` is also what loads the session (an
+async dependency, so sync and async endpoints alike get it loaded); endpoints that do not ask
+for it never reach the store.
 
 Example::
 
@@ -35,23 +38,15 @@ from starlette.requests import HTTPConnection
 from ..errors import ConfigurationError
 from ..session import Session
 from ._shared import AnyStorage
-from .asgi import STORAGE_SCOPE_KEY, SessionMiddleware
-
-_SOLUTION = (
-    "add websession.integrations.asgi.SessionMiddleware to the app: "
-    "app.add_middleware(SessionMiddleware, storage=...)"
-)
+from .asgi import _SOLUTION, STORAGE_SCOPE_KEY, SessionMiddleware, load_session
 
 
-def get_session(connection: HTTPConnection) -> Session:
-    """The request's :class:`~websession.Session` (a FastAPI dependency).
+async def get_session(connection: HTTPConnection) -> Session:
+    """The request's :class:`~websession.Session`, loaded (a FastAPI dependency).
 
     Raises :class:`~websession.errors.ConfigurationError` when the middleware is missing.
     """
-    session = connection.scope.get("session")
-    if not isinstance(session, Session):
-        raise ConfigurationError("no websession session in this request", solution=_SOLUTION)
-    return session
+    return await load_session(connection)
 
 
 def get_storage(connection: HTTPConnection) -> AnyStorage:

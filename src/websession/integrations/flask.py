@@ -20,6 +20,10 @@ undo each other.
 - When the store cannot be reached, the request gets a 503 (``unavailable_status``), through
   Flask's error handlers: ``@app.errorhandler(503)`` customises the page. Views that never touch
   the session keep working while the store is down.
+- ``SessionInterface(storage, lazy=True)`` reads the store on the first use of ``flask.session``
+  rather than when the request starts: a request that never uses it does no store I/O.
+- ``header="X-Session"`` carries the session id in that header instead of a cookie (API and
+  mobile clients); ``cookie_options``, given the request, returns per-request cookie options.
 
 Example::
 
@@ -43,22 +47,29 @@ Example::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Optional
 
+from flask import request as current_request
 from flask.sessions import SessionInterface as FlaskSessionInterface
 from flask.sessions import SessionMixin
 from werkzeug.exceptions import HTTPException, ServiceUnavailable, default_exceptions
 
 from ..errors import StoreUnavailableError
 from ..session import Session
+from ._lazy import SESSION_SLOTS, Deferred, is_loaded
 from ._shared import (
     RETRY_AFTER,
     UNAVAILABLE_BODY,
     AnyStorage,
+    carried_cookie,
+    checked_header_name,
     commits,
+    cookie_overrides,
     end_if_emptied,
-    has_cookie_vary,
     log_unavailable,
+    sent_value,
+    varies_on,
 )
 
 if TYPE_CHECKING:
@@ -111,6 +122,28 @@ class FlaskSession(Session, SessionMixin):
             self[key] = value
 
 
+class LazyFlaskSession(Deferred, FlaskSession):
+    """A :class:`FlaskSession` that reads the store on its first use (``lazy=True``), then
+    becomes an ordinary one. Until then it holds only how to load it."""
+
+    _triggers: ClassVar[frozenset[str]] = SESSION_SLOTS | {"_force"}
+
+    @classmethod
+    def deferred(cls, load: Callable[[], Session]) -> LazyFlaskSession:
+        """A session with no data yet; ``load()`` reads it on first use."""
+        session = cls.__new__(cls)
+        object.__setattr__(session, "_loader", load)
+        return session
+
+    def _load(self) -> None:
+        found = object.__getattribute__(self, "_loader")()
+        object.__setattr__(self, "__class__", FlaskSession)
+        FlaskSession.__init__(self, found)
+
+    def __repr__(self) -> str:
+        return "<LazyFlaskSession (not loaded yet)>"
+
+
 class SessionUnavailable(ServiceUnavailable):
     """The session store cannot be reached. Flask answers it like any 503, so
     ``@app.errorhandler(503)`` customises the page."""
@@ -146,22 +179,68 @@ class SessionInterface(FlaskSessionInterface):
     Set it with ``app.session_interface = SessionInterface(storage)``. ``unavailable_status``
     is the status answered when the store cannot be reached. ``commit_on_error`` also commits
     the session of 5xx responses (by default they store nothing the request changed).
+
+    ``lazy`` (False) reads the store on the first use of ``flask.session`` instead of when the
+    request starts; a request that never uses it does no store I/O and commits nothing.
+    ``header`` (say ``"X-Session"``) carries the session id in that header instead of the
+    cookie: the value is exactly the cookie's, the Cookie header is ignored, and the response
+    carries the header only when the value changes (empty: forget it). ``cookie_options``,
+    given the request, returns cookie option overrides for this response
+    (``{"domain": ...}``); they win over ``PERMANENT_SESSION_LIFETIME``.
+
+    Example::
+
+        >>> import flask
+        >>> from websession import create_cookie, create_memory_session_storage
+        >>> storage = create_memory_session_storage(cookie=create_cookie("s", secrets=["k"]))
+        >>> app = flask.Flask("api")
+        >>> app.session_interface = SessionInterface(storage, header="X-Session", lazy=True)
+        >>> @app.post("/login")
+        ... def login():
+        ...     flask.session["user"] = "ada"
+        ...     return "ok"
+        >>> @app.get("/me")
+        ... def me():
+        ...     return flask.session.get("user") or "nobody"
+        >>> client = app.test_client()
+        >>> token = client.post("/login").headers["X-Session"]
+        >>> client.get("/me", headers={"X-Session": token}).text, client.get("/me").text
+        ('ada', 'nobody')
     """
 
     def __init__(
-        self, storage: AnyStorage, *, unavailable_status: int = 503, commit_on_error: bool = False
+        self,
+        storage: AnyStorage,
+        *,
+        unavailable_status: int = 503,
+        commit_on_error: bool = False,
+        lazy: bool = False,
+        header: str | None = None,
+        cookie_options: Callable[[Request], Optional[Mapping[str, Any]]] | None = None,  # noqa: UP045
     ) -> None:
         self.storage = storage
         self.unavailable_status = unavailable_status
         self.commit_on_error = commit_on_error
+        self.lazy = lazy
+        self.header = None if header is None else checked_header_name(header)
+        self.cookie_options = cookie_options
 
     def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+        carried = self._carried(request)
+        if self.lazy:
+            return LazyFlaskSession.deferred(_Loader(self, carried).load)
         try:
-            session = self.storage.get_session(request.headers.get("Cookie"))
+            session = self.storage.get_session(carried)
         except StoreUnavailableError as exc:
             log_unavailable(exc, self.unavailable_status)
             return UnavailableSession(self._error())
         return FlaskSession(session)
+
+    def _carried(self, request: Request) -> str | None:
+        """The Cookie header the session is read from (in header mode, what the header stands for)."""
+        if self.header is None:
+            return request.headers.get("Cookie")
+        return carried_cookie(self.storage, request.headers.get(self.header))
 
     def is_null_session(self, obj: object) -> bool:
         return isinstance(obj, UnavailableSession) or super().is_null_session(obj)
@@ -169,10 +248,15 @@ class SessionInterface(FlaskSessionInterface):
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, FlaskSession):
             return
+        if not is_loaded(session):
+            # Lazy and never used: never read, nothing to commit.
+            if session.accessed:
+                _vary_on(response, self.header or "Cookie")
+            return
         if not commits(response.status_code, self.commit_on_error):
             return
         end_if_emptied(session)
-        overrides = self._overrides(app, session)
+        overrides = {**self._overrides(app, session), **self._requested_overrides()}
         if session._force and not session.destroyed:
             session._force_save()
         try:
@@ -181,10 +265,26 @@ class SessionInterface(FlaskSessionInterface):
             log_unavailable(exc, self.unavailable_status)
             _replace(response, _error_response(app, self._error()))
             return
-        if set_cookie is not None:
-            response.headers.add("Set-Cookie", set_cookie)
+        self._send_id(response, set_cookie)
         if session.accessed or set_cookie is not None:
-            _vary_on_cookie(response)
+            _vary_on(response, self.header or "Cookie")
+
+    def _send_id(self, response: Response, set_cookie: str | None) -> None:
+        """Set-Cookie, or in header mode the header itself, only when its value changes."""
+        if set_cookie is None:
+            return
+        if self.header is None:
+            response.headers.add("Set-Cookie", set_cookie)
+            return
+        value = sent_value(set_cookie)
+        if value != (current_request.headers.get(self.header) or ""):
+            response.headers[self.header] = value
+
+    def _requested_overrides(self) -> dict[str, Any]:
+        """This response's cookie option overrides from ``cookie_options``, checked."""
+        if self.cookie_options is None:
+            return {}
+        return cookie_overrides(self.storage, self.cookie_options(current_request))
 
     def _overrides(self, app: Flask, session: FlaskSession) -> dict[str, Any]:
         """A permanent session lives for PERMANENT_SESSION_LIFETIME, as in Flask."""
@@ -205,14 +305,37 @@ class SessionInterface(FlaskSessionInterface):
         return error
 
 
-def _vary_on_cookie(response: Response) -> None:
-    """``response.vary.add("Cookie")``, without parsing and rewriting Vary when there is none
+class _Loader:
+    """Reads a lazy session through the sync door on its first use; an outage becomes the
+    503 (an HTTPException, so Flask's error handlers answer it), again on every later use."""
+
+    __slots__ = ("cookie", "error", "interface")
+
+    def __init__(self, interface: SessionInterface, cookie: str | None) -> None:
+        self.interface = interface
+        self.cookie = cookie
+        self.error: HTTPException | None = None
+
+    def load(self) -> Session:
+        if self.error is not None:
+            raise self.error
+        interface = self.interface
+        try:
+            return interface.storage.get_session(self.cookie)
+        except StoreUnavailableError as exc:
+            log_unavailable(exc, interface.unavailable_status)
+            self.error = interface._error()
+            raise self.error from exc
+
+
+def _vary_on(response: Response, header: str) -> None:
+    """``response.vary.add(header)``, without parsing and rewriting Vary when there is none
     (werkzeug's header set costs more than the rest of a session commit)."""
     values = response.headers.getlist("Vary")
     if not values:
-        response.headers.add("Vary", "Cookie")
-    elif not has_cookie_vary(values):
-        response.vary.add("Cookie")
+        response.headers.add("Vary", header)
+    elif not varies_on(values, header):
+        response.vary.add(header)
 
 
 def _error_response(app: Flask, error: HTTPException) -> BaseResponse:
@@ -230,4 +353,4 @@ def _replace(response: Response, replacement: BaseResponse) -> None:
     response.direct_passthrough = False
 
 
-__all__ = ["FlaskSession", "SessionInterface", "SessionUnavailable", "UnavailableSession"]
+__all__ = ["FlaskSession", "LazyFlaskSession", "SessionInterface", "SessionUnavailable", "UnavailableSession"]

@@ -7,6 +7,11 @@ app's own ``Set-Cookie`` headers are kept. A request without the session cookie 
 I/O. When the store cannot be reached, the client gets a plain 503 (``unavailable_status``)
 instead of the app's response, and its cookie is left alone.
 
+``lazy=True`` reads the store only when the app first touches the session, so a request that
+never does costs no store I/O even with a cookie. ``header="X-Session"`` carries the session
+id in that header instead of a cookie (for API and mobile clients), and ``cookie_options``
+gives each request its own cookie attributes.
+
 Flask has its own, closer integration: :mod:`websession.integrations.flask`.
 
 Example::
@@ -29,21 +34,26 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Optional, Protocol
 
 from ..errors import StoreUnavailableError
 from ..session import Session
+from ._lazy import LazySession, fill, is_loaded, load_error
 from ._shared import (
     RETRY_AFTER,
     UNAVAILABLE_BODY,
     AnyStorage,
+    carried_cookie,
+    checked_header_name,
     commits,
+    cookie_overrides,
     end_if_emptied,
-    has_cookie_vary,
     log_unavailable,
+    sent_value,
     status_line,
+    varies_on,
 )
 
 ExcInfo = tuple[type[BaseException], BaseException, Optional[TracebackType]]  # noqa: UP045 - runtime alias on 3.10
@@ -56,6 +66,8 @@ class StartResponse(Protocol):
 
 
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+#: What ``cookie_options`` is: the request's environ in, cookie option overrides (or None) out.
+CookieOptionsFor = Callable[[dict[str, Any]], Optional[Mapping[str, Any]]]  # noqa: UP045 - runtime alias
 
 #: The environ key under which the session is found.
 SESSION_ENVIRON_KEY = "websession.session"
@@ -85,6 +97,28 @@ class SessionMiddleware:
     ``vary_cookie`` adds ``Vary: Cookie`` to every response so that shared caches never hand
     one visitor's page to another. A 5xx response (or an app that raised) commits nothing the
     request changed, unless ``commit_on_error=True``.
+
+    ``lazy`` (False) reads the store on the first use of the session instead of before the
+    app runs; a request that never uses it does no store I/O and commits nothing. ``header``
+    (say ``"X-Session"``) carries the session id in that header instead of the cookie: the
+    value is exactly the cookie's, the Cookie header is ignored, and the response carries the
+    header only when the value changes (empty: forget it). ``cookie_options``, given the
+    environ, returns cookie option overrides for this response (``{"domain": ...}``).
+
+    Example::
+
+        >>> from websession import create_cookie, create_memory_session_storage
+        >>> def app(environ, start_response):
+        ...     if environ["PATH_INFO"] == "/login":
+        ...         environ["websession.session"]["user"] = "ada"
+        ...     start_response("200 OK", [])
+        ...     return [b"ok"]
+        >>> storage = create_memory_session_storage(cookie=create_cookie("s", secrets=["k"]))
+        >>> api = SessionMiddleware(app, storage, header="X-Session", lazy=True)
+        >>> sent = []
+        >>> _ = api({"PATH_INFO": "/login"}, lambda status, headers, exc_info=None: sent.append(headers))
+        >>> [name for name, value in sent[0]]
+        ['X-Session', 'Vary']
     """
 
     def __init__(
@@ -96,6 +130,9 @@ class SessionMiddleware:
         unavailable_status: int = 503,
         vary_cookie: bool = True,
         commit_on_error: bool = False,
+        lazy: bool = False,
+        header: str | None = None,
+        cookie_options: CookieOptionsFor | None = None,
     ) -> None:
         self.app = app
         self.storage = storage
@@ -103,15 +140,24 @@ class SessionMiddleware:
         self.unavailable_status = unavailable_status
         self.vary_cookie = vary_cookie
         self.commit_on_error = commit_on_error
+        self.lazy = lazy
+        self.header = None if header is None else checked_header_name(header)
+        self.cookie_options = cookie_options
+        self._header_key = None if header is None else "HTTP_" + header.upper().replace("-", "_")
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        try:
-            session = self.storage.get_session(environ.get("HTTP_COOKIE"))
-        except StoreUnavailableError as exc:
-            return self._unavailable(start_response, exc)
+        carried = self._carried(environ)
+        session: Session
+        if self.lazy:
+            session = LazySession.deferred(_Loader(self.storage, carried))
+        else:
+            try:
+                session = self.storage.get_session(carried)
+            except StoreUnavailableError as exc:
+                return self._unavailable(start_response, exc)
         environ[self.environ_key] = session
         environ[STORAGE_ENVIRON_KEY] = self.storage
-        call = _Call(self, session, start_response)
+        call = _Call(self, session, start_response, environ)
         try:
             result = self.app(environ, call.start_response)
         except StoreUnavailableError as exc:
@@ -128,6 +174,52 @@ class SessionMiddleware:
         start_response(status_line(self.unavailable_status), _unavailable_headers())
         return [UNAVAILABLE_BODY]
 
+    def _carried(self, environ: dict[str, Any]) -> str | None:
+        """The Cookie header the session is read from (in header mode, what the header stands for)."""
+        if self._header_key is None:
+            cookie: str | None = environ.get("HTTP_COOKIE")
+            return cookie
+        return carried_cookie(self.storage, environ.get(self._header_key))
+
+    def _overrides(self, environ: dict[str, Any]) -> dict[str, Any]:
+        """This response's cookie option overrides, checked (a clear error when they are wrong)."""
+        if self.cookie_options is None:
+            return {}
+        return cookie_overrides(self.storage, self.cookie_options(environ))
+
+    def _id_header(self, set_cookie: str | None, environ: dict[str, Any]) -> tuple[str, str] | None:
+        """Set-Cookie, or in header mode the header itself, only when its value changes."""
+        if set_cookie is None:
+            return None
+        if self.header is None or self._header_key is None:
+            return ("Set-Cookie", set_cookie)
+        value = sent_value(set_cookie)
+        if value == (environ.get(self._header_key) or ""):
+            return None
+        return (self.header, value)
+
+
+class _Loader:
+    """Loads a lazy session through the sync door on its first use."""
+
+    __slots__ = ("cookie", "error", "storage")
+
+    def __init__(self, storage: AnyStorage, cookie: str | None) -> None:
+        self.storage = storage
+        self.cookie = cookie
+        #: The outage met by the load, raised again on any later use (never retried).
+        self.error: StoreUnavailableError | None = None
+
+    def load(self, session: LazySession) -> None:
+        if self.error is not None:
+            raise self.error
+        try:
+            found = self.storage.get_session(self.cookie)
+        except StoreUnavailableError as exc:
+            self.error = exc
+            raise
+        fill(session, found)
+
 
 def _unavailable_headers() -> Headers:
     return [
@@ -142,14 +234,19 @@ class _Call:
     """One request's state: the session, whether it was committed, whether the store failed."""
 
     def __init__(
-        self, middleware: SessionMiddleware, session: Session, start_response: StartResponse
+        self,
+        middleware: SessionMiddleware,
+        session: Session,
+        start_response: StartResponse,
+        environ: dict[str, Any],
     ) -> None:
         self.middleware = middleware
         self.session = session
         self.outer = start_response
+        self.environ = environ
         self.started = False
         self.failed = False
-        self.set_cookie: str | None = None
+        self.id_header: tuple[str, str] | None = None
 
     def start_response(self, status: str, headers: Headers, exc_info: ExcInfo | None = None, /) -> Write:
         if self.failed:
@@ -159,23 +256,37 @@ class _Call:
             # The first call commits. A second call (with exc_info, after an error) replaces the
             # headers, so it carries the same Set-Cookie again.
             self.started = True
-            if exc_info is None and commits(_status_code(status), self.middleware.commit_on_error):
+            code = _status_code(status)
+            outage = load_error(self.session)
+            if isinstance(outage, StoreUnavailableError) and code >= 500:
+                # The lazy load failed and the app answered with an error: the client gets the 503.
+                return self.unavailable(outage, exc_info)
+            # A lazy session never used was never read: there is nothing to commit.
+            middleware = self.middleware
+            if exc_info is None and is_loaded(self.session) and commits(code, middleware.commit_on_error):
                 end_if_emptied(self.session)
                 try:
-                    self.set_cookie = self.middleware.storage.commit_session(self.session)
-                except StoreUnavailableError as exc:
-                    self.failed = True
-                    log_unavailable(exc, self.middleware.unavailable_status)
-                    self.outer(
-                        status_line(self.middleware.unavailable_status), _unavailable_headers(), exc_info
+                    set_cookie = middleware.storage.commit_session(
+                        self.session, **middleware._overrides(self.environ)
                     )
-                    return _discard
+                except StoreUnavailableError as exc:
+                    return self.unavailable(exc, exc_info)
+                self.id_header = middleware._id_header(set_cookie, self.environ)
         headers = list(headers)
-        if self.set_cookie is not None:
-            headers.append(("Set-Cookie", self.set_cookie))
-        if self.middleware.vary_cookie and not has_cookie_vary(v for k, v in headers if k.lower() == "vary"):
-            headers.append(("Vary", "Cookie"))
+        if self.id_header is not None:
+            headers.append(self.id_header)
+        varies = self.middleware.header or "Cookie"
+        vary = (v for k, v in headers if k.lower() == "vary")
+        if self.middleware.vary_cookie and not varies_on(vary, varies):
+            headers.append(("Vary", varies))
         return self.outer(status, headers, exc_info)
+
+    def unavailable(self, exc: StoreUnavailableError, exc_info: ExcInfo | None = None) -> Write:
+        """Answer the 503 instead of the app's response (whose status line has not gone yet)."""
+        self.failed = True
+        log_unavailable(exc, self.middleware.unavailable_status)
+        self.outer(status_line(self.middleware.unavailable_status), _unavailable_headers(), exc_info)
+        return _discard
 
 
 def _status_code(status: str) -> int:
@@ -208,11 +319,18 @@ class _Body:
         if self.call.failed:
             yield UNAVAILABLE_BODY
             return
-        for chunk in self.result:
-            if self.call.failed:
-                yield UNAVAILABLE_BODY
-                return
-            yield chunk
+        try:
+            for chunk in self.result:
+                if self.call.failed:
+                    yield UNAVAILABLE_BODY
+                    return
+                yield chunk
+        except StoreUnavailableError as exc:
+            # A generator app that met the outage (a lazy load, its own store call) before its
+            # status line: the 503 can still take its place.
+            if self.call.started:
+                raise
+            self.call.unavailable(exc)
         if self.call.failed:
             yield UNAVAILABLE_BODY
 
