@@ -48,6 +48,13 @@ EXCLUDED = {
     "test_missing_session": "expects Flask's error for a missing secret_key",
 }
 
+#: Flask's tests that assert what lazy=True changes on purpose (docs/frameworks/flask.md).
+LAZY_EXCLUDED = {
+    # A request that never uses the session never reads it, so it does not refresh a
+    # permanent session's cookie (nor send the Vary that goes with it).
+    "test_session_refresh_vary": "expects a request that never uses the session to refresh its cookie",
+}
+
 for _name in SESSION_TESTS:
     _test: Any = _suite[_name]
     if _name in EXCLUDED:
@@ -55,13 +62,17 @@ for _name in SESSION_TESTS:
     globals()[_name] = _test
 
 
-@pytest.fixture
-def app() -> flask.Flask:
-    """Flask's own ``app`` fixture, with websession's session interface."""
+@pytest.fixture(params=[False, True], ids=["eager", "lazy"])
+def app(request: pytest.FixtureRequest) -> flask.Flask:
+    """Flask's own ``app`` fixture, with websession's session interface, eager and lazy (the
+    lazy session must be indistinguishable to Flask and to the app)."""
+    name = request.node.originalname
+    if request.param and name in LAZY_EXCLUDED:
+        pytest.skip(f"excluded with lazy=True: {LAZY_EXCLUDED[name]}")
     app = flask.Flask("flask_test", root_path=str(_source))
     app.config.update(TESTING=True, SECRET_KEY="test key")
     cookie = create_cookie("session", secrets=["test key"])
-    app.session_interface = SessionInterface(create_memory_session_storage(cookie=cookie))
+    app.session_interface = SessionInterface(create_memory_session_storage(cookie=cookie), lazy=request.param)
     return app
 
 
