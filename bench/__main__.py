@@ -1,7 +1,8 @@
 """``python -m bench``: websession against the anchors, side by side, in one process run.
 
-Phases: in-process request cycles (ASGI/WSGI callables, no HTTP), cookie signing, concurrent
-clients, a Redis Cluster run, HTTP runs under uvicorn and gunicorn, and scale figures. Every
+Phases: in-process request cycles (ASGI/WSGI callables, no HTTP), cookie signing, lazy loading
+(round trips of a route that never touches the session), concurrent clients, a Redis Cluster
+run, HTTP runs under uvicorn and gunicorn, and scale figures. Every
 figure is a median over rounds in which all contenders take turns; ratios come from this run.
 """
 
@@ -100,7 +101,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
-PHASES = ("inprocess", "signing", "concurrency", "cluster", "http", "growth", "memory")
+PHASES = ("inprocess", "signing", "lazy", "concurrency", "cluster", "http", "growth", "memory")
 SMOKE_HTTP = ["websession redis (Starlette)", "starsessions (redis)"]
 
 
@@ -394,6 +395,22 @@ def main(argv: list[str] | None = None) -> int:
                     counters=None,
                     progress=log,
                 )
+            mark("lazy")
+            if "lazy" in phases:
+                from .lazy import lazy_loading
+
+                log("lazy loading")
+                try:
+                    results["lazy"] = lazy_loading(
+                        loop,
+                        env,
+                        counters,
+                        n=settings["requests"],
+                        rounds=max(1, settings["rounds"] // 3),
+                        progress=log,
+                    )
+                except Exception as exc:  # e.g. Flask missing: reported, not fatal
+                    notes["lazy loading"] = f"not run: {type(exc).__name__}: {exc}"
             mark("concurrency")
             if "concurrency" in phases:
                 from .scale import concurrency

@@ -21,7 +21,8 @@ ASGIApp = Callable[
 #: What a new session holds after the first request: a signed-in user with a little state.
 INITIAL = {"user_id": 42, "name": "Ada Lovelace", "roles": ["admin", "dev"], "theme": "dark", "n": 0}
 
-PATHS = {"read": "/read", "write": "/write", "init": "/init"}
+#: "static" is a route that never touches the session (the lazy-loading phase, bench/lazy.py).
+PATHS = {"read": "/read", "write": "/write", "init": "/init", "static": "/static"}
 
 
 def touch(session: MutableMapping[str, Any], path: str) -> None:

@@ -17,6 +17,7 @@ WORKLOADS = {
     "write": "write-every-request (one key changed)",
 }
 FLOOR_OPS = {"read": "GETEX", "write": "GET+SET"}
+LAZY_WORKLOADS = {"static": "static (never touches the session)", "read": "reads the session"}
 
 
 def us(seconds: float) -> str:
@@ -258,6 +259,18 @@ def render(results: dict[str, Any], anchors: dict[str, dict[str, str]]) -> str:
                 ["app", "workload", "req/s", "spread", "vs anchor", "Redis round trips/request", "errors"],
                 rows,
             )
+        )
+    lazy = results.get("lazy")
+    if lazy:
+        parts.append(
+            "\n### Lazy loading: a route that never touches the session, every browser with a cookie\n"
+        )
+        rows = [
+            [name, LAZY_WORKLOADS.get(workload, workload), us(f.median), f"±{f.spread * 100:.0f}%", _trips(f)]
+            for (name, workload), f in lazy.items()
+        ]
+        parts.append(
+            markdown_table(["middleware", "route", "µs/request", "spread", "Redis round trips/request"], rows)
         )
     conc = results.get("concurrency")
     if conc:

@@ -49,6 +49,7 @@ def test_every_phase_reports(smoke: tuple[str, dict[str, object], pathlib.Path])
         "In-process request cycles, read-mostly",
         "In-process request cycles, write-every-request",
         "Cookie sign + verify",
+        "Lazy loading: a route that never touches the session",
         "HTTP, one worker",
         "Throughput with concurrent clients",
         "Cost per request as stored sessions grow",
@@ -56,7 +57,7 @@ def test_every_phase_reports(smoke: tuple[str, dict[str, object], pathlib.Path])
         "Targets (issue 4)",
     ):
         assert heading in text
-    assert {"meta", "inprocess", "signing", "http", "concurrency", "growth", "memory"} <= set(results)
+    assert {"meta", "inprocess", "signing", "lazy", "http", "concurrency", "growth", "memory"} <= set(results)
 
 
 def test_round_trips_are_the_ones_each_library_makes(
@@ -75,6 +76,24 @@ def test_round_trips_are_the_ones_each_library_makes(
     assert trips("websession redis", "write") == pytest.approx(2.0, abs=0.05)  # GETEX + the CAS script
     assert trips("starsessions (redis)", "read") == pytest.approx(2.0, abs=0.05)  # GET + SET even unchanged
     assert figures["websession redis / read"]["commands"] == {"getex": 1.0}
+
+
+def test_lazy_loading_costs_no_round_trip_for_a_route_that_never_touches_the_session(
+    smoke: tuple[str, dict[str, object], pathlib.Path],
+) -> None:
+    _, results, _ = smoke
+    figures = results["lazy"]
+    assert isinstance(figures, dict)
+
+    def trips(name: str, workload: str) -> float:
+        return float(figures[f"{name} / {workload}"]["round_trips"])
+
+    for framework in ("websession redis, ASGI", "websession Flask redis"):
+        eager, lazy = f"{framework} (eager, the default)", f"{framework}, lazy=True"
+        assert trips(lazy, "static") == pytest.approx(0.0, abs=0.05)  # every browser has a cookie
+        assert trips(lazy, "read") == pytest.approx(1.0, abs=0.05)
+        assert trips(eager, "static") == pytest.approx(1.0, abs=0.05)  # eager reads regardless
+        assert figures[f"{lazy} / read"]["commands"] == {"getex": 1.0}
 
 
 def test_every_contender_that_can_run_here_has_figures(
