@@ -15,8 +15,9 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
+from starlette.websockets import WebSocket
 
 from websession import ConfigurationError, create_cookie, create_cookie_session_storage
 from websession.integrations import wsgi
@@ -197,6 +198,24 @@ def test_vary_names_the_header_and_merges_with_the_apps_own(storage):
         assert client.get("/covered").headers.get_list("vary") == ["accept, x-session"]
     with api_client(storage, vary_cookie=False) as client:
         assert client.get("/me").headers.get_list("vary") == []
+
+
+def test_a_websocket_handshake_with_the_header_gets_the_session(storage):
+    async def socket(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_json({"user": websocket.session.get("user")})
+        await websocket.close()
+
+    app = Starlette(
+        routes=[*ROUTES, WebSocketRoute("/ws", socket)],
+        middleware=[Middleware(SessionMiddleware, storage=storage, header=HEADER, lazy=True)],
+    )
+    with TestClient(app) as client:
+        token = client.post("/login").headers[HEADER]
+        with client.websocket_connect("/ws", headers={HEADER: token}) as ws:
+            assert ws.receive_json() == {"user": "ada"}
+        with client.websocket_connect("/ws", headers={"Cookie": f"__session={token}"}) as ws:
+            assert ws.receive_json() == {"user": None}
 
 
 def test_header_mode_and_lazy_together(storage, counting_store):

@@ -11,10 +11,10 @@ Example::
 
     >>> from websession import create_cookie, create_memory_session_storage
     >>> storage = create_memory_session_storage(cookie=create_cookie("s", secrets=["k"]))
-    >>> class FromHeader:
+    >>> class NewSession:
     ...     def load(self, session):
     ...         fill(session, storage.get_session(None))
-    >>> session = LazySession.deferred(FromHeader())
+    >>> session = LazySession.deferred(NewSession())
     >>> is_loaded(session), isinstance(session, Session)
     (False, True)
     >>> session["n"] = 1
