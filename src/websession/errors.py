@@ -39,6 +39,23 @@ class CookieTooLargeError(SessionError):
     solution = "store less in the session, or use a server-side store"
 
 
+class CookieNotDeliverableError(SessionError):
+    """A change needs a new session cookie, and nothing can carry one to the browser.
+
+    A WebSocket cannot change the browser's cookie, and neither can a response whose headers
+    have gone: a new session with data (no cookie came with the request), ``regenerate()``, or
+    any change to a cookie-stored session cannot be saved there.
+
+    Example::
+
+        >>> error = CookieNotDeliverableError("regenerate() needs a new session cookie")
+        >>> error.solution
+        'regenerate or start the session over HTTP before opening the socket'
+    """
+
+    solution = "regenerate or start the session over HTTP before opening the socket"
+
+
 class SessionStoreError(SessionError):
     """The store answered, but refused or failed the operation."""
 

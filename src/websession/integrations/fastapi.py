@@ -3,6 +3,7 @@
 ``request.session`` already works once the middleware is installed, but it is typed as a
 plain dict. ``SessionDep`` gives the endpoint a :class:`~websession.Session`, with ``flash``,
 ``regenerate`` and ``destroy`` known to the type checker, in HTTP and WebSocket endpoints alike.
+``WebSocketSessionDep`` gives a WebSocket endpoint its session with ``await session.commit()``.
 
 Example::
 
@@ -35,7 +36,7 @@ from starlette.requests import HTTPConnection
 from ..errors import ConfigurationError
 from ..session import Session
 from ._shared import AnyStorage
-from .asgi import STORAGE_SCOPE_KEY, SessionMiddleware
+from .asgi import STORAGE_SCOPE_KEY, SessionMiddleware, WebSocketSession
 
 _SOLUTION = (
     "add websession.integrations.asgi.SessionMiddleware to the app: "
@@ -54,6 +55,22 @@ def get_session(connection: HTTPConnection) -> Session:
     return session
 
 
+def get_websocket_session(connection: HTTPConnection) -> WebSocketSession:
+    """The WebSocket's :class:`~websession.integrations.asgi.WebSocketSession`, with
+    ``await session.commit()`` (a FastAPI dependency for WebSocket endpoints).
+
+    Raises :class:`~websession.errors.ConfigurationError` when the middleware is missing or
+    the endpoint is not a WebSocket.
+    """
+    session = connection.scope.get("session")
+    if not isinstance(session, WebSocketSession):
+        raise ConfigurationError(
+            "no websession WebSocket session in this connection (is it a WebSocket endpoint?)",
+            solution=_SOLUTION,
+        )
+    return session
+
+
 def get_storage(connection: HTTPConnection) -> AnyStorage:
     """The storage the middleware uses (a FastAPI dependency), e.g. to inspect records."""
     storage = connection.scope.get(STORAGE_SCOPE_KEY)
@@ -65,7 +82,19 @@ def get_storage(connection: HTTPConnection) -> AnyStorage:
 #: ``def endpoint(session: SessionDep)``: the request's session, typed.
 SessionDep = Annotated[Session, Depends(get_session)]
 
+#: ``async def endpoint(websocket: WebSocket, session: WebSocketSessionDep)``: the socket's
+#: session, typed with ``commit()``.
+WebSocketSessionDep = Annotated[WebSocketSession, Depends(get_websocket_session)]
+
 #: ``def endpoint(storage: StorageDep)``: the middleware's storage.
 StorageDep = Annotated[AnyStorage, Depends(get_storage)]
 
-__all__ = ["SessionDep", "SessionMiddleware", "StorageDep", "get_session", "get_storage"]
+__all__ = [
+    "SessionDep",
+    "SessionMiddleware",
+    "StorageDep",
+    "WebSocketSessionDep",
+    "get_session",
+    "get_storage",
+    "get_websocket_session",
+]
