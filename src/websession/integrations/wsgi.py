@@ -3,9 +3,11 @@
 The middleware reads the session through the storage's sync door and puts it in
 ``environ["websession.session"]``. When the app calls ``start_response``, it commits the
 session and appends a ``Set-Cookie`` header only when the browser's cookie must change; the
-app's own ``Set-Cookie`` headers are kept. A request without the session cookie does no store
-I/O. When the store cannot be reached, the client gets a plain 503 (``unavailable_status``)
-instead of the app's response, and its cookie is left alone.
+app's own ``Set-Cookie`` headers are kept. What the app changes while its body iterable runs is
+committed when the server closes the body after sending it in full, if the browser's cookie can
+stay as it is (else a warning says why it was not saved). A request without the session cookie
+does no store I/O. When the store cannot be reached, the client gets a plain 503
+(``unavailable_status``) instead of the app's response, and its cookie is left alone.
 
 Flask has its own, closer integration: :mod:`websession.integrations.flask`.
 
@@ -42,7 +44,11 @@ from ._shared import (
     commits,
     end_if_emptied,
     has_cookie_vary,
+    has_pending,
+    log_late_failure,
+    log_not_saved,
     log_unavailable,
+    needs_new_cookie,
     status_line,
 )
 
@@ -111,7 +117,7 @@ class SessionMiddleware:
             return self._unavailable(start_response, exc)
         environ[self.environ_key] = session
         environ[STORAGE_ENVIRON_KEY] = self.storage
-        call = _Call(self, session, start_response)
+        call = _Call(self, session, start_response, environ.get("PATH_INFO", ""))
         try:
             result = self.app(environ, call.start_response)
         except StoreUnavailableError as exc:
@@ -142,13 +148,16 @@ class _Call:
     """One request's state: the session, whether it was committed, whether the store failed."""
 
     def __init__(
-        self, middleware: SessionMiddleware, session: Session, start_response: StartResponse
+        self, middleware: SessionMiddleware, session: Session, start_response: StartResponse, path: str
     ) -> None:
         self.middleware = middleware
         self.session = session
         self.outer = start_response
+        self.path = path
         self.started = False
         self.failed = False
+        self.committed = False  # the session was committed at start_response
+        self.errored = False  # start_response was called again with exc_info: the response failed
         self.set_cookie: str | None = None
 
     def start_response(self, status: str, headers: Headers, exc_info: ExcInfo | None = None, /) -> Write:
@@ -170,12 +179,31 @@ class _Call:
                         status_line(self.middleware.unavailable_status), _unavailable_headers(), exc_info
                     )
                     return _discard
+                self.committed = True
+        elif exc_info is not None:
+            self.errored = True
         headers = list(headers)
         if self.set_cookie is not None:
             headers.append(("Set-Cookie", self.set_cookie))
         if self.middleware.vary_cookie and not has_cookie_vary(v for k, v in headers if k.lower() == "vary"):
             headers.append(("Vary", "Cookie"))
         return self.outer(status, headers, exc_info)
+
+    def commit_late(self) -> None:
+        """Commit what the body changed while it was sent, when the browser's cookie can stay
+        as it is; else log why it was not saved. Errors are logged: the headers have gone."""
+        session = self.session
+        end_if_emptied(session)
+        if not has_pending(session):
+            return
+        reason = needs_new_cookie(session, self.middleware.storage)
+        if reason is not None:
+            log_not_saved(reason, self.path)
+            return
+        try:
+            self.middleware.storage.commit_session(session)
+        except Exception as exc:
+            log_late_failure(exc, self.path)
 
 
 def _status_code(status: str) -> int:
@@ -198,11 +226,13 @@ def _close(result: Iterable[bytes]) -> None:
 
 class _Body:
     """The app's response body. Apps may call start_response while the first chunk is made;
-    when that commit fails, the rest of the app's body is dropped for the 503's."""
+    when that commit fails, the rest of the app's body is dropped for the 503's. Once the body
+    was sent in full and closed, what it changed in the session is committed."""
 
     def __init__(self, result: Iterable[bytes], call: _Call) -> None:
         self.result = result
         self.call = call
+        self.completed = False
 
     def __iter__(self) -> Iterator[bytes]:
         if self.call.failed:
@@ -215,9 +245,17 @@ class _Body:
             yield chunk
         if self.call.failed:
             yield UNAVAILABLE_BODY
+            return
+        self.completed = True
 
     def close(self) -> None:
-        _close(self.result)
+        try:
+            _close(self.result)  # a generator's finally blocks run here, and may change the session
+        finally:
+            call = self.call
+            # A body that raised, or that the client stopped reading, is a failed response.
+            if self.completed and call.committed and not call.errored:
+                call.commit_late()
 
 
 __all__ = ["SESSION_ENVIRON_KEY", "STORAGE_ENVIRON_KEY", "SessionMiddleware", "get_session"]
