@@ -184,6 +184,51 @@ def test_a_stream_is_committed_before_its_last_chunk_goes(storage):
     assert at_end == [{"user": "ada", "streamed": True}]
 
 
+def test_a_stream_the_client_left_before_its_end_commits_nothing_late(storage):
+    with TestClient(make_app(storage)) as client:
+        client.get("/start")
+        cookie = client.cookies["__session"]
+
+    async def stalled(request: Request) -> StreamingResponse:
+        async def body():
+            yield b"a"
+            request.session["streamed"] = True
+            await asyncio.sleep(3600)  # the client leaves meanwhile
+            yield b"b"
+
+        def later() -> None:
+            request.session["background"] = True
+
+        return StreamingResponse(body(), background=BackgroundTask(later))
+
+    app = Starlette(routes=[Route("/", stalled)], middleware=[Middleware(SessionMiddleware, storage=storage)])
+
+    async def run() -> list[bytes]:
+        first_chunk = asyncio.Event()
+        chunks: list[bytes] = []
+
+        async def receive() -> dict:
+            await first_chunk.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message) -> None:
+            if message["type"] == "http.response.body":
+                chunks.append(message["body"])
+                first_chunk.set()
+
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/",
+            "headers": [(b"cookie", f"__session={cookie}".encode())],
+        }
+        await app(scope, receive, send)  # Starlette stops the stream, runs the task, and returns
+        return chunks
+
+    assert asyncio.run(run()) == [b"a"]
+    assert stored(storage, cookie) == {"user": "ada"}
+
+
 def test_a_change_to_a_new_session_in_a_stream_is_logged_and_stores_nothing(storage, caplog):
     with TestClient(make_app(storage)) as client, caplog.at_level(logging.WARNING, logger="websession"):
         assert client.get("/stream").text == "ab"

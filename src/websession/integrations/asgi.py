@@ -24,8 +24,8 @@ cookie must change. Other ``Set-Cookie`` headers the app sent are kept.
   committed late, before the last chunk of a streamed body and again when the app returns,
   when the browser's cookie can stay as it is. One that would need a new cookie (a new session,
   ``regenerate()``, cookie storage) is logged as a warning naming the path, and not saved; a
-  store error there is logged too, as the response has gone. A response that failed (5xx, or
-  the app raised) commits nothing late either.
+  store error there is logged too, as the response has gone. A response that failed (5xx, the
+  app raised, or the body was cut short) commits nothing late either.
 
 Example::
 
@@ -158,9 +158,10 @@ class SessionMiddleware:
         failed = False
         committed = False  # the session was committed when the response started
         streamed = False  # the body comes in several messages
+        finished = False  # the last chunk of the body went: the response was delivered in full
 
         async def send_with_cookie(message: Message) -> None:
-            nonlocal started, failed, committed, streamed
+            nonlocal started, failed, committed, streamed, finished
             if failed:
                 # The client already has the 503; whatever the app still sends is dropped.
                 return
@@ -180,9 +181,11 @@ class SessionMiddleware:
             elif committed and message["type"] == "http.response.body":
                 if message.get("more_body", False):
                     streamed = True
-                elif streamed:
-                    # Before the last chunk goes: a client that saw the stream end finds its changes.
-                    await self._commit_late(scope, session)
+                else:
+                    if streamed:
+                        # Before the last chunk goes: a client that saw the stream end finds its changes.
+                        await self._commit_late(scope, session)
+                    finished = True
             await send(message)
 
         try:
@@ -194,8 +197,9 @@ class SessionMiddleware:
                 raise
             await self._unavailable(scope, receive, send, exc)
             return
-        if committed:
-            # Background tasks ran inside the app call, after the body.
+        if finished:
+            # Background tasks ran inside the app call, after the body. A body cut short (the
+            # client went away) is a response that failed: nothing is committed late.
             await self._commit_late(scope, session)
 
     async def _commit_late(self, scope: Scope, session: Session) -> None:
