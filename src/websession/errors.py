@@ -42,9 +42,10 @@ class CookieTooLargeError(SessionError):
 class CookieNotDeliverableError(SessionError):
     """A change needs a new session cookie, and nothing can carry one to the browser.
 
-    A WebSocket cannot change the browser's cookie, and neither can a response whose headers
-    have gone: a new session with data (no cookie came with the request), ``regenerate()``, or
-    any change to a cookie-stored session cannot be saved there.
+    Raised over a WebSocket, which cannot change the browser's cookie: by ``regenerate()``, and
+    by ``commit()`` of a new session with data (no cookie came with the handshake) or of any
+    change to a cookie-stored session. The same changes made after an HTTP response started
+    are logged as not saved instead, as nobody could catch an error there.
 
     Example::
 
