@@ -24,6 +24,7 @@ from .changes import Changes
 from .cookie import Cookie, CookieOptions, create_cookie
 from .errors import (
     ConfigurationError,
+    CookieNotDeliverableError,
     CookieTooLargeError,
     RecordTooLargeError,
     SessionError,
@@ -78,6 +79,7 @@ __all__ = [
     "Changes",
     "ConfigurationError",
     "Cookie",
+    "CookieNotDeliverableError",
     "CookieOptions",
     "CookieSessionStorage",
     "CookieTooLargeError",

@@ -39,6 +39,24 @@ class CookieTooLargeError(SessionError):
     solution = "store less in the session, or use a server-side store"
 
 
+class CookieNotDeliverableError(SessionError):
+    """A change needs a new session cookie, and nothing can carry one to the browser.
+
+    Raised over a WebSocket, which cannot change the browser's cookie: by ``regenerate()``, and
+    by ``commit()`` of a new session with data (no cookie came with the handshake) or of any
+    change to a cookie-stored session. The same changes made after an HTTP response started
+    are logged as not saved instead, as nobody could catch an error there.
+
+    Example::
+
+        >>> error = CookieNotDeliverableError("regenerate() needs a new session cookie")
+        >>> error.solution
+        'regenerate or start the session over HTTP before opening the socket'
+    """
+
+    solution = "regenerate or start the session over HTTP before opening the socket"
+
+
 class SessionStoreError(SessionError):
     """The store answered, but refused or failed the operation."""
 

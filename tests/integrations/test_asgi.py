@@ -67,7 +67,7 @@ async def stream(request: Request) -> StreamingResponse:
 
     async def body():
         yield b"a"
-        request.session["after"] = True  # too late: the headers have gone
+        request.session["after"] = True  # after the headers: committed late, the id is unchanged
         yield b"b"
 
     return StreamingResponse(body())
@@ -303,10 +303,10 @@ def test_commit_on_error_opts_in_to_committing_failed_requests(storage):
         assert stored(storage, client.cookies["__session"]) == {"n": 1, "half": "written"}
 
 
-def test_changes_after_the_response_started_are_not_committed(storage):
+def test_changes_after_the_response_started_are_committed_late(storage):
     with TestClient(make_app(storage)) as client:
         assert client.get("/stream").text == "ab"
-        assert stored(storage, client.cookies["__session"]) == {"before": True}
+        assert stored(storage, client.cookies["__session"]) == {"before": True, "after": True}
 
 
 def test_cookie_storage_works_under_the_middleware():
@@ -346,7 +346,7 @@ def test_lifespan_passes_through_untouched(storage, counting_store):
     assert seen_scopes == [{"type": "lifespan"}]
 
 
-def test_websockets_read_the_session_but_commit_nothing(storage, counting_store):
+def test_websockets_read_the_session_and_commit_it_when_the_app_closes(storage, counting_store):
     with TestClient(make_app(storage)) as client:
         client.post("/login?name=ada")
         counting_store.calls.clear()
@@ -354,8 +354,8 @@ def test_websockets_read_the_session_but_commit_nothing(storage, counting_store)
             assert ws.receive_json() == {"user": "ada"}
             with pytest.raises(WebSocketDisconnect):
                 ws.receive_json()
-        assert counting_store.calls == ["read"]
-        assert "from_socket" not in client.get("/peek").json()["keys"]
+        assert counting_store.calls == ["read", "update"]  # one commit, before the close frame
+        assert "from_socket" in client.get("/peek").json()["keys"]
 
 
 def test_websocket_without_cookie_does_no_store_io(storage, counting_store):

@@ -99,12 +99,12 @@ def test_app_that_starts_the_response_lazily(storage):
         session["lazy"] = True
         start_response("200 OK", [("Content-Type", "text/plain")])
         yield b"one "
-        session["late"] = True  # after start_response: not committed
+        session["late"] = True  # after start_response: committed when the body is closed
         yield b"two"
 
     client = make(storage, lazy)
     assert client.get("/").text == "one two"
-    assert stored(storage, client.get_cookie("__session").value) == {"lazy": True}
+    assert stored(storage, client.get_cookie("__session").value) == {"lazy": True, "late": True}
 
 
 def test_error_after_start_keeps_the_cookie_in_the_replacement_headers(storage):

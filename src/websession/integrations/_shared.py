@@ -1,5 +1,6 @@
 """What every integration shares: the storage type, the 503 answer, the Vary rule, the
-session id in a header, and per-request cookie options.
+session id in a header, per-request cookie options, and the rules for commits that no
+response can carry a cookie for (late changes, WebSockets).
 
 Example::
 
@@ -16,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Union
 
 from ..cookie import CookieOptions
-from ..errors import ConfigurationError, StoreUnavailableError
+from ..errors import ConfigurationError, CookieNotDeliverableError, StoreUnavailableError
 from ..session import Session
 from ..storage import CookieSessionStorage, SessionStorage
 
@@ -54,6 +55,77 @@ def end_if_emptied(session: Session) -> None:
         return
     if session.modified:
         session.destroy()
+
+
+def has_pending(session: Session) -> bool:
+    """Whether a commit of ``session`` now would change anything in the store: it was changed,
+    regenerated or destroyed since it was read or last committed.
+
+    Example::
+
+        >>> from websession.stores.base import Record
+        >>> session = Session({"a": 1}, "x" * 40, record=Record({"a": 1}))
+        >>> before = has_pending(session)
+        >>> session["b"] = 2
+        >>> before, has_pending(session)
+        (False, True)
+    """
+    # A destroyed session whose commit went through has no id left: nothing more to delete.
+    return session.modified or session.regenerating or (session.destroyed and session.id is not None)
+
+
+def needs_new_cookie(session: Session, storage: AnyStorage) -> str | None:
+    """Why committing ``session`` now would need a new cookie, or None when the browser's
+    cookie can stay as it is: for commits that no response can carry a cookie for (a
+    WebSocket, a change made after the response started).
+
+    A store-backed session keeps its id through changes and destroy (the record goes, the
+    cookie then names nothing, and the next request clears it); a new session with data and
+    ``regenerate()`` need an id cookie the browser does not have. A cookie-stored session
+    lives in the cookie itself, so any change needs a new one.
+
+    Example::
+
+        >>> from websession import create_cookie, create_memory_session_storage
+        >>> storage = create_memory_session_storage(cookie=create_cookie("s", secrets=["k"]))
+        >>> session = storage.get_session(None)
+        >>> needs_new_cookie(session, storage) is None
+        True
+        >>> session["user"] = 7
+        >>> needs_new_cookie(session, storage)
+        'the session is new: its id must reach the browser in a cookie'
+    """
+    if isinstance(storage, CookieSessionStorage):
+        if session.modified or session.destroyed or session.regenerating:
+            return "cookie storage keeps the data in the cookie itself"
+        return None
+    if session.regenerating:
+        return "regenerate() moves the session to a new id, which only a new cookie can carry"
+    if session.is_new and len(session):
+        return "the session is new: its id must reach the browser in a cookie"
+    return None
+
+
+def log_not_saved(reason: str, path: str, *, websocket: bool = False) -> None:
+    """Say why a change that no response could carry a cookie for was dropped, and where."""
+    if websocket:
+        where, advice = f"over the WebSocket {path}", CookieNotDeliverableError.solution
+    else:
+        where, advice = f"at {path} after the response started", "make it before the response starts"
+    logger.warning("websession: a session change made %s was not saved: %s (%s)", where, reason, advice)
+
+
+def log_late_failure(exc: Exception, path: str) -> None:
+    """Log a commit that failed where nobody could be told (the headers had gone, or the
+    socket had closed): a store outage in one line, anything else with its traceback."""
+    if isinstance(exc, StoreUnavailableError):
+        cause = exc.__cause__
+        detail = f"{exc} (caused by {type(cause).__name__}: {cause})" if cause is not None else str(exc)
+        logger.warning(
+            "websession: session store unavailable, a change made at %s was not saved: %s", path, detail
+        )
+    else:
+        logger.error("websession: a change to the session made at %s was not saved", path, exc_info=exc)
 
 
 def commits(status: int, commit_on_error: bool) -> bool:

@@ -7,8 +7,12 @@ through the storage's async door and appends a ``Set-Cookie`` header only when t
 cookie must change. Other ``Set-Cookie`` headers the app sent are kept.
 
 - A request without the session cookie does no store I/O.
-- Lifespan scopes pass straight through. WebSocket scopes get the session to read; nothing
-  they change is committed (a WebSocket has no response that could carry a cookie).
+- Lifespan scopes pass straight through.
+- WebSocket scopes get a :class:`WebSocketSession`, loaded from the handshake's cookie: the app
+  commits its changes with ``await websocket.session.commit()``, and what is left is committed
+  when the socket closes (the client disconnects, the app closes it, or the app returns; an
+  error there is logged). A socket cannot change the browser's cookie, so ``regenerate()`` and
+  a new session with data raise :class:`~websession.errors.CookieNotDeliverableError`.
 - When the store cannot be reached (:class:`~websession.errors.StoreUnavailableError`), the
   client gets a plain 503 (``unavailable_status``) and the app's response is dropped; the
   browser keeps its cookie, and no other session is ever used in its place.
@@ -16,8 +20,12 @@ cookie must change. Other ``Set-Cookie`` headers the app sent are kept.
   turned into a 500, or any other server error) commits nothing: what the view changed before
   it failed is dropped and no Set-Cookie is sent. Pass ``commit_on_error=True`` for apps whose
   error handlers change the session on purpose.
-- Changes made after the response started (in a streaming body or a background task) are not
-  committed: the Set-Cookie header has already gone.
+- Changes made after the response started (in a streaming body or a background task) are
+  committed late, before the last chunk of a streamed body and again when the app returns,
+  when the browser's cookie can stay as it is. One that would need a new cookie (a new session,
+  ``regenerate()``, cookie storage) is logged as a warning naming the path, and not saved; a
+  store error there is logged too, as the response has gone. A response that failed (5xx, the
+  app raised, or the body was cut short) commits nothing late either.
 - ``lazy=True`` reads the store only when the request touches the session: a request that
   never does costs no store I/O even with a cookie (see :func:`load_session`).
 - ``header="X-Session"`` carries the session id in that header instead of a cookie (API and
@@ -52,10 +60,15 @@ from ._shared import (
     commits,
     cookie_overrides,
     end_if_emptied,
+    has_pending,
+    log_late_failure,
+    log_not_saved,
     log_unavailable,
+    needs_new_cookie,
     sent_value,
     varies_on,
 )
+from ._websocket import WebSocketSession, websocket_session
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -241,8 +254,9 @@ class SessionMiddleware:
     ``on_unavailable``, an ASGI app, replaces the default plain-text answer. ``vary_cookie``
     adds ``Vary: Cookie`` to every HTTP response, so a shared cache never serves one
     visitor's page to another; turn it off only when no shared cache sits in front.
-    ``commit_on_error`` (False) also commits the session of 5xx responses; by default a request
-    that failed with a server error, or raised, stores nothing it changed.
+    ``commit_on_error`` (False) also commits the session of 5xx responses (and what a WebSocket
+    app that raised left uncommitted); by default a request that failed with a server error, or
+    raised, stores nothing it changed.
 
     ``lazy`` (False) defers the store read to the first use of the session: a request that
     never touches it costs no store I/O, cookie or not, and commits nothing. Async code loads
@@ -316,16 +330,19 @@ class SessionMiddleware:
         scope[self.scope_key] = session
         scope[STORAGE_SCOPE_KEY] = self.storage
         if kind == "websocket":
-            await self.app(scope, receive, send)
+            await self._websocket(scope, receive, send, session)
         else:
             await self._http(scope, receive, send, session)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send, session: Session) -> None:
         started = False
         failed = False
+        committed = False  # the session was committed when the response started
+        streamed = False  # the body comes in several messages
+        finished = False  # the last chunk of the body went: the response was delivered in full
 
         async def send_with_cookie(message: Message) -> None:
-            nonlocal started, failed
+            nonlocal started, failed, committed, streamed, finished
             if failed:
                 # The client already has the 503; whatever the app still sends is dropped.
                 return
@@ -339,8 +356,9 @@ class SessionMiddleware:
                     failed = True
                     await self._unavailable(scope, receive, send, outage)
                     return
+                permitted = commits(message["status"], self.commit_on_error)
                 # A lazy session never touched was never read: there is nothing to commit.
-                if is_loaded(session) and commits(message["status"], self.commit_on_error):
+                if is_loaded(session) and permitted:
                     end_if_emptied(session)
                     try:
                         set_cookie = await self.storage.acommit_session(session, **self._overrides(scope))
@@ -348,7 +366,17 @@ class SessionMiddleware:
                         failed = True
                         await self._unavailable(scope, receive, send, exc)
                         return
+                # Late changes may follow, even to a lazy session first loaded by the body.
+                committed = permitted
                 message = self._with_headers(message, set_cookie, scope)
+            elif committed and message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    streamed = True
+                else:
+                    if streamed:
+                        # Before the last chunk goes: a client that saw the stream end finds its changes.
+                        await self._commit_late(scope, session)
+                    finished = True
             await send(message)
 
         try:
@@ -359,6 +387,64 @@ class SessionMiddleware:
             if started:
                 raise
             await self._unavailable(scope, receive, send, exc)
+            return
+        if finished:
+            # Background tasks ran inside the app call, after the body. A body cut short (the
+            # client went away) is a response that failed: nothing is committed late.
+            await self._commit_late(scope, session)
+
+    async def _commit_late(self, scope: Scope, session: Session) -> None:
+        """Commit what changed after the response started (a streaming body, a background
+        task) when the browser's cookie can stay as it is; else log why it was not saved.
+        Errors are logged: the response has gone, so they cannot become a 503."""
+        if not is_loaded(session):
+            return  # never touched, even late: nothing to commit (and no load on the loop)
+        end_if_emptied(session)
+        if not has_pending(session):
+            return
+        path = scope.get("path", "")
+        reason = needs_new_cookie(session, self.storage)
+        if reason is not None:
+            log_not_saved(reason, path)
+            return
+        try:
+            # Its Set-Cookie (rolling) cannot be sent any more; the id, and so the cookie, is unchanged.
+            await self.storage.acommit_session(session, **self._overrides(scope))
+        except Exception as exc:
+            log_late_failure(exc, path)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send, session: Session) -> None:
+        """Run a WebSocket app with a :class:`WebSocketSession`, committing what is left when
+        the socket closes: the client disconnects, the app closes it, or the app returns."""
+        socket_session: WebSocketSession = WebSocketSession(session, self.storage, scope.get("path", ""))
+        scope[self.scope_key] = socket_session
+
+        async def receive_closing() -> Message:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                await socket_session._commit_at_close()
+            return message
+
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "websocket.close":
+                # Before the close frame: a client that saw it close finds the changes stored.
+                await socket_session._commit_at_close()
+            try:
+                await send(message)
+            except OSError:
+                # ASGI servers raise an OSError when the client has gone: the socket closed.
+                await socket_session._commit_at_close()
+                raise
+
+        try:
+            await self.app(scope, receive_closing, send_closing)
+        except Exception:
+            # A failed app commits nothing more, as a failed HTTP request (changes it
+            # committed itself, or that a close committed, stay).
+            if self.commit_on_error:
+                await socket_session._commit_at_close()
+            raise
+        await socket_session._commit_at_close()
 
     def _carried(self, scope: Scope) -> str | bytes | None:
         """The Cookie header the session is read from (in header mode, what the header stands for)."""
@@ -443,6 +529,8 @@ __all__ = [
     "CookieOptionsFor",
     "SessionMiddleware",
     "SessionNotLoadedError",
+    "WebSocketSession",
     "cookie_header",
     "load_session",
+    "websocket_session",
 ]

@@ -5,7 +5,8 @@ plain dict. ``SessionDep`` gives the endpoint a :class:`~websession.Session`, wi
 ``regenerate`` and ``destroy`` known to the type checker, in HTTP and WebSocket endpoints alike.
 With ``SessionMiddleware(..., lazy=True)``, ``SessionDep`` is also what loads the session (an
 async dependency, so sync and async endpoints alike get it loaded); endpoints that do not ask
-for it never reach the store.
+for it never reach the store. ``WebSocketSessionDep`` gives a WebSocket endpoint its session
+with ``await session.commit()``.
 
 Example::
 
@@ -38,7 +39,7 @@ from starlette.requests import HTTPConnection
 from ..errors import ConfigurationError
 from ..session import Session
 from ._shared import AnyStorage
-from .asgi import _SOLUTION, STORAGE_SCOPE_KEY, SessionMiddleware, load_session
+from .asgi import _SOLUTION, STORAGE_SCOPE_KEY, SessionMiddleware, WebSocketSession, load_session
 
 
 async def get_session(connection: HTTPConnection) -> Session:
@@ -47,6 +48,22 @@ async def get_session(connection: HTTPConnection) -> Session:
     Raises :class:`~websession.errors.ConfigurationError` when the middleware is missing.
     """
     return await load_session(connection)
+
+
+def get_websocket_session(connection: HTTPConnection) -> WebSocketSession:
+    """The WebSocket's :class:`~websession.integrations.asgi.WebSocketSession`, with
+    ``await session.commit()`` (a FastAPI dependency for WebSocket endpoints).
+
+    Raises :class:`~websession.errors.ConfigurationError` when the middleware is missing or
+    the endpoint is not a WebSocket.
+    """
+    session = connection.scope.get("session")
+    if not isinstance(session, WebSocketSession):
+        raise ConfigurationError(
+            "no websession WebSocket session in this connection (is it a WebSocket endpoint?)",
+            solution=_SOLUTION,
+        )
+    return session
 
 
 def get_storage(connection: HTTPConnection) -> AnyStorage:
@@ -60,7 +77,19 @@ def get_storage(connection: HTTPConnection) -> AnyStorage:
 #: ``def endpoint(session: SessionDep)``: the request's session, typed.
 SessionDep = Annotated[Session, Depends(get_session)]
 
+#: ``async def endpoint(websocket: WebSocket, session: WebSocketSessionDep)``: the socket's
+#: session, typed with ``commit()``.
+WebSocketSessionDep = Annotated[WebSocketSession, Depends(get_websocket_session)]
+
 #: ``def endpoint(storage: StorageDep)``: the middleware's storage.
 StorageDep = Annotated[AnyStorage, Depends(get_storage)]
 
-__all__ = ["SessionDep", "SessionMiddleware", "StorageDep", "get_session", "get_storage"]
+__all__ = [
+    "SessionDep",
+    "SessionMiddleware",
+    "StorageDep",
+    "WebSocketSessionDep",
+    "get_session",
+    "get_storage",
+    "get_websocket_session",
+]

@@ -17,6 +17,10 @@ undo each other.
   500, or any 5xx response) commits nothing the view changed, and sends no Set-Cookie.
   ``SessionInterface(storage, commit_on_error=True)`` commits them anyway, for apps whose
   ``@app.errorhandler(500)`` changes the session on purpose.
+- A streamed body (``stream_with_context``) runs after the session was saved: what it changes
+  is committed when the body has been sent in full and closed, if the browser's cookie can
+  stay as it is; a change that would need a new cookie is logged and not saved. A body that
+  raised, or that the client stopped reading, commits nothing late.
 - When the store cannot be reached, the request gets a 503 (``unavailable_status``), through
   Flask's error handlers: ``@app.errorhandler(503)`` customises the page. Views that never touch
   the session keep working while the store is down.
@@ -47,7 +51,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Optional
 
 from flask import request as current_request
@@ -67,7 +71,11 @@ from ._shared import (
     commits,
     cookie_overrides,
     end_if_emptied,
+    has_pending,
+    log_late_failure,
+    log_not_saved,
     log_unavailable,
+    needs_new_cookie,
     sent_value,
     varies_on,
 )
@@ -255,10 +263,7 @@ class SessionInterface(FlaskSessionInterface):
             return
         if not commits(response.status_code, self.commit_on_error):
             return
-        end_if_emptied(session)
-        overrides = {**self._overrides(app, session), **self._requested_overrides()}
-        if session._force and not session.destroyed:
-            session._force_save()
+        overrides = self._prepare(app, session)
         try:
             set_cookie = self.storage.commit_session(session, **overrides)
         except StoreUnavailableError as exc:
@@ -268,6 +273,10 @@ class SessionInterface(FlaskSessionInterface):
         self._send_id(response, set_cookie)
         if session.accessed or set_cookie is not None:
             _vary_on(response, self.header or "Cookie")
+        if response.is_streamed and not response.direct_passthrough:
+            # A streamed body runs after this save (stream_with_context): commit what it changes.
+            path = current_request.path
+            response.response = _LateCommit(response.response, lambda: self._commit_late(app, session, path))
 
     def _send_id(self, response: Response, set_cookie: str | None) -> None:
         """Set-Cookie, or in header mode the header itself, only when its value changes."""
@@ -285,6 +294,36 @@ class SessionInterface(FlaskSessionInterface):
         if self.cookie_options is None:
             return {}
         return cookie_overrides(self.storage, self.cookie_options(current_request))
+
+    def _prepare(self, app: Flask, session: FlaskSession) -> dict[str, Any]:
+        """Ready a session for its commit; return the cookie overrides it needs."""
+        end_if_emptied(session)
+        overrides = {**self._overrides(app, session), **self._requested_overrides()}
+        if session._force and not session.destroyed:
+            session._force_save()
+        session._force = False
+        return overrides
+
+    def _commit_late(self, app: Flask, session: FlaskSession, path: str) -> None:
+        """Commit what the streamed body changed, when the browser's cookie can stay as it is;
+        else log why it was not saved. Errors are logged: the headers have gone."""
+        if not is_loaded(session):
+            return  # never touched: nothing to commit, and no store read for it now
+        try:
+            overrides = self._prepare(app, session)
+        except Exception as exc:  # cookie_options may fail outside a request context
+            log_late_failure(exc, path)
+            return
+        if not has_pending(session):
+            return
+        reason = needs_new_cookie(session, self.storage)
+        if reason is not None:
+            log_not_saved(reason, path)
+            return
+        try:
+            self.storage.commit_session(session, **overrides)
+        except Exception as exc:
+            log_late_failure(exc, path)
 
     def _overrides(self, app: Flask, session: FlaskSession) -> dict[str, Any]:
         """A permanent session lives for PERMANENT_SESSION_LIFETIME, as in Flask."""
@@ -326,6 +365,29 @@ class _Loader:
             log_unavailable(exc, interface.unavailable_status)
             self.error = interface._error()
             raise self.error from exc
+
+
+class _LateCommit:
+    """A streamed response body that, once sent in full and closed, commits what it changed in
+    the session. A body that raised, or that the client stopped reading, commits nothing."""
+
+    def __init__(self, body: Iterable[Any], commit: Callable[[], None]) -> None:
+        self.body = body
+        self.commit = commit
+        self.completed = False
+
+    def __iter__(self) -> Iterator[Any]:  # str or bytes, as the app's body
+        yield from self.body
+        self.completed = True
+
+    def close(self) -> None:
+        close = getattr(self.body, "close", None)
+        try:
+            if close is not None:
+                close()  # stream_with_context's generator ends here, and its request context
+        finally:
+            if self.completed:
+                self.commit()
 
 
 def _vary_on(response: Response, header: str) -> None:

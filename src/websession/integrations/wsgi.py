@@ -3,9 +3,11 @@
 The middleware reads the session through the storage's sync door and puts it in
 ``environ["websession.session"]``. When the app calls ``start_response``, it commits the
 session and appends a ``Set-Cookie`` header only when the browser's cookie must change; the
-app's own ``Set-Cookie`` headers are kept. A request without the session cookie does no store
-I/O. When the store cannot be reached, the client gets a plain 503 (``unavailable_status``)
-instead of the app's response, and its cookie is left alone.
+app's own ``Set-Cookie`` headers are kept. What the app changes while its body iterable runs is
+committed when the server closes the body after sending it in full, if the browser's cookie can
+stay as it is (else a warning says why it was not saved). A request without the session cookie
+does no store I/O. When the store cannot be reached, the client gets a plain 503
+(``unavailable_status``) instead of the app's response, and its cookie is left alone.
 
 ``lazy=True`` reads the store only when the app first touches the session, so a request that
 never does costs no store I/O even with a cookie. ``header="X-Session"`` carries the session
@@ -50,7 +52,11 @@ from ._shared import (
     commits,
     cookie_overrides,
     end_if_emptied,
+    has_pending,
+    log_late_failure,
+    log_not_saved,
     log_unavailable,
+    needs_new_cookie,
     sent_value,
     status_line,
     varies_on,
@@ -244,9 +250,12 @@ class _Call:
         self.session = session
         self.outer = start_response
         self.environ = environ
+        self.path = environ.get("PATH_INFO", "")
         self.started = False
         self.failed = False
         self.id_header: tuple[str, str] | None = None
+        self.committed = False  # start_response allowed a commit: late changes may follow
+        self.errored = False  # start_response was called again with exc_info: the response failed
 
     def start_response(self, status: str, headers: Headers, exc_info: ExcInfo | None = None, /) -> Write:
         if self.failed:
@@ -272,6 +281,10 @@ class _Call:
                 except StoreUnavailableError as exc:
                     return self.unavailable(exc, exc_info)
                 self.id_header = middleware._id_header(set_cookie, self.environ)
+            # Late changes may follow, even to a lazy session first loaded by the body.
+            self.committed = exc_info is None and commits(code, middleware.commit_on_error)
+        elif exc_info is not None:
+            self.errored = True
         headers = list(headers)
         if self.id_header is not None:
             headers.append(self.id_header)
@@ -287,6 +300,24 @@ class _Call:
         log_unavailable(exc, self.middleware.unavailable_status)
         self.outer(status_line(self.middleware.unavailable_status), _unavailable_headers(), exc_info)
         return _discard
+
+    def commit_late(self) -> None:
+        """Commit what the body changed while it was sent, when the browser's cookie can stay
+        as it is; else log why it was not saved. Errors are logged: the headers have gone."""
+        session = self.session
+        if not is_loaded(session):
+            return  # never touched: nothing to commit
+        end_if_emptied(session)
+        if not has_pending(session):
+            return
+        reason = needs_new_cookie(session, self.middleware.storage)
+        if reason is not None:
+            log_not_saved(reason, self.path)
+            return
+        try:
+            self.middleware.storage.commit_session(session, **self.middleware._overrides(self.environ))
+        except Exception as exc:
+            log_late_failure(exc, self.path)
 
 
 def _status_code(status: str) -> int:
@@ -309,11 +340,13 @@ def _close(result: Iterable[bytes]) -> None:
 
 class _Body:
     """The app's response body. Apps may call start_response while the first chunk is made;
-    when that commit fails, the rest of the app's body is dropped for the 503's."""
+    when that commit fails, the rest of the app's body is dropped for the 503's. Once the body
+    was sent in full and closed, what it changed in the session is committed."""
 
     def __init__(self, result: Iterable[bytes], call: _Call) -> None:
         self.result = result
         self.call = call
+        self.completed = False
 
     def __iter__(self) -> Iterator[bytes]:
         if self.call.failed:
@@ -333,9 +366,17 @@ class _Body:
             self.call.unavailable(exc)
         if self.call.failed:
             yield UNAVAILABLE_BODY
+            return
+        self.completed = True
 
     def close(self) -> None:
-        _close(self.result)
+        try:
+            _close(self.result)  # a generator's finally blocks run here, and may change the session
+        finally:
+            call = self.call
+            # A body that raised, or that the client stopped reading, is a failed response.
+            if self.completed and call.committed and not call.errored:
+                call.commit_late()
 
 
 __all__ = ["SESSION_ENVIRON_KEY", "STORAGE_ENVIRON_KEY", "SessionMiddleware", "get_session"]
