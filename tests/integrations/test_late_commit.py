@@ -553,3 +553,51 @@ def test_wsgi_exc_info_after_the_start_means_the_response_failed(storage):
     assert b"".join(body) == b"failed"
     body.close()
     assert stored(storage, sent[0]) == {"user": "ada"}
+
+
+# -- with lazy loading ----------------------------------------------------------------------------
+
+
+def test_a_lazy_session_first_loaded_in_a_stream_is_committed_late(storage, counting_store):
+    from websession.integrations.asgi import load_session
+
+    async def lazy_stream(request: Request) -> StreamingResponse:
+        async def body():
+            yield b"a"
+            session = await load_session(request)  # the body is the first to use the session
+            session["streamed"] = True
+            yield b"b"
+
+        return StreamingResponse(body())
+
+    async def untouched(request: Request) -> StreamingResponse:
+        async def body():
+            yield b"a"
+            yield b"b"
+
+        return StreamingResponse(body(), background=BackgroundTask(lambda: None))
+
+    def sign_in(request: Request) -> PlainTextResponse:  # a plain def: it loads on first use
+        request.session["user"] = "ada"
+        return PlainTextResponse("ok")
+
+    def peek_sync(request: Request) -> JSONResponse:
+        return JSONResponse(dict(request.session))
+
+    app = Starlette(
+        routes=[
+            Route("/start", sign_in),
+            Route("/peek", peek_sync),
+            Route("/lazy-stream", lazy_stream),
+            Route("/untouched", untouched),
+        ],
+        middleware=[Middleware(SessionMiddleware, storage=storage, lazy=True)],
+    )
+    with TestClient(app) as client:
+        client.get("/start")
+        counting_store.calls.clear()
+        assert client.get("/untouched").text == "ab"
+        assert counting_store.calls == []  # never touched, not even late: no store I/O at all
+        assert client.get("/lazy-stream").text == "ab"
+        assert counting_store.calls == ["read", "update"]
+        assert client.get("/peek").json() == {"user": "ada", "streamed": True}
