@@ -722,6 +722,17 @@ def test_a_store_of_your_own_reports_its_kind_unless_told_the_system() -> None:
     assert describe(MemoryStore(), "custom") == {"db.system.name": "custom"}
 
 
+def test_a_store_of_your_own_can_register_what_describes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from websession import telemetry
+
+    def describer(store: Any) -> dict[str, Any]:
+        return {"server.address": "mongo.internal", "db.namespace": ""}
+
+    monkeypatch.setitem(telemetry.DESCRIBERS, "mongodb", describer)
+    # Empty values are left out rather than reported.
+    assert describe(MongoStore()) == {"db.system.name": "mongodb", "server.address": "mongo.internal"}
+
+
 def test_a_store_that_cannot_be_described_is_traced_without_its_address() -> None:
     from websession.stores.redis import RedisStore
 
