@@ -224,6 +224,40 @@ def websession_asgi(store: str) -> Callable[[Env], Runner]:
     return build
 
 
+def websession_asgi_traced(store: str) -> Callable[[Env], Runner]:
+    """The same app with telemetry on: OpenTelemetry's SDK recording every span (a batch
+    processor, as in production, in front of an exporter that drops them) and every metric."""
+
+    def build(env: Env) -> Runner:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+        from websession.telemetry import instrument
+
+        class Dropped(SpanExporter):
+            def export(self, spans: Any) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
+
+        tracing = TracerProvider()
+        tracing.add_span_processor(BatchSpanProcessor(Dropped()))
+        metering = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        storage = instrument(websession_storage(store, env), tracer_provider=tracing, meter_provider=metering)
+        app, _how = adapters.asgi_middleware(asgi_endpoint, storage)
+
+        async def close() -> None:
+            await storage.aclose()
+            tracing.shutdown()
+            metering.shutdown()
+
+        runner = AsgiRunner(app, COOKIE, env, close)
+        runner.redis = store.startswith("redis")
+        return runner
+
+    return build
+
+
 def bare_asgi(env: Env) -> Runner:
     """The app alone, with a plain dict as its session: what the driver and the app cost."""
 
@@ -446,6 +480,8 @@ def flask_cookie(env: Env) -> Runner:
 #: Floors: read = GETEX, write = GET + SET.
 FLOOR = "redis-py asyncio floor"
 SYNC_FLOOR = "redis-py sync floor"
+#: websession redis with OpenTelemetry recording every operation, compared with it off.
+TRACED = "websession redis, telemetry on"
 _FLOOR = {"read": FLOOR, "write": FLOOR}
 _SYNC_FLOOR = {"read": SYNC_FLOOR, "write": SYNC_FLOOR}
 
@@ -459,6 +495,13 @@ CONTENDERS: list[Contender] = [
         websession_asgi("redis"),
         ("redis", "websession.stores.redis"),
         {"read": "starsessions (redis)", "write": "starsessions (redis)"},
+    ),
+    Contender(
+        TRACED,
+        "websession",
+        websession_asgi_traced("redis"),
+        ("redis", "websession.stores.redis", "opentelemetry.sdk"),
+        {"read": "websession redis", "write": "websession redis"},
     ),
     Contender(
         "websession redis hash",
@@ -513,5 +556,6 @@ FLOORS = {
     "Flask-Session (redis)": _SYNC_FLOOR,
     "websession redis": _FLOOR,
     "websession redis hash": _FLOOR,
+    TRACED: _FLOOR,
     "websession Flask redis": _SYNC_FLOOR,
 }

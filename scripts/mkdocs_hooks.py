@@ -25,6 +25,7 @@ ORDER = [
     "migrating.md",
     "sharing-with-remix.md",
     "cli.md",
+    "telemetry.md",
     "typed-sessions.md",
     "security.md",
     "wire-format.md",

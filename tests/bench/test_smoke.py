@@ -76,6 +76,9 @@ def test_round_trips_are_the_ones_each_library_makes(
     assert trips("websession redis", "write") == pytest.approx(2.0, abs=0.05)  # GETEX + the CAS script
     assert trips("starsessions (redis)", "read") == pytest.approx(2.0, abs=0.05)  # GET + SET even unchanged
     assert figures["websession redis / read"]["commands"] == {"getex": 1.0}
+    # Telemetry watches the commands; it sends none of its own.
+    assert figures["websession redis, telemetry on / read"]["commands"] == {"getex": 1.0}
+    assert trips("websession redis, telemetry on", "write") == pytest.approx(2.0, abs=0.05)
 
 
 def test_lazy_loading_costs_no_round_trip_for_a_route_that_never_touches_the_session(
@@ -109,6 +112,7 @@ def test_every_contender_that_can_run_here_has_figures(
         "websession sqlite",
         "websession redis",
         "websession redis hash",
+        "websession redis, telemetry on",
         "websession Flask redis",
         "starsessions (redis)",
         "aiohttp-session (redis)",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Union
 
 from ..cookie import CookieOptions
@@ -33,11 +33,18 @@ UNAVAILABLE_BODY = b"Service Unavailable: the session store cannot be reached. P
 RETRY_AFTER = "5"
 
 
+#: Called with every outage an integration answers, after it is logged: how
+#: :mod:`websession.telemetry` counts them. Empty (nothing to call) until telemetry is on.
+unavailable_listeners: list[Callable[[StoreUnavailableError, int], None]] = []
+
+
 def log_unavailable(exc: StoreUnavailableError, status: int) -> None:
     """Log a store outage once per request, without a traceback: it is not a bug in the app."""
     cause = exc.__cause__
     detail = f"{exc} (caused by {type(cause).__name__}: {cause})" if cause is not None else str(exc)
     logger.warning("websession: session store unavailable, answered %d: %s", status, detail)
+    for listener in unavailable_listeners:
+        listener(exc, status)
 
 
 def end_if_emptied(session: Session) -> None:

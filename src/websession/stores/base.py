@@ -51,6 +51,7 @@ from typing import Any, ClassVar, Final, Union
 
 from ..changes import Changes
 from ..ids import generate_id, is_valid_id
+from .steps import RoundTrips
 
 Clock = Callable[[], datetime]
 
@@ -135,6 +136,8 @@ class Store(ABC):
     #: True when ``default_ttl`` was given explicitly (a factory's ``ttl=``): it is then the
     #: record's lifetime even when the cookie has one, as Remix's Redis ``ttl`` is.
     explicit_ttl: bool = False
+    #: :meth:`counted` adds the round trips each operation makes (telemetry reports them).
+    counts_round_trips: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -279,6 +282,30 @@ class Store(ABC):
 
     async def aclose(self) -> None:
         self.close()
+
+    # -- round trips (optional) ------------------------------------------------------------
+
+    def counted(self, trips: RoundTrips, operation: str, *args: Any) -> Any:
+        """Run the sync operation named ``operation`` (``"read"``, ``"create"``, ``"update"``,
+        ``"delete"``, ``"take"``) with ``args``, adding the round trips it makes to ``trips``.
+
+        How :mod:`websession.telemetry` learns round trips without a counter in the plain
+        methods. This default counts nothing; a store that can count overrides it (and
+        :meth:`acounted`) and sets ``counts_round_trips = True``.
+
+        Example::
+
+            >>> from websession.stores.memory import MemoryStore
+            >>> from websession.stores.steps import RoundTrips
+            >>> store, trips = MemoryStore(), RoundTrips()
+            >>> store.counted(trips, "read", "0" * 40, None), trips.count
+            (None, 0)
+        """
+        return getattr(self, operation)(*args)
+
+    async def acounted(self, trips: RoundTrips, operation: str, *args: Any) -> Any:
+        """Async twin of :meth:`counted`: runs ``"a" + operation``."""
+        return await getattr(self, "a" + operation)(*args)
 
     # -- maintenance (optional) ------------------------------------------------------------
     #

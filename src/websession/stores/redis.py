@@ -51,7 +51,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
-from typing import Any, Literal, TypeVar, Union, get_args
+from typing import Any, ClassVar, Literal, TypeVar, Union, get_args
 from urllib.parse import SplitResult, urlunsplit
 
 import redis
@@ -71,6 +71,7 @@ from ..storage import SessionStorage
 from ..urls import cookie_from_options, reject_unknown, storage_options
 from . import redis_cas
 from .base import UNSET, Clock, Record, Store, TtlOption, given_ttl, url_ttl, utcnow
+from .steps import RoundTrips, counting
 
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:
@@ -236,6 +237,7 @@ class RedisStore(Store):
     native_ttl = True
     atomic_changes = True
     atomic_take = True
+    counts_round_trips = True
 
     def __init__(
         self,
@@ -368,6 +370,30 @@ class RedisStore(Store):
         if client is not None:
             await client.aclose()
         self.close()
+
+    # -- round trips, for websession.telemetry -----------------------------------------------
+
+    def counted(self, trips: RoundTrips, operation: str, *args: Any) -> Any:
+        """Run ``operation`` (``"read"``, ``"create"``, ``"update"``, ``"delete"`` or ``"take"``,
+        with that method's arguments) through the sync door, adding each command it sends to
+        ``trips``: a compare-and-set that retries counts every try.
+
+        How :func:`websession.telemetry.instrument` reports round trips; the plain methods
+        keep no count. A NOSCRIPT answer followed by EVAL, or a command sent again on a fresh
+        connection after the old one dropped, is one more round trip that is not counted.
+        Example::
+
+            >>> from websession.stores.steps import RoundTrips
+            >>> store, trips = RedisStore(url="redis://localhost:6379/0", prefix="doctest:"), RoundTrips()
+            >>> store.counted(trips, "read", "0" * 40, None), trips.count
+            (None, 1)
+            >>> store.close()
+        """
+        return self._run(counting(self._operations[operation](self, *args), trips), operation)
+
+    async def acounted(self, trips: RoundTrips, operation: str, *args: Any) -> Any:
+        """Async twin of :meth:`counted`."""
+        return await self._arun(counting(self._operations[operation](self, *args), trips), operation)
 
     # -- maintenance -----------------------------------------------------------------------
     #
@@ -573,6 +599,15 @@ class RedisStore(Store):
             return None
         data = self._decode_value(id, reply)
         return None if data is None else Record(data, None, None)
+
+    #: The operations :meth:`counted` runs, by name.
+    _operations: ClassVar[dict[str, Callable[..., _Steps[Any]]]] = {
+        "create": _create,
+        "read": _read,
+        "update": _update,
+        "delete": _delete,
+        "take": _take,
+    }
 
     def _decode_value(self, id: str, reply: Any) -> dict[str, Any] | None:
         try:

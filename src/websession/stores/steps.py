@@ -78,4 +78,52 @@ async def arun_steps(steps: Generator[R, Any, T], call: Callable[[R], Awaitable[
             reply, error = None, exc
 
 
-__all__ = ["Steps", "arun_steps", "run_steps"]
+class RoundTrips:
+    """How many requests one store operation sent: what telemetry reports as round trips.
+
+    Example::
+
+        >>> trips = RoundTrips()
+        >>> trips.count
+        0
+    """
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+def counting(steps: Generator[R, Any, T], trips: RoundTrips) -> Generator[R, Any, T]:
+    """``steps``, adding one to ``trips`` for every request it yields (retries included).
+
+    A wrapper rather than a counter in the drivers, so that operations nobody counts run
+    exactly as before. Replies and errors are passed through unchanged.
+
+    Example::
+
+        >>> def two():
+        ...     first = yield "a"
+        ...     return first + (yield "b")
+        >>> trips = RoundTrips()
+        >>> run_steps(counting(two(), trips), str.upper), trips.count
+        ('AB', 2)
+    """
+    reply: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            request = steps.send(reply) if error is None else steps.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        trips.count += 1
+        try:
+            reply, error = (yield request), None
+        except GeneratorExit:
+            steps.close()
+            raise
+        except BaseException as exc:  # thrown in by a driver: the wrapped steps decide
+            reply, error = None, exc
+
+
+__all__ = ["RoundTrips", "Steps", "arun_steps", "counting", "run_steps"]

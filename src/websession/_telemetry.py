@@ -1,0 +1,471 @@
+"""The OpenTelemetry side of :mod:`websession.telemetry`: imported by ``instrument()`` only.
+
+:class:`InstrumentedStore` stands in front of a storage's store. Each of the five request
+operations, through either door, becomes a span and a duration measurement, following
+OpenTelemetry's semantic conventions for database clients; everything else goes straight to
+the wrapped store. Telemetry never changes what a request sees: a failure inside OpenTelemetry
+(a span processor that raises) is logged once and the operation goes on without it, and an
+exception from the store goes up unchanged after it is recorded.
+
+Example::
+
+    >>> from opentelemetry.sdk.trace import TracerProvider
+    >>> from websession.stores.memory import MemoryStore
+    >>> store = InstrumentedStore(MemoryStore(), Instruments.of(TracerProvider(), None), {})
+    >>> store.read(store.create({"n": 1}, None), None).data
+    {'n': 1}
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from time import perf_counter
+from typing import Any
+
+from opentelemetry import context, metrics, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from .changes import Changes
+from .errors import SessionStoreError, StoreUnavailableError
+from .stores.base import Clock, Record, Store
+from .stores.steps import RoundTrips
+
+logger = logging.getLogger("websession")
+
+#: The instrumentation scope of every tracer and meter.
+SCOPE = "websession"
+#: The bucket boundaries the conventions give ``db.client.operation.duration`` (seconds).
+DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
+#: What ``websession.outcome`` says when an operation found nothing to act on.
+GONE = "gone"
+
+Attributes = Mapping[str, Any]
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+@dataclass(frozen=True)
+class Instruments:
+    """The tracer and the metric instruments one ``instrument()`` call records with."""
+
+    tracer: trace.Tracer
+    duration: metrics.Histogram
+    hits: metrics.Counter
+    misses: metrics.Counter
+    fresh: metrics.Counter
+
+    @classmethod
+    def of(
+        cls, tracer_provider: trace.TracerProvider | None, meter_provider: metrics.MeterProvider | None
+    ) -> Instruments:
+        """Instruments from the given providers, or from the global ones when None."""
+        tracer = trace.get_tracer(SCOPE, _version(), tracer_provider)
+        meter = _meter(meter_provider)
+        return cls(
+            tracer=tracer,
+            duration=meter.create_histogram(
+                "db.client.operation.duration",
+                unit="s",
+                description="Duration of session store operations.",
+                explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            ),
+            hits=meter.create_counter(
+                "websession.session.hits", unit="{session}", description="Reads that found a live session."
+            ),
+            misses=meter.create_counter(
+                "websession.session.misses",
+                unit="{session}",
+                description="Reads of a session id the store no longer holds.",
+            ),
+            fresh=meter.create_counter(
+                "websession.session.fresh",
+                unit="{session}",
+                description="Sessions created (a regenerated session is created anew too).",
+            ),
+        )
+
+
+def _meter(meter_provider: metrics.MeterProvider | None) -> metrics.Meter:
+    return metrics.get_meter(SCOPE, _version(), meter_provider)
+
+
+def error_type(exc: BaseException) -> str:
+    """``error.type`` for an exception: the full name of what the store's client raised.
+
+    websession wraps client errors in its own (``StoreUnavailableError`` from a redis-py
+    ``ConnectionError``); the conventions prefer the original, so the cause is named when
+    there is one.
+
+    Example::
+
+        >>> try:
+        ...     try:
+        ...         raise ConnectionRefusedError("no")
+        ...     except OSError as cause:
+        ...         raise StoreUnavailableError("down") from cause
+        ... except StoreUnavailableError as exc:
+        ...     error_type(exc)
+        'ConnectionRefusedError'
+        >>> error_type(TimeoutError())
+        'TimeoutError'
+    """
+    cause = exc.__cause__ if isinstance(exc, SessionStoreError) and exc.__cause__ is not None else exc
+    kind = type(cause)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+@dataclass(frozen=True)
+class _Operation:
+    """One store operation as telemetry names it, with what is known before it runs."""
+
+    name: str  # the Store method: "read"
+    span_name: str
+    attributes: dict[str, Any]  # span start attributes, also the duration's attributes
+    outcome: Callable[[Any], str]
+
+
+_OUTCOMES: dict[str, Callable[[Any], str]] = {
+    "read": lambda record: "hit" if record is not None else "miss",
+    "create": lambda _id: "created",
+    "update": lambda record: "updated" if record is not None else GONE,
+    "delete": lambda _none: "deleted",
+    "take": lambda record: "taken" if record is not None else GONE,
+}
+
+
+def _operations(description: Attributes) -> dict[str, _Operation]:
+    target = _target(description)
+    found = {}
+    for name, outcome in _OUTCOMES.items():
+        operation_name = f"websession.{name}"
+        attributes = {**description, "db.operation.name": operation_name}
+        span_name = f"{operation_name} {target}" if target else operation_name
+        found[name] = _Operation(name, span_name, attributes, outcome)
+    return found
+
+
+def _target(description: Attributes) -> str | None:
+    """The ``{target}`` of a span name: collection, else namespace, else address:port."""
+    if "db.collection.name" in description:
+        return str(description["db.collection.name"])
+    # Redis's convention leaves its numeric namespace out of span names.
+    if "db.namespace" in description and description.get("db.system.name") != "redis":
+        return str(description["db.namespace"])
+    if "server.address" in description:
+        port = description.get("server.port")
+        return f"{description['server.address']}:{port}" if port else str(description["server.address"])
+    return None
+
+
+class _Probe:
+    """One operation in flight: its span, the context it made current, when it started."""
+
+    __slots__ = ("span", "started", "token", "trips")
+
+    def __init__(self, trips: RoundTrips | None) -> None:
+        self.span: trace.Span | None = None
+        self.token: object = None
+        self.trips = trips
+        self.started = 0.0
+
+
+#: Class attributes a proxy copies from the store it wraps, so storages and integrations that
+#: read them (``native_ttl``, ``kind``) see the wrapped store's.
+_COPIED = ("atomic_changes", "atomic_take", "native_ttl", "kind", "cheap_count")
+
+
+class InstrumentedStore(Store):
+    """``wrapped``, with a span and a duration for each create, read, update, delete and take.
+
+    ``description`` holds the attributes every operation carries (``db.system.name``,
+    ``server.address``, ...). Maintenance (scan, count, purge, ...) and settings go straight
+    to the wrapped store, untraced; so do attributes only the wrapped store has (``prefix``).
+    """
+
+    def __init__(
+        self,
+        wrapped: Store,
+        instruments: Instruments,
+        description: Attributes,
+        unavailable: UnavailableCounter | None = None,
+    ) -> None:
+        # Store.__init__ is not called: every setting is the wrapped store's, read through.
+        self.wrapped = wrapped
+        self.instruments = instruments
+        #: The 503 counter this proxy keeps listening (websession.telemetry's bookkeeping).
+        self.unavailable = unavailable
+        self.description = dict(description)
+        # Instance values shadow the base class's defaults for these class-level flags.
+        vars(self).update({name: getattr(wrapped, name) for name in _COPIED})
+        self._operations = _operations(self.description)
+        system = self.description.get("db.system.name")
+        self._counter_attributes = {} if system is None else {"db.system.name": system}
+        # In-memory calls MAY be INTERNAL, says the convention; everything else is a client.
+        self._span_kind = SpanKind.INTERNAL if wrapped.kind == "memory" else SpanKind.CLIENT
+        self._counts = wrapped.counts_round_trips
+        self._warned = False
+
+    def __repr__(self) -> str:
+        return f"InstrumentedStore({self.wrapped!r})"
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names this class lacks: what the wrapped store's own class adds.
+        if name == "wrapped":  # not set yet (copy, pickle): never recurse
+            raise AttributeError(name)
+        return getattr(self.wrapped, name)
+
+    # -- settings, read through ------------------------------------------------------------
+
+    @property
+    def default_ttl(self) -> float | None:
+        return self.wrapped.default_ttl
+
+    @default_ttl.setter
+    def default_ttl(self, value: float | None) -> None:
+        self.wrapped.default_ttl = value
+
+    @property
+    def explicit_ttl(self) -> bool:
+        return self.wrapped.explicit_ttl
+
+    @explicit_ttl.setter
+    def explicit_ttl(self, value: bool) -> None:
+        self.wrapped.explicit_ttl = value
+
+    @property
+    def clock(self) -> Clock:
+        return self.wrapped.clock
+
+    @clock.setter
+    def clock(self, value: Clock) -> None:
+        self.wrapped.clock = value
+
+    # -- ids and keys, passed through --------------------------------------------------------
+
+    def new_id(self) -> str:
+        return self.wrapped.new_id()
+
+    def is_valid_id(self, value: object) -> bool:
+        return self.wrapped.is_valid_id(value)
+
+    @property
+    def hashes_ids(self) -> bool:
+        return self.wrapped.hashes_ids
+
+    def storage_key(self, id: str) -> str:
+        return self.wrapped.storage_key(id)
+
+    def is_storage_key(self, value: object) -> bool:
+        return self.wrapped.is_storage_key(value)
+
+    # -- the sync door, traced -------------------------------------------------------------
+
+    def create(self, data: Mapping[str, Any], expires: datetime | None) -> str:
+        new_id: str = self._run(self._operations["create"], (data, expires))
+        return new_id
+
+    def read(self, id: str, touch: datetime | None) -> Record | None:
+        record: Record | None = self._run(self._operations["read"], (id, touch))
+        return record
+
+    def update(self, id: str, changes: Changes, expires: datetime | None, seen: Record) -> Record | None:
+        record: Record | None = self._run(self._operations["update"], (id, changes, expires, seen))
+        return record
+
+    def delete(self, id: str) -> None:
+        self._run(self._operations["delete"], (id,))
+
+    def take(self, id: str) -> Record | None:
+        record: Record | None = self._run(self._operations["take"], (id,))
+        return record
+
+    def close(self) -> None:
+        self.wrapped.close()
+
+    # -- the async door, traced ------------------------------------------------------------
+
+    async def acreate(self, data: Mapping[str, Any], expires: datetime | None) -> str:
+        new_id: str = await self._arun(self._operations["create"], (data, expires))
+        return new_id
+
+    async def aread(self, id: str, touch: datetime | None) -> Record | None:
+        record: Record | None = await self._arun(self._operations["read"], (id, touch))
+        return record
+
+    async def aupdate(
+        self, id: str, changes: Changes, expires: datetime | None, seen: Record
+    ) -> Record | None:
+        record: Record | None = await self._arun(self._operations["update"], (id, changes, expires, seen))
+        return record
+
+    async def adelete(self, id: str) -> None:
+        await self._arun(self._operations["delete"], (id,))
+
+    async def atake(self, id: str) -> Record | None:
+        record: Record | None = await self._arun(self._operations["take"], (id,))
+        return record
+
+    async def aclose(self) -> None:
+        await self.wrapped.aclose()
+
+    # -- maintenance and helpers, passed through untraced ------------------------------------
+
+    def scan(self) -> Iterator[tuple[str, Record]]:
+        return self.wrapped.scan()
+
+    def count(self) -> int:
+        return self.wrapped.count()
+
+    def peek(self, id: str) -> Record | None:
+        return self.wrapped.peek(id)
+
+    def write(
+        self, id: str, data: Mapping[str, Any], expires: datetime | None, *, replace: bool = True
+    ) -> bool:
+        return self.wrapped.write(id, data, expires, replace=replace)
+
+    def write_many(self, records: Iterable[tuple[str, Record]], *, replace: bool = True) -> int:
+        return self.wrapped.write_many(records, replace=replace)
+
+    def purge_expired(self) -> int:
+        return self.wrapped.purge_expired()
+
+    def seconds_until(self, expires: datetime | None) -> int | None:
+        return self.wrapped.seconds_until(expires)
+
+    def is_expired(self, expires: datetime | None) -> bool:
+        return self.wrapped.is_expired(expires)
+
+    # -- the measuring -----------------------------------------------------------------------
+
+    def _run(self, operation: _Operation, args: tuple[Any, ...]) -> Any:
+        probe = self._begin(operation)
+        try:
+            if probe.trips is not None:
+                result = self.wrapped.counted(probe.trips, operation.name, *args)
+            else:
+                result = getattr(self.wrapped, operation.name)(*args)
+        except BaseException as exc:
+            self._failed(operation, probe, exc)
+            raise
+        self._done(operation, probe, result)
+        return result
+
+    async def _arun(self, operation: _Operation, args: tuple[Any, ...]) -> Any:
+        probe = self._begin(operation)
+        try:
+            if probe.trips is not None:
+                result = await self.wrapped.acounted(probe.trips, operation.name, *args)
+            else:
+                result = await getattr(self.wrapped, "a" + operation.name)(*args)
+        except BaseException as exc:
+            self._failed(operation, probe, exc)
+            raise
+        self._done(operation, probe, result)
+        return result
+
+    def _begin(self, operation: _Operation) -> _Probe:
+        probe = _Probe(RoundTrips() if self._counts else None)
+        try:
+            span = self.instruments.tracer.start_span(
+                operation.span_name, kind=self._span_kind, attributes=operation.attributes
+            )
+            probe.span = span
+            # Current while the store works, so spans of an instrumented client nest under it.
+            probe.token = context.attach(trace.set_span_in_context(span))
+        except Exception as exc:
+            self._broken(exc)
+        probe.started = perf_counter()
+        return probe
+
+    def _done(self, operation: _Operation, probe: _Probe, result: Any) -> None:
+        elapsed = perf_counter() - probe.started
+        outcome = operation.outcome(result)
+        self._end_span(probe, {"websession.outcome": outcome}, None)
+        try:
+            instruments = self.instruments
+            instruments.duration.record(elapsed, operation.attributes)
+            if outcome == "hit":
+                instruments.hits.add(1, self._counter_attributes)
+            elif outcome == "miss":
+                instruments.misses.add(1, self._counter_attributes)
+            elif outcome == "created":
+                instruments.fresh.add(1, self._counter_attributes)
+        except Exception as exc:
+            self._broken(exc)
+
+    def _failed(self, operation: _Operation, probe: _Probe, exc: BaseException) -> None:
+        elapsed = perf_counter() - probe.started
+        try:
+            kind = error_type(exc)
+        except Exception as error:  # pragma: no cover - an exception class that hides its name
+            self._broken(error)
+            kind = "_OTHER"
+        self._end_span(probe, {"error.type": kind}, exc)
+        try:
+            self.instruments.duration.record(elapsed, {**operation.attributes, "error.type": kind})
+        except Exception as error:
+            self._broken(error)
+
+    def _end_span(self, probe: _Probe, attributes: dict[str, Any], exc: BaseException | None) -> None:
+        span = probe.span
+        if span is not None:
+            try:
+                if probe.trips is not None:
+                    attributes["websession.round_trips"] = probe.trips.count
+                span.set_attributes(attributes)
+                if exc is not None:
+                    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                span.end()
+            except Exception as error:
+                self._broken(error)
+        if probe.token is not None:
+            try:
+                context.detach(probe.token)  # type: ignore[arg-type]
+            except Exception as error:  # pragma: no cover - detach logs its own failures
+                self._broken(error)
+
+    def _broken(self, exc: Exception) -> None:
+        """OpenTelemetry itself failed: say so once, and let the request go on without it."""
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "websession: telemetry for the %s store failed; requests go on without it "
+                "where it fails (logged once)",
+                self.wrapped.kind,
+                exc_info=exc,
+            )
+        else:
+            logger.debug("websession: telemetry failed again", exc_info=exc)
+
+
+# -- 503s, counted where every integration reports them ---------------------------------------
+
+
+class UnavailableCounter:
+    """Counts the outages integrations answer (``websession.session.unavailable``) for one meter
+    provider: a listener of :data:`websession.integrations._shared.unavailable_listeners`."""
+
+    def __init__(self, meter_provider: metrics.MeterProvider | None) -> None:
+        self.counter = _meter(meter_provider).create_counter(
+            "websession.session.unavailable",
+            unit="{response}",
+            description="Responses an integration answered because the session store was unavailable.",
+        )
+        self.users = 0
+
+    def __call__(self, exc: StoreUnavailableError, status: int) -> None:
+        try:
+            self.counter.add(1, {"error.type": error_type(exc), "http.response.status_code": status})
+        except Exception:
+            logger.debug("websession: could not count a store outage", exc_info=True)
+
+
+__all__ = ["DURATION_BUCKETS", "InstrumentedStore", "Instruments", "UnavailableCounter", "error_type"]
