@@ -303,19 +303,16 @@ class TaggedJSON(JSONCodec):
     one-key object in the format of Flask's ``TaggedJSONSerializer``: Flask's cookie sessions
     and this codec read each other's data (docs/codecs.md).
 
-    ===============================  ==========  ==============================================
-    value                            tag         stored as
-    ===============================  ==========  ==============================================
-    tuple                            ``" t"``    a list of the items
-    UUID                             ``" u"``    32 hex digits
-    bytes                            ``" b"``    base64
-    Markup (str with ``__html__``)   ``" m"``    the HTML text
-    datetime, aware UTC, whole s     ``" d"``    an HTTP date (Flask's own tag)
-    any other datetime               ``" dt"``   ISO 8601 (naive stays naive; µs and offset kept)
-    date                             ``" da"``   ISO 8601 (``2024-05-01``)
-    Decimal                          ``" dc"``   its text (``"1.10"``)
-    one-key dict whose key is a tag  ``" di"``   the dict, its key suffixed with ``__``
-    ===============================  ==========  ==============================================
+    - a tuple: ``" t"``, a list of the items;
+    - a UUID: ``" u"``, 32 hex digits;
+    - bytes: ``" b"``, base64;
+    - ``Markup`` (a str with ``__html__``): ``" m"``, the HTML text;
+    - a datetime: ``" d"``, Flask's HTTP date, when that holds it exactly (aware, UTC, whole
+      seconds); any other as ``" dt"``, ISO 8601 (naive stays naive, microseconds and the UTC
+      offset are kept);
+    - a date: ``" da"``, ISO 8601 (``2024-05-01``);
+    - a Decimal: ``" dc"``, its text (``"1.10"``);
+    - a one-key dict whose key is a tag: ``" di"``, its key suffixed with ``__``.
 
     Flask reads every tag but ``" dt"``, ``" da"`` and ``" dc"`` (it returns those as the
     one-key dicts they are stored as). Every datetime comes back equal to the one stored; an
