@@ -26,6 +26,7 @@ ORDER = [
     "sharing-with-remix.md",
     "cli.md",
     "typed-sessions.md",
+    "codecs.md",
     "security.md",
     "wire-format.md",
     "design.md",
