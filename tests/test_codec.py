@@ -561,3 +561,32 @@ def test_every_factory_takes_codec(tmp_path: Path) -> None:
     for storage in made:
         assert type(storage.codec) is TaggedJSON
         storage.close()
+
+
+@pytest.mark.parametrize("layout", ["string", "hash"])
+def test_tagged_values_on_redis(layout: str, door: Door, redis_url: str, redis_prefix: str) -> None:
+    """Redis applies changes with a compare-and-set (string) or per field (hash): tagged values
+    are JSON like any other to it."""
+    from websession import create_redis_session_storage
+
+    storage = create_redis_session_storage(
+        cookie=create_cookie("s", secrets=["k"]),
+        url=redis_url,
+        prefix=redis_prefix,
+        layout=layout,
+        codec="tagged",
+    )
+    try:
+        session = door.get(storage, None)
+        session.update(VALUES)
+        header = pair(door.commit(storage, session))
+        session = door.get(storage, header)
+        assert all(same(session[k], v) for k, v in VALUES.items())
+        session["events"] = [VALUES["offset"]]
+        session.flash("paid", VALUES["amount"])
+        header = pair(door.commit(storage, session) or header)
+        again = door.get(storage, header)
+        assert same(again["events"], [VALUES["offset"]]) and same(again.get("paid"), VALUES["amount"])
+        assert all(same(again[k], v) for k, v in VALUES.items())
+    finally:
+        storage.close()

@@ -554,7 +554,12 @@ class CookieSessionStorage(_StorageBase[Data, Flash]):
         reuse = (
             unchanged and not session.resign and isinstance(version, tuple) and version[1] == session.binding
         )
-        stored = data if self.codec.plain else self.codec.encode_data(data)
+        if self.codec.plain:
+            stored = data
+        elif reuse and record is not None:
+            stored = record.data  # unchanged: what the cookie carries already
+        else:
+            stored = self.codec.encode_data(data)
         if reuse:
             assert isinstance(version, tuple)
             signed = version[0]
