@@ -27,6 +27,7 @@ ORDER = [
     "cli.md",
     "telemetry.md",
     "typed-sessions.md",
+    "codecs.md",
     "security.md",
     "wire-format.md",
     "design.md",

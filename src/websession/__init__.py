@@ -21,6 +21,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .changes import Changes
+from .codec import JSONCodec, TaggedJSON
 from .cookie import Cookie, CookieOptions, create_cookie
 from .errors import (
     ConfigurationError,
@@ -83,6 +84,7 @@ __all__ = [
     "CookieOptions",
     "CookieSessionStorage",
     "CookieTooLargeError",
+    "JSONCodec",
     "Record",
     "RecordTooLargeError",
     "Session",
@@ -91,6 +93,7 @@ __all__ = [
     "SessionStoreError",
     "Store",
     "StoreUnavailableError",
+    "TaggedJSON",
     "create_cookie",
     "create_cookie_session_storage",
     "create_file_session_storage",

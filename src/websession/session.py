@@ -1,8 +1,9 @@
 """Session: the data of one visitor, as a dict, plus Remix's has/get/set/flash/unset.
 
 A session remembers what this request changed (keys set, keys removed) so that a commit can
-apply exactly those changes to what is stored now. Values must be JSON-serialisable; anything
-else is refused when it is set.
+apply exactly those changes to what is stored now. Values must be what the storage's codec can
+hold (plain JSON by default, see :mod:`websession.codec`); anything else is refused when it is
+set.
 
 Example::
 
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, cast
 
 from . import codec
 from .changes import Changes
+from .codec import PLAIN_JSON, JSONCodec
 from .stores.base import Record
 
 if TYPE_CHECKING:
@@ -67,6 +69,7 @@ class Session(MutableMapping[str, Any], Generic[Data, Flash]):
     """
 
     __slots__ = (
+        "_codec",
         "_data",
         "_destroyed",
         "_id",
@@ -86,8 +89,10 @@ class Session(MutableMapping[str, Any], Generic[Data, Flash]):
         id: str | None = None,
         *,
         record: Record | None = None,
+        codec: JSONCodec | None = None,
     ) -> None:
         self._data: dict[str, Any] = dict(data) if data else {}
+        self._codec = PLAIN_JSON if codec is None else codec
         self._id = id
         self._record = record
         self._set: dict[str, Any] = {}
@@ -120,8 +125,20 @@ class Session(MutableMapping[str, Any], Generic[Data, Flash]):
 
     @property
     def record(self) -> Record | None:
-        """The record as it was read from (or last written to) the store."""
+        """The record as it was read from (or last written to) the store, in its stored form."""
         return self._record
+
+    @property
+    def codec(self) -> JSONCodec:
+        """The codec that says which values this session can hold (its storage's).
+
+        Example::
+
+            >>> from websession.codec import TaggedJSON
+            >>> Session().codec, Session(codec=TaggedJSON()).codec
+            (JSONCodec(), TaggedJSON())
+        """
+        return self._codec
 
     @property
     def data(self) -> dict[str, Any]:
@@ -171,8 +188,9 @@ class Session(MutableMapping[str, Any], Generic[Data, Flash]):
         that were read from the session (``session["cart"].append(...)``)."""
         changed = dict(self._set)
         if self._lent:
+            dumps = self._codec.dumps
             for key, before in self._lent.items():
-                if key in self._data and key not in changed and codec.dumps(self._data[key]) != before:
+                if key in self._data and key not in changed and dumps(self._data[key]) != before:
                     changed[key] = self._data[key]
         return Changes(changed, frozenset(self._removed))
 
@@ -244,7 +262,7 @@ class Session(MutableMapping[str, Any], Generic[Data, Flash]):
         return default
 
     def set(self, name: str, value: Any) -> None:
-        """Set ``name`` to a JSON-serialisable value (same as ``session[name] = value``).
+        """Set ``name`` to a value the codec can hold (same as ``session[name] = value``).
 
         Example::
 
@@ -288,7 +306,7 @@ class Session(MutableMapping[str, Any], Generic[Data, Flash]):
         return self._lend(name)
 
     def __setitem__(self, name: str, value: Any) -> None:
-        codec.check_value(name, value)
+        self._codec.check_value(name, value)
         if not codec.is_utf8_safe(name):
             raise TypeError("session keys must be encodable as UTF-8")
         self._data[name] = value
@@ -354,18 +372,19 @@ class Session(MutableMapping[str, Any], Generic[Data, Flash]):
     def _lend(self, name: str) -> Any:
         """Return a value; remember the JSON of mutable ones to detect in-place edits."""
         value = self._data[name]
-        if isinstance(value, (list, dict)) and name not in self._set:
+        if isinstance(value, self._codec.mutable) and name not in self._set:
             if self._lent is None:
                 self._lent = {}
             if name not in self._lent:
-                self._lent[name] = codec.dumps(value)
+                self._lent[name] = self._codec.dumps(value)
         return value
 
     def _lent_changed(self) -> bool:
         if not self._lent:
             return False
+        dumps = self._codec.dumps
         return any(
-            key in self._data and codec.dumps(self._data[key]) != before
+            key in self._data and dumps(self._data[key]) != before
             for key, before in self._lent.items()
             if key not in self._set
         )
@@ -376,8 +395,9 @@ class Session(MutableMapping[str, Any], Generic[Data, Flash]):
         if self._lent:
             self._lent.pop(name, None)
 
-    def _committed(self, id: str | None, record: Record | None) -> None:
-        """Reset change tracking after a commit wrote ``record`` under ``id``."""
+    def _committed(self, id: str | None, record: Record | None, data: dict[str, Any] | None = None) -> None:
+        """Reset change tracking after a commit wrote ``record`` under ``id``; ``data`` is the
+        record's data as session values, when the codec stores them in another form."""
         self._id = id
         self._record = record
         self._set = {}
@@ -386,7 +406,9 @@ class Session(MutableMapping[str, Any], Generic[Data, Flash]):
         self._regenerate = False
         self.stale_cookie = False
         self.resign = False
-        if record is not None:
+        if data is not None:
+            self._data = data
+        elif record is not None:
             self._data = dict(record.data)
 
     def _mark_destroyed(self) -> None:

@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic
 
 from .changes import Changes
-from .codec import logger
+from .codec import CodecLike, CorruptRecordError, as_codec, log_corrupt, logger
 from .cookie import Cookie, find_cookie
 from .errors import CookieTooLargeError
 from .ids import created_at
@@ -67,6 +67,8 @@ class _Step:
     changes: Changes | None = None
     expires: datetime | None = None
     send_cookie: bool = False
+    #: ``data`` as session values, when the codec stores them in another form.
+    values: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -96,11 +98,14 @@ class _StorageBase(Generic[Data, Flash]):
         rolling: bool = True,
         save_uninitialized: bool = False,
         clock: Clock = utcnow,
+        codec: CodecLike = None,
     ) -> None:
         self.cookie = cookie
         self.rolling = rolling
         self.save_uninitialized = save_uninitialized
         self.clock = clock
+        #: Which values sessions may hold, and how they are stored (:mod:`websession.codec`).
+        self.codec = as_codec(codec)
 
     def _serialize(self, value: Any, session: Session[Data, Flash], overrides: dict[str, Any]) -> str:
         return self.cookie.serialize(value, binding=session.binding, **overrides)
@@ -123,6 +128,11 @@ class SessionStorage(_StorageBase[Data, Flash]):
     ``absolute_timeout`` (seconds) ends every session that long after its id was issued, however
     active it is; the store's expiry is never set beyond it.
 
+    ``codec`` says which values sessions may hold: plain JSON by default (Remix-compatible),
+    or ``"tagged"`` (:class:`~websession.codec.TaggedJSON`: datetime, date, UUID, Decimal,
+    bytes, tuples, in Flask's tagged-JSON format). The store only ever sees JSON: values are
+    converted when a commit writes them and when a read returns them (docs/codecs.md).
+
     ``SessionStorage[Data, Flash]`` (two TypedDicts) makes every session it returns a
     ``Session[Data, Flash]`` (docs/typed-sessions.md); a bare ``SessionStorage`` is untyped.
 
@@ -133,6 +143,13 @@ class SessionStorage(_StorageBase[Data, Flash]):
         >>> storage = SessionStorage(cookie=create_cookie("s", secrets=["k"]), store=MemoryStore())
         >>> storage.commit_session(storage.get_session(None)) is None
         True
+        >>> from datetime import date
+        >>> cookie = create_cookie("s", secrets=["k"])
+        >>> tagged = SessionStorage(cookie=cookie, store=MemoryStore(), codec="tagged")
+        >>> session = tagged.get_session(None)
+        >>> session["since"] = date(2024, 5, 1)
+        >>> tagged.get_session(tagged.commit_session(session))["since"]
+        datetime.date(2024, 5, 1)
     """
 
     def __init__(
@@ -143,9 +160,14 @@ class SessionStorage(_StorageBase[Data, Flash]):
         rolling: bool = True,
         save_uninitialized: bool = False,
         absolute_timeout: float | None = None,
+        codec: CodecLike = None,
     ) -> None:
         super().__init__(
-            cookie=cookie, rolling=rolling, save_uninitialized=save_uninitialized, clock=store.clock
+            cookie=cookie,
+            rolling=rolling,
+            save_uninitialized=save_uninitialized,
+            clock=store.clock,
+            codec=codec,
         )
         self.store = store
         self.absolute_timeout = None if absolute_timeout is None else timedelta(seconds=absolute_timeout)
@@ -191,10 +213,9 @@ class SessionStorage(_StorageBase[Data, Flash]):
         assert step.data is not None
         if step.op is _Op.REGENERATE and session.id is not None:
             taken = store.take(session.id)
-            if taken is None:
+            if taken is None or not self._move(session, taken, step):
                 # Destroyed meanwhile (a sign-out in another tab): never bring it back.
                 return self._expire(session, overrides)
-            step.data = _moved(session, taken)
         new_id = store.create(step.data, step.expires)
         return self._created(session, new_id, step, overrides)
 
@@ -233,9 +254,8 @@ class SessionStorage(_StorageBase[Data, Flash]):
         assert step.data is not None
         if step.op is _Op.REGENERATE and session.id is not None:
             taken = await store.atake(session.id)
-            if taken is None:
+            if taken is None or not self._move(session, taken, step):
                 return self._expire(session, overrides)
-            step.data = _moved(session, taken)
         new_id = await store.acreate(step.data, step.expires)
         return self._created(session, new_id, step, overrides)
 
@@ -339,7 +359,7 @@ class SessionStorage(_StorageBase[Data, Flash]):
         return _Lookup(session_id, touch, verified.stale, now)
 
     def _fresh(self, lookup: _Stale | None, binding: str | None) -> Session[Data, Flash]:
-        session = Session()
+        session: Session[Data, Flash] = Session(codec=self.codec)
         session.stale_cookie = lookup is _STALE
         session.binding = binding
         return session
@@ -347,7 +367,16 @@ class SessionStorage(_StorageBase[Data, Flash]):
     def _found(self, lookup: _Lookup, record: Record | None, binding: str | None) -> Session[Data, Flash]:
         if record is None or (record.expires is not None and record.expires <= lookup.now):
             return self._fresh(_STALE, binding)
-        session = Session(record.data, lookup.id, record=record)
+        codec = self.codec
+        data = record.data
+        if not codec.plain:
+            try:
+                data = codec.decode_data(data)
+            except CorruptRecordError as exc:
+                # Like a record the store could not decode: logged, and no session.
+                log_corrupt(self.store.kind, lookup.id, exc)
+                return self._fresh(_STALE, binding)
+        session = Session(data, lookup.id, record=record, codec=codec)
         session.resign = lookup.resign
         session.binding = binding
         return session
@@ -363,15 +392,17 @@ class SessionStorage(_StorageBase[Data, Flash]):
             return _Step(_Op.DELETE)
         if session.is_new:
             if session or self.save_uninitialized:
-                return _Step(_Op.CREATE, data=session.data, expires=expires)
+                return self._with_data(_Op.CREATE, session, expires)
             if session.stale_cookie:
                 return _Step(_Op.NONE, header=self.cookie.serialize_expired(**overrides))
             return _Step(_Op.NONE)
         if session.regenerating:
-            return _Step(_Op.REGENERATE, data=session.data, expires=expires)
+            return self._with_data(_Op.REGENERATE, session, expires)
         changes = session.changes if session.modified else _NO_CHANGES
         lifetime_override = bool(overrides) and any(name in overrides for name in _LIFETIME_OPTIONS)
         if changes or lifetime_override:
+            if not self.codec.plain:
+                changes = self.codec.encode_changes(changes)
             return _Step(
                 _Op.UPDATE, changes=changes, expires=expires, send_cookie=self._cookie_due(session, overrides)
             )
@@ -380,11 +411,36 @@ class SessionStorage(_StorageBase[Data, Flash]):
             return _Step(_Op.NONE, header=self._serialize(session.id, session, overrides))
         return _Step(_Op.NONE)
 
+    def _with_data(self, op: _Op, session: Session[Data, Flash], expires: datetime | None) -> _Step:
+        """A step that writes the session's whole data (create, regenerate) in stored form."""
+        data = session.data
+        if self.codec.plain:
+            return _Step(op, data=data, expires=expires)
+        return _Step(op, data=self.codec.encode_data(data), expires=expires, values=data)
+
+    def _move(self, session: Session[Data, Flash], taken: Record, step: _Step) -> bool:
+        """Point a regenerate step at the data it moves with: this request's changes applied
+        to the record as it was taken, so a concurrent update of another key is kept (changes,
+        not a snapshot). False when the taken record cannot be read."""
+        codec = self.codec
+        if codec.plain:
+            step.data = _moved(session, taken)
+            return True
+        # Untouched values move in their stored form, never decoded and encoded again.
+        changes = codec.encode_changes(session.changes) if session.modified else _NO_CHANGES
+        step.data = changes.apply(taken.data)
+        try:
+            step.values = codec.decode_data(step.data)
+        except CorruptRecordError as exc:
+            log_corrupt(self.store.kind, session.id or "", exc)
+            return False
+        return True
+
     def _created(
         self, session: Session[Data, Flash], new_id: str, step: _Step, overrides: dict[str, Any]
     ) -> str:
         assert step.data is not None
-        session._committed(new_id, Record(step.data, step.expires))
+        session._committed(new_id, Record(step.data, step.expires), step.values)
         return self._serialize(new_id, session, overrides)
 
     def _updated(
@@ -395,8 +451,20 @@ class SessionStorage(_StorageBase[Data, Flash]):
             return self._expire(session, overrides)
         session_id = session.id
         assert session_id is not None
-        session._committed(session_id, record)
+        session._committed(session_id, record, self._values(session, record))
         return self._serialize(session_id, session, overrides) if step.send_cookie else None
+
+    def _values(self, session: Session[Data, Flash], record: Record) -> dict[str, Any] | None:
+        """The data of a record an update returned, as session values (None: as stored)."""
+        if self.codec.plain:
+            return None
+        try:
+            return self.codec.decode_data(record.data)
+        except CorruptRecordError as exc:
+            # Another request stored what cannot be read; the write itself succeeded, so keep
+            # this request's own view until the next read finds the record unreadable.
+            log_corrupt(self.store.kind, session.id or "", exc)
+            return session.data
 
     def _expire(self, session: Session[Data, Flash], overrides: dict[str, Any]) -> str:
         session._mark_destroyed()
@@ -431,16 +499,30 @@ class CookieSessionStorage(_StorageBase[Data, Flash]):
     ) -> Session[Data, Flash]:
         """Return the session carried by a Cookie header; a new one when there is none."""
         verified = self.cookie.read(cookie_header, binding=binding)
-        if verified is None or not isinstance(verified.value, dict):
-            session = Session()
+        data = None if verified is None else self._decoded(verified.value)
+        if verified is None or data is None:
+            session: Session[Data, Flash] = Session(codec=self.codec)
             session.stale_cookie = bool(find_cookie(cookie_header, self.cookie.name))
         else:
             # The version is the signed text and its binding: an unchanged session is sent back
             # as it came, never re-encoded.
-            session = Session(verified.value, record=Record(verified.value, None, (verified.signed, binding)))
+            record = Record(verified.value, None, (verified.signed, binding))
+            session = Session(data, record=record, codec=self.codec)
             session.resign = verified.stale
         session.binding = binding
         return session
+
+    def _decoded(self, value: Any) -> dict[str, Any] | None:
+        """The session values a verified cookie carries; None when it carries none."""
+        if not isinstance(value, dict):
+            return None
+        if self.codec.plain:
+            return value
+        try:
+            return self.codec.decode_data(value)
+        except CorruptRecordError as exc:
+            logger.warning("websession: the %s cookie's data is unreadable: %s", self.cookie.name, exc)
+            return None
 
     def commit_session(self, session: Session[Data, Flash], **overrides: Any) -> str | None:
         """Return the Set-Cookie value carrying the session's data, or None when unchanged."""
@@ -472,11 +554,17 @@ class CookieSessionStorage(_StorageBase[Data, Flash]):
         reuse = (
             unchanged and not session.resign and isinstance(version, tuple) and version[1] == session.binding
         )
+        if self.codec.plain:
+            stored = data
+        elif reuse and record is not None:
+            stored = record.data  # unchanged: what the cookie carries already
+        else:
+            stored = self.codec.encode_data(data)
         if reuse:
             assert isinstance(version, tuple)
             signed = version[0]
         else:
-            signed = self.cookie.sign(data, binding=session.binding)
+            signed = self.cookie.sign(stored, binding=session.binding)
             version = (signed, session.binding)
         header = self.cookie.serialize_raw(signed, **overrides)
         size = len(header.encode("utf-8"))
@@ -485,7 +573,7 @@ class CookieSessionStorage(_StorageBase[Data, Flash]):
                 f"the {self.cookie.name!r} cookie would be {size} bytes; "
                 f"browsers keep at most {MAX_COOKIE_SIZE}"
             )
-        session._committed(None, Record(data, expires, version))
+        session._committed(None, Record(stored, expires, version), None if self.codec.plain else data)
         return header
 
     def destroy_session(self, session: Session[Data, Flash], **overrides: Any) -> str:

@@ -63,7 +63,8 @@ def open_store(url: str, **options: Any) -> Any:
     """Open the storage a URL names. Query parameters become options; keyword arguments win.
 
     Common options: ``secrets`` (list), ``cookie`` (a Cookie or its options), ``max_age``,
-    ``prefix``, ``ttl``, ``format``. Unknown schemes raise ConfigurationError.
+    ``prefix``, ``ttl``, ``format``, ``codec`` (``tagged`` for datetime, UUID, ... values).
+    Unknown schemes raise ConfigurationError.
 
     Example::
 
@@ -117,12 +118,23 @@ def cookie_from_options(options: dict[str, Any]) -> Any:
 
 
 def storage_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Pop the options every storage shares (``rolling``, ``save_uninitialized``) from URL options."""
+    """Pop the options every storage shares (``rolling``, ``save_uninitialized``, ``codec``)
+    from URL options.
+
+    Example::
+
+        >>> storage_options({"rolling": "false", "codec": "tagged", "ttl": "60"})
+        {'rolling': False, 'codec': TaggedJSON()}
+    """
+    from .codec import as_codec
+
     shared: dict[str, Any] = {}
     for name in ("rolling", "save_uninitialized"):
         if name in options:
             value = options.pop(name)
             shared[name] = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+    if "codec" in options:
+        shared["codec"] = as_codec(options.pop("codec"))
     return shared
 
 

@@ -8,6 +8,7 @@ line added. Tests that assert a Flask-internal detail are excluded by name, with
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 import flask
@@ -35,8 +36,8 @@ EXCLUDED = {
     "test_session_using_samesite_attribute": "configures the cookie through Flask's SESSION_COOKIE_*",
     "test_session_secret_key_fallbacks": "rotates Flask's secret_key; ours rotates the cookie's secrets",
     "test_session_cookie_setting": "configures the cookie through Flask's SESSION_COOKIE_*",
-    # Values are JSON, never pickle; Flask's tagged types (bytes, tuples, Markup, UUID,
-    # datetime) need the tagged-JSON codec, which is not in websession yet.
+    # Values are plain JSON by default; Flask's tagged types (bytes, tuples, Markup, UUID,
+    # datetime) need codec="tagged", and these two run again with it (TAGGED below).
     "test_session_special_types": "stores Flask's tagged-JSON types (bytes, tuple, Markup, UUID)",
     "test_extended_flashing": "flashes Markup, a Flask tagged-JSON type",
     # After the response the test inspects the session object: ours has committed by then and
@@ -54,12 +55,21 @@ LAZY_EXCLUDED = {
     # permanent session's cookie (nor send the Vary that goes with it).
     "test_session_refresh_vary": "expects a request that never uses the session to refresh its cookie",
 }
+#: Excluded above for the default codec; run again on a storage with codec="tagged".
+TAGGED = ["test_session_special_types", "test_extended_flashing"]
+_TAGGED_SUFFIX = "_with_tagged_codec"
 
 for _name in SESSION_TESTS:
     _test: Any = _suite[_name]
     if _name in EXCLUDED:
         _test = pytest.mark.skip(reason=f"excluded: {EXCLUDED[_name]}")(_test)
     globals()[_name] = _test
+for _name in TAGGED:
+    # A copy of the function: the skip mark above is stored on the original.
+    _original = _suite[_name]
+    globals()[_name + _TAGGED_SUFFIX] = types.FunctionType(
+        _original.__code__, _original.__globals__, _name + _TAGGED_SUFFIX, None, _original.__closure__
+    )
 
 
 @pytest.fixture(params=[False, True], ids=["eager", "lazy"])
@@ -72,7 +82,9 @@ def app(request: pytest.FixtureRequest) -> flask.Flask:
     app = flask.Flask("flask_test", root_path=str(_source))
     app.config.update(TESTING=True, SECRET_KEY="test key")
     cookie = create_cookie("session", secrets=["test key"])
-    app.session_interface = SessionInterface(create_memory_session_storage(cookie=cookie), lazy=request.param)
+    codec = "tagged" if name.endswith(_TAGGED_SUFFIX) else "json"
+    storage = create_memory_session_storage(cookie=cookie, codec=codec)
+    app.session_interface = SessionInterface(storage, lazy=request.param)
     return app
 
 

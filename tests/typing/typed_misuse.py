@@ -37,3 +37,4 @@ def misuse() -> None:
     del session.typed["user_id"]  # E: misc
     _other: Session[OtherData, Flash] = storage.get_session(None)  # E: assignment
     storage.commit_session(Session[OtherData, Flash]())  # E: arg-type
+    create_memory_session_storage(codec="pickle")  # E: arg-type

@@ -5,11 +5,21 @@ This file is also in ``[tool.mypy] files``, so CI's ``mypy`` step checks it.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import TypedDict
 
 from typing_extensions import NotRequired, assert_type
 
-from websession import Session, SessionStorage, create_cookie, create_memory_session_storage
+from websession import (
+    CookieSessionStorage,
+    JSONCodec,
+    Session,
+    SessionStorage,
+    TaggedJSON,
+    create_cookie,
+    create_cookie_session_storage,
+    create_memory_session_storage,
+)
 
 
 class Data(TypedDict):
@@ -49,3 +59,26 @@ def untyped(session: Session) -> object:
     plain = create_memory_session_storage()
     other: Session = plain.get_session(None)
     return session.get("anything"), other.typed["whatever"]
+
+
+class Visits(TypedDict, total=False):
+    """Data with values that only the tagged codec can hold."""
+
+    last_seen: datetime
+    recent: tuple[int, ...]
+
+
+signed = create_cookie("s", secrets=["k"])
+tagged: SessionStorage[Visits, Flash] = create_memory_session_storage(cookie=signed, codec="tagged")
+in_cookie: CookieSessionStorage[Visits, Flash] = create_cookie_session_storage(
+    cookie=signed, codec=TaggedJSON()
+)
+
+
+def visit(cookie_header: str | None) -> str | None:
+    session = tagged.get_session(cookie_header)
+    assert_type(session, Session[Visits, Flash])
+    session.typed["last_seen"] = datetime.now(timezone.utc)
+    assert_type(session.typed.get("last_seen"), datetime | None)
+    assert_type(session.codec, JSONCodec)
+    return tagged.commit_session(session)

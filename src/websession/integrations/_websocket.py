@@ -81,7 +81,7 @@ class WebSocketSession(Session[Data, Flash]):
     __slots__ = ("_committing", "_gave_up", "_lock", "_storage", "path")
 
     def __init__(self, session: Session[Data, Flash], storage: AnyStorage, path: str = "") -> None:
-        super().__init__(session.data, session.id, record=session.record)
+        super().__init__(session.data, session.id, record=session.record, codec=session.codec)
         self.stale_cookie = session.stale_cookie
         self.resign = session.resign
         self.binding = session.binding
@@ -143,15 +143,15 @@ class WebSocketSession(Session[Data, Flash]):
             self._gave_up = True
             log_late_failure(exc, self.path)
 
-    def _committed(self, id: str | None, record: Record | None) -> None:
+    def _committed(self, id: str | None, record: Record | None, data: dict[str, Any] | None = None) -> None:
         """After a commit: keep the changes other tasks made while the store was busy."""
         committing = self._committing
         if committing is None or record is None:
-            super()._committed(id, record)
+            super()._committed(id, record, data)
             return
         later_set = {k: v for k, v in self._set.items() if committing.set.get(k, _MISSING) is not v}
         later_removed = self._removed - committing.removed
-        super()._committed(id, record)
+        super()._committed(id, record, data)
         for key, value in later_set.items():
             self[key] = value
         for key in later_removed:

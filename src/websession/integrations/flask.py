@@ -28,6 +28,12 @@ undo each other.
   rather than when the request starts: a request that never uses it does no store I/O.
 - ``header="X-Session"`` carries the session id in that header instead of a cookie (API and
   mobile clients); ``cookie_options``, given the request, returns per-request cookie options.
+- ``SessionInterface(storage, migrate_flask_cookie=True)`` carries sessions over from Flask's
+  own signed cookie sessions: a visitor who has no websession session yet but still holds
+  Flask's ``session`` cookie gets its data, read by Flask's own
+  ``SecureCookieSessionInterface`` with the app's ``secret_key``, in a new websession session,
+  and the old cookie is expired. A cookie that does not verify is ignored. Give the storage
+  ``codec="tagged"`` so every value Flask's cookie could hold (datetime, tuples, ...) is kept.
 
 Example::
 
@@ -55,11 +61,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Optional
 
 from flask import request as current_request
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from flask.sessions import SessionInterface as FlaskSessionInterface
-from flask.sessions import SessionMixin
 from werkzeug.exceptions import HTTPException, ServiceUnavailable, default_exceptions
 
-from ..errors import StoreUnavailableError
+from ..codec import logger
+from ..errors import ConfigurationError, StoreUnavailableError
 from ..session import Session
 from ._lazy import SESSION_SLOTS, Deferred, is_loaded
 from ._shared import (
@@ -94,10 +101,12 @@ class FlaskSession(Session, SessionMixin):
     """
 
     def __init__(self, session: Session) -> None:
-        super().__init__(session.data, session.id, record=session.record)
+        super().__init__(session.data, session.id, record=session.record, codec=session.codec)
         self.stale_cookie = session.stale_cookie
         self.resign = session.resign
         self._force = False
+        # The request still carries Flask's own session cookie, to be expired (migration).
+        self._flask_cookie = False
 
     @property
     def modified(self) -> bool:
@@ -196,6 +205,14 @@ class SessionInterface(FlaskSessionInterface):
     given the request, returns cookie option overrides for this response
     (``{"domain": ...}``); they win over ``PERMANENT_SESSION_LIFETIME``.
 
+    ``migrate_flask_cookie=True`` imports, once, the session a visitor holds in Flask's own
+    signed cookie (read with Flask's ``SecureCookieSessionInterface`` and the app's
+    ``secret_key`` and ``SECRET_KEY_FALLBACKS``) into a new websession session, and expires
+    that cookie; pass a ``SecureCookieSessionInterface`` instead of True if the app used a
+    customised one. A cookie that does not verify, or has outlived
+    ``PERMANENT_SESSION_LIFETIME``, is ignored (and expired). Under ``lazy=True``, a request
+    that carries Flask's cookie is read up front, so that its import happens.
+
     Example::
 
         >>> import flask
@@ -214,6 +231,21 @@ class SessionInterface(FlaskSessionInterface):
         >>> token = client.post("/login").headers["X-Session"]
         >>> client.get("/me", headers={"X-Session": token}).text, client.get("/me").text
         ('ada', 'nobody')
+        >>> old = flask.Flask("old"); old.secret_key = "flask-key"
+        >>> @old.get("/")
+        ... def sign_in():
+        ...     flask.session["user"] = "ada"
+        ...     return "ok"
+        >>> before = old.test_client(); _ = before.get("/")
+        >>> new = flask.Flask("new"); new.secret_key = "flask-key"
+        >>> storage = create_memory_session_storage(cookie=create_cookie("__session", secrets=["k"]))
+        >>> new.session_interface = SessionInterface(storage, migrate_flask_cookie=True)
+        >>> @new.get("/")
+        ... def whoami():
+        ...     return flask.session.get("user", "nobody")
+        >>> after = new.test_client(); after.set_cookie("session", before.get_cookie("session").value)
+        >>> after.get("/").text, after.get_cookie("session"), after.get("/").text
+        ('ada', None, 'ada')
     """
 
     def __init__(
@@ -225,6 +257,7 @@ class SessionInterface(FlaskSessionInterface):
         lazy: bool = False,
         header: str | None = None,
         cookie_options: Callable[[Request], Optional[Mapping[str, Any]]] | None = None,  # noqa: UP045
+        migrate_flask_cookie: bool | SecureCookieSessionInterface = False,
     ) -> None:
         self.storage = storage
         self.unavailable_status = unavailable_status
@@ -232,17 +265,55 @@ class SessionInterface(FlaskSessionInterface):
         self.lazy = lazy
         self.header = None if header is None else checked_header_name(header)
         self.cookie_options = cookie_options
+        #: Flask's own cookie sessions, to import from (None: no migration).
+        self.flask_cookie_sessions: SecureCookieSessionInterface | None = (
+            SecureCookieSessionInterface() if migrate_flask_cookie is True else migrate_flask_cookie or None
+        )
 
     def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
         carried = self._carried(request)
-        if self.lazy:
+        legacy = self.flask_cookie_sessions
+        if self.lazy and (legacy is None or legacy.get_cookie_name(app) not in request.cookies):
             return LazyFlaskSession.deferred(_Loader(self, carried).load)
         try:
             session = self.storage.get_session(carried)
         except StoreUnavailableError as exc:
             log_unavailable(exc, self.unavailable_status)
             return UnavailableSession(self._error())
-        return FlaskSession(session)
+        flask_session = FlaskSession(session)
+        if self.flask_cookie_sessions is not None:
+            self._migrate(app, request, flask_session, self.flask_cookie_sessions)
+        return flask_session
+
+    def _migrate(
+        self, app: Flask, request: Request, session: FlaskSession, legacy: SecureCookieSessionInterface
+    ) -> None:
+        """Import the data of Flask's own session cookie into a session that is new."""
+        name = legacy.get_cookie_name(app)
+        if name not in request.cookies:
+            return
+        # A cookie of the same name is replaced by ours at commit; any other is expired then.
+        session._flask_cookie = name != self.storage.cookie.name
+        if not session.is_new:
+            return  # imported before: the old cookie is only expired
+        old = legacy.open_session(app, request)  # Flask's own reading: signature, max age, tags
+        if old is None:
+            raise ConfigurationError(
+                "migrate_flask_cookie needs the app's secret_key to read Flask's session cookie",
+                solution="set app.secret_key (and SECRET_KEY_FALLBACKS) to what the app used before",
+            )
+        for key, value in old.items():
+            try:
+                session[key] = value
+            except TypeError as exc:
+                logger.warning("websession: left out of the imported Flask session: %s", exc)
+
+    def _expire_flask_cookie(self, app: Flask, response: Response) -> None:
+        """Expire Flask's session cookie with Flask's own attributes (path, domain, ...)."""
+        assert self.flask_cookie_sessions is not None
+        emptied = self.flask_cookie_sessions.session_class()
+        emptied.modified = True
+        self.flask_cookie_sessions.save_session(app, emptied, response)
 
     def _carried(self, request: Request) -> str | None:
         """The Cookie header the session is read from (in header mode, what the header stands for)."""
@@ -271,6 +342,8 @@ class SessionInterface(FlaskSessionInterface):
             _replace(response, _error_response(app, self._error()))
             return
         self._send_id(response, set_cookie)
+        if session._flask_cookie:
+            self._expire_flask_cookie(app, response)
         if session.accessed or set_cookie is not None:
             _vary_on(response, self.header or "Cookie")
         if response.is_streamed and not response.direct_passthrough:

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import SplitResult
 
+from ..codec import CodecLike
 from ..cookie import Cookie, CookieLike, as_cookie, find_cookie
 from ..errors import ConfigurationError, CookieTooLargeError
 from ..session import Session
@@ -59,8 +60,11 @@ class EncryptedCookieSessionStorage(CookieSessionStorage):
         absolute_timeout: float | None = None,
         default_ttl: float | None = None,
         clock: Clock = utcnow,
+        codec: CodecLike = None,
     ) -> None:
-        super().__init__(cookie=cookie, rolling=rolling, save_uninitialized=save_uninitialized, clock=clock)
+        super().__init__(
+            cookie=cookie, rolling=rolling, save_uninitialized=save_uninitialized, clock=clock, codec=codec
+        )
         self.absolute_timeout = None if absolute_timeout is None else timedelta(seconds=absolute_timeout)
         self.default_ttl = default_ttl
 
@@ -72,12 +76,13 @@ class EncryptedCookieSessionStorage(CookieSessionStorage):
         when it does not open, has expired, or is past the absolute timeout."""
         verified = self.cookie.read(cookie_header, binding=binding)
         opened = None if verified is None else self._open_envelope(verified.value)
-        if opened is None:
-            session = Session()
+        values = None if opened is None else self._decoded(opened[0])
+        if opened is None or values is None:
+            session = Session(codec=self.codec)
             session.stale_cookie = verified is not None or self._has_cookie(cookie_header)
         else:
             data, created, expires = opened
-            session = Session(data, record=Record(data, expires, created))
+            session = Session(values, record=Record(data, expires, created), codec=self.codec)
             session.resign = verified is not None and verified.stale
         session.binding = binding
         return session
@@ -97,7 +102,9 @@ class EncryptedCookieSessionStorage(CookieSessionStorage):
         unchanged = not session.is_new and not session.modified and not session.regenerating
         if unchanged and not self._cookie_due(session, overrides):
             return None
-        envelope: dict[str, Any] = {"data": session.data, "created": math.floor(created.timestamp())}
+        values = session.data
+        data = values if self.codec.plain else self.codec.encode_data(values)
+        envelope: dict[str, Any] = {"data": data, "created": math.floor(created.timestamp())}
         if expires is not None:
             envelope["expires"] = math.ceil(expires.timestamp())
         header = self._serialize(envelope, session, overrides)
@@ -107,7 +114,7 @@ class EncryptedCookieSessionStorage(CookieSessionStorage):
                 f"the {self.cookie.name!r} cookie would be {size} bytes; "
                 f"browsers keep at most {MAX_COOKIE_SIZE}"
             )
-        session._committed(None, Record(session.data, expires, _whole_seconds(created)))
+        session._committed(None, Record(data, expires, _whole_seconds(created)), values)
         return header
 
     # -- helpers ---------------------------------------------------------------------------
@@ -175,6 +182,7 @@ def create_cookie_session_storage(
     save_uninitialized: bool = False,
     allow_unsigned: bool = False,
     clock: Clock = utcnow,
+    codec: CodecLike = None,
 ) -> CookieSessionStorage:
     """Sessions stored entirely in the cookie (no server-side store).
 
@@ -185,6 +193,9 @@ def create_cookie_session_storage(
     ``default_ttl``) and ``absolute_timeout``; the cookie's name and attributes are kept and its
     secrets are not needed. A cookie made with :func:`websession.encryption.create_encrypted_cookie`
     works too. Either way a Set-Cookie over 4096 bytes raises ``CookieTooLargeError``.
+
+    ``codec="tagged"`` lets sessions hold datetime, date, UUID, Decimal, bytes and tuples, in
+    Flask's tagged-JSON format (docs/codecs.md); the default is plain JSON, as Remix reads it.
 
     A cookie that carries the session's data must be signed (``secrets``) or encrypted: an
     unsigned one lets any client write any data (``{"user_id": 1}``), so it is refused with a
@@ -219,6 +230,7 @@ def create_cookie_session_storage(
             absolute_timeout=absolute_timeout,
             default_ttl=default_ttl,
             clock=clock,
+            codec=codec,
         )
     if absolute_timeout is not None or default_ttl is not None:
         raise ConfigurationError(
@@ -228,7 +240,7 @@ def create_cookie_session_storage(
         )
     _refuse_unsigned(resolved, allow_unsigned)
     return CookieSessionStorage(
-        cookie=resolved, rolling=rolling, save_uninitialized=save_uninitialized, clock=clock
+        cookie=resolved, rolling=rolling, save_uninitialized=save_uninitialized, clock=clock, codec=codec
     )
 
 

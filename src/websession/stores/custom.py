@@ -38,6 +38,7 @@ from typing import Any
 
 from .. import codec
 from ..changes import Changes
+from ..codec import CodecLike
 from ..cookie import CookieLike, as_cookie
 from ..errors import ConfigurationError, SessionStoreError
 from ..storage import SessionStorage
@@ -188,6 +189,7 @@ def create_session_storage(
     rolling: bool = True,
     save_uninitialized: bool = False,
     clock: Clock = utcnow,
+    codec: CodecLike = None,
 ) -> SessionStorage:
     """Sessions in your own database, through four CRUD callables (sync or async).
 
@@ -209,5 +211,9 @@ def create_session_storage(
     )
     store.explicit_ttl = default_ttl is not None  # an explicit lifetime wins over the cookie's
     return SessionStorage(
-        cookie=as_cookie(cookie), store=store, rolling=rolling, save_uninitialized=save_uninitialized
+        cookie=as_cookie(cookie),
+        store=store,
+        rolling=rolling,
+        save_uninitialized=save_uninitialized,
+        codec=codec,
     )

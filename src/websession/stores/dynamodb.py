@@ -51,6 +51,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
 from ..changes import Changes
+from ..codec import CodecLike
 from ..cookie import CookieLike, as_cookie
 from ..errors import ConfigurationError, RecordTooLargeError, SessionStoreError, StoreUnavailableError
 from ..storage import SessionStorage
@@ -772,6 +773,7 @@ def create_dynamodb_session_storage(
     absolute_timeout: float | None = None,
     storage_key_secret: str | bytes | None = None,
     clock: Clock = utcnow,
+    codec: CodecLike = None,
 ) -> SessionStorage:
     """Sessions in a DynamoDB table laid out as Remix's ``createArcTableSessionStorage``.
 
@@ -818,6 +820,7 @@ def create_dynamodb_session_storage(
         rolling=rolling,
         save_uninitialized=save_uninitialized,
         absolute_timeout=absolute_timeout,
+        codec=codec,
     )
 
 

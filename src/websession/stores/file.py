@@ -28,6 +28,7 @@ from urllib.parse import SplitResult
 
 from .. import codec
 from ..changes import Changes
+from ..codec import CodecLike
 from ..cookie import CookieLike, as_cookie
 from ..errors import ConfigurationError, SessionStoreError
 from ..ids import generate_remix_file_id, is_remix_file_id
@@ -287,6 +288,7 @@ def create_file_session_storage(
     absolute_timeout: float | None = None,
     storage_key_secret: str | bytes | None = None,
     clock: Clock = utcnow,
+    codec: CodecLike = None,
 ) -> SessionStorage:
     """Sessions as JSON files under ``dir``, in Remix's file layout.
 
@@ -331,6 +333,7 @@ def create_file_session_storage(
         rolling=rolling,
         save_uninitialized=save_uninitialized,
         absolute_timeout=absolute_timeout,
+        codec=codec,
     )
 
 

@@ -61,6 +61,7 @@ from pymemcache.exceptions import (
 
 from .. import codec
 from ..changes import Changes
+from ..codec import CodecLike
 from ..cookie import CookieLike, as_cookie
 from ..errors import ConfigurationError, RecordTooLargeError, SessionStoreError, StoreUnavailableError
 from ..storage import SessionStorage
@@ -635,6 +636,7 @@ def create_memcache_session_storage(
     absolute_timeout: float | None = None,
     storage_key_secret: str | bytes | None = None,
     clock: Clock = utcnow,
+    codec: CodecLike = None,
 ) -> SessionStorage:
     """Sessions in memcached (one or several servers), both doors on one storage.
 
@@ -674,6 +676,7 @@ def create_memcache_session_storage(
         rolling=rolling,
         save_uninitialized=save_uninitialized,
         absolute_timeout=absolute_timeout,
+        codec=codec,
     )
 
 

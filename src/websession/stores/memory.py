@@ -21,6 +21,7 @@ from urllib.parse import SplitResult
 
 from .. import codec
 from ..changes import Changes
+from ..codec import CodecLike
 from ..cookie import CookieLike, as_cookie
 from ..errors import ConfigurationError
 from ..storage import SessionStorage
@@ -193,6 +194,7 @@ def create_memory_session_storage(
     absolute_timeout: float | None = None,
     storage_key_secret: str | bytes | None = None,
     clock: Clock = utcnow,
+    codec: CodecLike = None,
 ) -> SessionStorage:
     """Sessions kept in this process's memory (lost on restart; not shared between workers).
 
@@ -217,6 +219,7 @@ def create_memory_session_storage(
         rolling=rolling,
         save_uninitialized=save_uninitialized,
         absolute_timeout=absolute_timeout,
+        codec=codec,
     )
 
 

@@ -64,6 +64,7 @@ from redis.retry import Retry
 
 from .. import codec
 from ..changes import Changes
+from ..codec import CodecLike
 from ..cookie import Cookie, CookieLike, as_cookie
 from ..errors import ConfigurationError, SessionStoreError, StoreUnavailableError
 from ..ids import generate_uuid, is_valid_uuid
@@ -1118,6 +1119,7 @@ def create_redis_session_storage(
     absolute_timeout: float | None = None,
     storage_key_secret: str | bytes | None = None,
     clock: Clock = utcnow,
+    codec: CodecLike = None,
 ) -> SessionStorage:
     """Sessions in Redis (or Redis Cluster), wire-compatible with Remix's Redis storages.
 
@@ -1165,6 +1167,7 @@ def create_redis_session_storage(
         rolling=rolling,
         save_uninitialized=save_uninitialized,
         absolute_timeout=absolute_timeout,
+        codec=codec,
     )
 
 

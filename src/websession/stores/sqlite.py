@@ -28,6 +28,7 @@ from urllib.parse import SplitResult
 
 from .. import codec
 from ..changes import Changes
+from ..codec import CodecLike
 from ..cookie import CookieLike, as_cookie
 from ..errors import ConfigurationError, SessionStoreError, StoreUnavailableError
 from ..storage import SessionStorage
@@ -368,6 +369,7 @@ def create_sqlite_session_storage(
     absolute_timeout: float | None = None,
     storage_key_secret: str | bytes | None = None,
     clock: Clock = utcnow,
+    codec: CodecLike = None,
 ) -> SessionStorage:
     """Sessions in a SQLite database file: the embedded default.
 
@@ -401,6 +403,7 @@ def create_sqlite_session_storage(
         rolling=rolling,
         save_uninitialized=save_uninitialized,
         absolute_timeout=absolute_timeout,
+        codec=codec,
     )
 
 

@@ -55,6 +55,7 @@ import httpx
 
 from .. import codec
 from ..changes import Changes
+from ..codec import CodecLike
 from ..cookie import CookieLike, as_cookie
 from ..errors import ConfigurationError, SessionStoreError, StoreUnavailableError
 from ..storage import SessionStorage
@@ -714,6 +715,7 @@ def create_upstash_session_storage(
     absolute_timeout: float | None = None,
     storage_key_secret: str | bytes | None = None,
     clock: Clock = utcnow,
+    codec: CodecLike = None,
 ) -> SessionStorage:
     """Sessions in Upstash Redis over its REST API.
 
@@ -762,6 +764,7 @@ def create_upstash_session_storage(
         rolling=rolling,
         save_uninitialized=save_uninitialized,
         absolute_timeout=absolute_timeout,
+        codec=codec,
     )
 
 

@@ -46,6 +46,7 @@ import httpx
 
 from .. import codec
 from ..changes import Changes
+from ..codec import CodecLike
 from ..cookie import CookieLike, as_cookie
 from ..errors import ConfigurationError, RecordTooLargeError, SessionStoreError, StoreUnavailableError
 from ..storage import SessionStorage
@@ -537,6 +538,7 @@ def create_workers_kv_session_storage(
     absolute_timeout: float | None = None,
     storage_key_secret: str | bytes | None = None,
     clock: Clock = utcnow,
+    codec: CodecLike = None,
 ) -> SessionStorage:
     """Sessions in a Cloudflare Workers KV namespace, as Remix's ``createWorkersKVSessionStorage``.
 
@@ -581,6 +583,7 @@ def create_workers_kv_session_storage(
         rolling=rolling,
         save_uninitialized=save_uninitialized,
         absolute_timeout=absolute_timeout,
+        codec=codec,
     )
 
 
