@@ -369,3 +369,125 @@ def test_threads_that_time_out_give_every_connection_back(private_redis: RedisSe
     for index, header in enumerate(headers):
         assert storage.get_session(header)["who"] == index
     storage.close()
+
+
+# -- the sync door: what could cost a slot before the fix (commit a65f644) -------------------
+#
+# A sync operation that times out cannot lose its connection by the timeout alone: the socket
+# error ends the command and the give-back runs in a ``finally`` (redis-py's disconnect swallows
+# socket errors), so test_threads_that_time_out_give_every_connection_back guards a property
+# that held before the fix too. What could cost a slot was work in that ``finally`` before the
+# give-back (dropping the connection: socket calls and redis-py's hooks, where an interrupt can
+# land), and what could strand a waiting thread was a failed connect that woke nobody. The
+# tests below drive exactly those; both fail on the code before a65f644.
+
+
+class Interrupt(BaseException):
+    """An exception from outside the operation, as a thread's async exception, a green-thread
+    timeout or a Ctrl-C in the main thread is: it can land at any bytecode."""
+
+
+def sync_storage(url: str, **options: Any) -> tuple[Any, Any]:
+    """A storage whose sync client is built but has opened no connection yet, and its held
+    connections."""
+    storage = make(url, **options)
+    storage.store._sync_client()
+    held = storage.store._sync_held
+    assert held is not None and held.opened == 0
+    return storage, held
+
+
+def sessions(url: str, *names: str) -> list[str]:
+    """Cookie headers of new sessions, written through a storage of their own."""
+    writer = make(url)
+    headers = []
+    for name in names:
+        session = writer.get_session(None)
+        session["name"] = name
+        headers.append(pair(writer.commit_session(session)))
+    writer.close()
+    return headers
+
+
+def test_a_thread_interrupted_while_its_timed_out_connection_is_dropped_keeps_the_slot(
+    private_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob = sessions(private_redis.url, "alice", "bob")
+    storage, held = sync_storage(private_redis.url, max_connections=1, timeout=0.3)
+    assert storage.get_session(alice)["name"] == "alice"
+    interrupting = True
+    disconnect = redis.connection.AbstractConnection.disconnect
+
+    def interrupted_disconnect(self: Any, *args: Any, **kwargs: Any) -> None:
+        disconnect(self, *args, **kwargs)
+        if interrupting:  # the interrupt lands as the socket is closed
+            raise Interrupt
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "disconnect", interrupted_disconnect)
+    with frozen(private_redis), pytest.raises((StoreUnavailableError, Interrupt)):
+        storage.get_session(alice)  # the read times out: its connection must be dropped
+    # Dropping it is interrupted wherever it happens: in that request, or in the next one
+    # that gets the connection.
+    with pytest.raises((StoreUnavailableError, Interrupt)):
+        storage.get_session(bob)
+    interrupting = False
+    assert held.opened == 1 and len(held.idle) == 1  # the one slot is back
+    for _ in range(3):
+        assert dict(storage.get_session(bob)) == {"name": "bob"}
+        assert dict(storage.get_session(alice)) == {"name": "alice"}
+    assert held.opened == 1 and len(held.idle) == 1
+    storage.close()
+
+
+class WatchedCondition(threading.Condition):
+    """A condition that tells when a thread starts waiting on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting.set()  # still under the lock, which wait() releases next
+        return super().wait(timeout)
+
+
+def test_a_failed_connect_hands_its_slot_to_a_waiting_thread(private_redis: RedisServer) -> None:
+    (alice,) = sessions(private_redis.url, "alice")
+    # A generous timeout: the waiting thread must get the slot when the connect fails, not
+    # give up with "No connection available" when its wait runs out.
+    storage, held = sync_storage(private_redis.url, max_connections=1, timeout=30)
+    held.free = WatchedCondition()
+    connect = held.pool.get_connection
+    connecting = threading.Event()
+    calls = 0
+
+    def failing_first_connect() -> Any:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            return connect()
+        # The first request holds the only slot while it connects; the second waits for it.
+        connecting.set()
+        assert held.free.waiting.wait(30)
+        raise redis.exceptions.ConnectionError("Connection refused.")
+
+    held.pool.get_connection = failing_first_connect
+    outcomes: dict[str, Any] = {}
+
+    def request(name: str) -> None:
+        try:
+            outcomes[name] = dict(storage.get_session(alice))
+        except BaseException as exc:  # checked below, in the test's thread
+            outcomes[name] = exc
+
+    first = threading.Thread(target=request, args=("first",))
+    first.start()
+    assert connecting.wait(30)
+    second = threading.Thread(target=request, args=("second",))
+    second.start()
+    first.join(60)
+    second.join(60)
+    assert isinstance(outcomes["first"], StoreUnavailableError)
+    assert outcomes["second"] == {"name": "alice"}
+    assert calls == 2 and held.opened == 1 and len(held.idle) == 1
+    storage.close()
