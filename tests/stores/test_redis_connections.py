@@ -10,7 +10,7 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,6 +18,7 @@ import pytest
 import redis.asyncio
 
 from tests.servers.redis import RedisServer
+from tests.timing import Stopwatch
 from websession import StoreUnavailableError, create_cookie, create_redis_session_storage
 
 
@@ -40,6 +41,30 @@ def frozen(server: RedisServer) -> Iterator[None]:
         yield
     finally:
         os.kill(server.process.pid, signal.SIGCONT)
+
+
+def on_send(conn: Any, then: Callable[[], None]) -> None:
+    """Call ``then()`` as soon as the next command has gone out on ``conn`` (into the socket:
+    a frozen server has not read it yet), with no await in between."""
+    send = conn.send_packed_command
+
+    async def sending(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await send(*args, **kwargs)
+        finally:
+            conn.send_packed_command = send
+            then()
+
+    conn.send_packed_command = sending
+
+
+async def until(condition: Callable[[], bool], what: str, within: float = 30) -> None:
+    """Wait for ``condition``, however loaded the machine; fail after ``within`` seconds."""
+    watch = Stopwatch()
+    while not condition():
+        if watch.elapsed > within:
+            pytest.fail(f"not within {within} s: {what}")
+        await asyncio.sleep(0.005)
 
 
 async def new_session(storage: Any, **data: Any) -> str:
@@ -174,17 +199,25 @@ def test_a_given_client_keeps_its_own_pool_rules(redis_url: str) -> None:
 def test_the_callers_own_cancel_stays_a_cancel_and_no_deadline_fires_later(
     private_redis: RedisServer,
 ) -> None:
-    storage = make(private_redis.url, timeout=0.3)
+    timeout = 0.3
+    storage = make(private_redis.url, timeout=timeout)
 
     async def main() -> None:
         alice = await new_session(storage, name="alice")
+        (conn,) = async_held(storage).idle
         with frozen(private_redis):
+            watch = Stopwatch()
             task = asyncio.create_task(storage.aget_session(alice))
-            await asyncio.sleep(0.1)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            await asyncio.sleep(0.6)  # past the deadline the cancelled read would have had
+            cancelled_at: list[float] = []
+            # The caller cancels once the GETEX is out, its reply held up in the frozen server.
+            on_send(conn, lambda: (task.cancel(), cancelled_at.append(watch.elapsed)))
+            (outcome,) = await asyncio.gather(task, return_exceptions=True)
+            # Cancelled within the store's timeout, the request ends as the caller's cancel; a
+            # machine that stalled past the timeout first may have had the deadline end it.
+            assert cancelled_at, outcome
+            if cancelled_at[0] < timeout or not isinstance(outcome, StoreUnavailableError):
+                assert isinstance(outcome, asyncio.CancelledError), outcome
+            await asyncio.sleep(2 * timeout)  # past the deadline the cancelled read would have had
         # A later, slower-than-nothing request is not hit by a stale deadline.
         session = await storage.aget_session(alice)
         await asyncio.sleep(0.4)
@@ -299,14 +332,20 @@ def test_a_request_cancelled_after_sending_leaves_no_reply_for_the_next_on_its_c
     async def main() -> None:
         alice = await new_session(storage, name="alice")
         bob = await new_session(storage, name="bob")
+        held = async_held(storage)
+        (conn,) = held.idle
         with frozen(private_redis):
             task = asyncio.create_task(storage.aget_session(alice))
-            await asyncio.sleep(0.2)  # the GETEX is sent; its reply waits in the frozen server
-            task.cancel()
+            # Cancelled once the GETEX is out: its reply waits in the frozen server.
+            on_send(conn, task.cancel)
             with pytest.raises(asyncio.CancelledError):
                 await task
-        await asyncio.sleep(0.1)  # alice's reply is on its way now, to the cancelled request
-        held = async_held(storage)
+        # Alice's reply is on its way to a request that is gone: wait until it has arrived on
+        # the connection, unless redis-py closed the socket when the read was cancelled.
+        await until(
+            lambda: conn._reader is None or len(conn._reader._buffer) > 0,
+            "the cancelled GETEX's reply arrives, or its socket is closed",
+        )
         assert held.opened == 1  # bob's request goes out on that very connection
         for _ in range(3):
             assert dict(await storage.aget_session(bob)) == {"name": "bob"}
