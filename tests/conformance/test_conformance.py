@@ -11,6 +11,7 @@ import base64
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from tests.timing import Stopwatch
 from websession import ConfigurationError, generate_id
 from websession.cookie import find_cookie
+from websession.stores.base import Store
 
 from .cases import StoreCase
 from .conftest import COOKIE_NAME, SECRETS
@@ -252,6 +254,53 @@ def test_rolling_keeps_an_active_session_alive(
         header = door.commit(storage, session)
         assert header is not None and "Max-Age=4" in header  # re-sent with a fresh Max-Age
         browser.receive(header)
+
+
+UNKNOWN = object()
+
+
+def stored_expiry(storage: Any, id: str) -> Any:
+    """When the store says the record for ``id`` expires (peek: sync, untouched), or UNKNOWN."""
+    store = store_of(storage)
+    try:
+        record = store.peek(id)
+    except ConfigurationError:  # this storage was handed an async client only; peek is sync
+        return UNKNOWN
+    assert record is not None
+    if record.expires is None and type(store).peek is Store.peek:
+        return UNKNOWN  # callbacks in the Remix style read data only
+    return record.expires
+
+
+@pytest.mark.parametrize(("ttl", "max_age"), [(120, 3600), (7200, 60)])
+def test_an_explicit_ttl_is_the_record_lifetime_whatever_the_cookie_says(
+    door: Door, make_storage: Any, browser: Browser, clock: Any, case: StoreCase, ttl: int, max_age: int
+) -> None:
+    if not case.server_side:
+        pytest.skip("cookie storage keeps no record whose lifetime a ttl could set")
+    storage = make_storage(max_age=max_age, ttl=ttl)
+    checked = []
+
+    def request_and_check() -> None:
+        watch = Stopwatch()
+        session = door.request(storage, browser, lambda s: s.set("n", s.get("n", 0) + 1))
+        assert f"Max-Age={max_age}" in (browser.history[-1] or "")  # the cookie keeps its own
+        assert session.id is not None
+        expires = stored_expiry(storage, session.id)
+        if expires is not UNKNOWN:
+            assert watch.close(expires, clock() + timedelta(seconds=ttl)), (expires, clock())
+            checked.append("stored expiry")
+
+    request_and_check()  # created
+    if isinstance(clock, FakeClock):
+        clock.advance(90)  # past the touch interval (60 s), so that the rolling write shows
+    request_and_check()  # updated, and touched on the way in
+    if isinstance(clock, FakeClock):
+        clock.advance(min(ttl, max_age) + 1)  # past the shorter of the two lifetimes
+        assert door.get(storage, browser.header).is_new is (ttl < max_age)
+        checked.append("expiry on the store's clock")
+    if not checked:
+        pytest.skip(f"declared: {case.name} here has neither a sync peek nor a store clock to move")
 
 
 def test_not_rolling_unchanged_sends_no_cookie(door: Door, make_storage: Any, browser: Browser) -> None:
