@@ -50,9 +50,10 @@ def make_storage(
         max_age: float | None = 3600,
         rolling: bool = True,
         save_uninitialized: bool = False,
+        ttl: float | None = None,
     ) -> Any:
         cookie = create_cookie(COOKIE_NAME, secrets=secrets, max_age=max_age)
-        storage = case.make(request, Options(cookie, clock, rolling, save_uninitialized))
+        storage = case.make(request, Options(cookie, clock, rolling, save_uninitialized, ttl))
         made.append(storage)
         return storage
 

@@ -179,3 +179,6 @@ class Options:
     clock: Callable[[], datetime]
     rolling: bool = True
     save_uninitialized: bool = False
+    #: An explicit record lifetime (the factory's ``ttl=``, or ``default_ttl=`` where it is
+    #: called that); None: not given, so the cookie's lifetime decides.
+    ttl: float | None = None

@@ -6,8 +6,12 @@ joins by adding a module under ``tests/conformance/cases/``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import threading
 import time
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +19,7 @@ import pytest
 from tests.timing import Stopwatch
 from websession import ConfigurationError, generate_id
 from websession.cookie import find_cookie
+from websession.stores.base import Store
 
 from .cases import StoreCase
 from .conftest import COOKIE_NAME, SECRETS
@@ -249,6 +254,53 @@ def test_rolling_keeps_an_active_session_alive(
         header = door.commit(storage, session)
         assert header is not None and "Max-Age=4" in header  # re-sent with a fresh Max-Age
         browser.receive(header)
+
+
+UNKNOWN = object()
+
+
+def stored_expiry(storage: Any, id: str) -> Any:
+    """When the store says the record for ``id`` expires (peek: sync, untouched), or UNKNOWN."""
+    store = store_of(storage)
+    try:
+        record = store.peek(id)
+    except ConfigurationError:  # this storage was handed an async client only; peek is sync
+        return UNKNOWN
+    assert record is not None
+    if record.expires is None and type(store).peek is Store.peek:
+        return UNKNOWN  # callbacks in the Remix style read data only
+    return record.expires
+
+
+@pytest.mark.parametrize(("ttl", "max_age"), [(120, 3600), (7200, 60)])
+def test_an_explicit_ttl_is_the_record_lifetime_whatever_the_cookie_says(
+    door: Door, make_storage: Any, browser: Browser, clock: Any, case: StoreCase, ttl: int, max_age: int
+) -> None:
+    if not case.server_side:
+        pytest.skip("cookie storage keeps no record whose lifetime a ttl could set")
+    storage = make_storage(max_age=max_age, ttl=ttl)
+    checked = []
+
+    def request_and_check() -> None:
+        watch = Stopwatch()
+        session = door.request(storage, browser, lambda s: s.set("n", s.get("n", 0) + 1))
+        assert f"Max-Age={max_age}" in (browser.history[-1] or "")  # the cookie keeps its own
+        assert session.id is not None
+        expires = stored_expiry(storage, session.id)
+        if expires is not UNKNOWN:
+            assert watch.close(expires, clock() + timedelta(seconds=ttl)), (expires, clock())
+            checked.append("stored expiry")
+
+    request_and_check()  # created
+    if isinstance(clock, FakeClock):
+        clock.advance(90)  # past the touch interval (60 s), so that the rolling write shows
+    request_and_check()  # updated, and touched on the way in
+    if isinstance(clock, FakeClock):
+        clock.advance(min(ttl, max_age) + 1)  # past the shorter of the two lifetimes
+        assert door.get(storage, browser.header).is_new is (ttl < max_age)
+        checked.append("expiry on the store's clock")
+    if not checked:
+        pytest.skip(f"declared: {case.name} here has neither a sync peek nor a store clock to move")
 
 
 def test_not_rolling_unchanged_sends_no_cookie(door: Door, make_storage: Any, browser: Browser) -> None:
@@ -487,22 +539,213 @@ def test_regenerate_moves_the_record_and_keeps_a_concurrent_update(
     assert live_count(storage) in (1, None)
 
 
+# The regenerate's commit and the destroy's are each a short sequence of store writes (take and
+# create; delete). What must hold depends only on which of them reaches the old record first, so
+# the tests below put the destroy at a chosen point of the regenerate's writes, in both doors.
+
+WRITES = ("take", "create", "delete", "update")
+EXPIRED = "Expires=Thu, 01 Jan 1970"
+
+
+def wrap_writes(store: Any, door: Door, around: Any) -> Callable[[], None]:
+    """Route the store's writes through the door under test via ``around(name, call)``, where
+    ``call()`` performs the write (it returns an awaitable through the async door). Returns
+    what puts the store back."""
+    originals: dict[str, Any] = {}
+    for name in WRITES:
+        method = f"a{name}" if door.name == "async" else name
+        original = getattr(store, method, None)
+        if original is None:  # a store from before take() existed still names its writes
+            continue
+        originals[method] = original
+        if door.name == "async":
+
+            async def write(*args: Any, _name: str = name, _original: Any = original, **kwargs: Any) -> Any:
+                return await around(_name, lambda: _original(*args, **kwargs))
+        else:
+
+            def write(*args: Any, _name: str = name, _original: Any = original, **kwargs: Any) -> Any:
+                return around(_name, lambda: _original(*args, **kwargs))
+
+        setattr(store, method, write)
+
+    def restore() -> None:
+        for method, original in originals.items():
+            setattr(store, method, original)
+
+    return restore
+
+
+class DestroyInside:
+    """Runs another request's destroy inside a regenerate's commit, through the same door:
+    ``at="before"`` just before the commit's first store write, ``at="between"`` right after
+    it, before any other. Notes whether the record was still there when the destroy ran."""
+
+    def __init__(self, storage: Any, door: Door, other: Any, at: str) -> None:
+        self.storage, self.other, self.at = storage, other, at
+        self.writes = 0
+        self.found_by_destroy: bool | None = None
+        self.store = store_of(storage)
+        wrap_writes(self.store, door, self._async if door.name == "async" else self._sync)
+
+    def _sync(self, name: str, call: Any) -> Any:
+        self.writes += 1
+        if self.writes > 1:  # the destroy's own delete, the regenerate's later writes
+            return call()
+        if self.at == "before":
+            self._destroy()
+        result = call()
+        if self.at == "between":
+            self._destroy()
+        return result
+
+    def _destroy(self) -> None:
+        self.found_by_destroy = self.store.read(self.other.id, None) is not None
+        self.storage.destroy_session(self.other)
+
+    async def _async(self, name: str, call: Any) -> Any:
+        self.writes += 1
+        if self.writes > 1:
+            return await call()
+        if self.at == "before":
+            await self._adestroy()
+        result = await call()
+        if self.at == "between":
+            await self._adestroy()
+        return result
+
+    async def _adestroy(self) -> None:
+        self.found_by_destroy = await self.store.aread(self.other.id, None) is not None
+        await self.storage.adestroy_session(self.other)
+
+
+def require_server_side(storage: Any, case: StoreCase) -> None:
+    if not hasattr(storage, "store"):
+        pytest.skip(
+            f"declared: {case.name} storage keeps no record on the server that a destroy could delete"
+        )
+
+
+def test_regenerate_after_the_destroy_reached_the_record_expires_the_cookie(
+    door: Door, storage: Any, browser: Browser, case: StoreCase
+) -> None:
+    require_server_side(storage, case)
+    door.request(storage, browser, lambda s: s.set("user", 1))
+    old = browser.header
+    signing_in, signing_out = door.get(storage, old), door.get(storage, old)
+    race = DestroyInside(storage, door, signing_out, at="before")
+    signing_in.regenerate()
+    signing_in["user"] = 2
+    set_cookie = door.commit(storage, signing_in)
+    assert race.found_by_destroy is True  # the destroy came first and deleted the record
+    assert set_cookie is not None and EXPIRED in set_cookie, set_cookie
+    assert signing_in.destroyed
+    assert live_count(storage) in (0, None)
+    assert door.get(storage, old).is_new
+
+
+def test_regenerate_that_reached_the_record_first_leaves_the_destroy_nothing(
+    door: Door, storage: Any, browser: Browser, case: StoreCase
+) -> None:
+    require_server_side(storage, case)
+    door.request(storage, browser, lambda s: s.set("user", 1))
+    old = browser.header
+    signing_in, signing_out = door.get(storage, old), door.get(storage, old)
+    race = DestroyInside(storage, door, signing_out, at="between")
+    signing_in.regenerate()
+    signing_in["user"] = 2
+    browser.receive(door.commit(storage, signing_in))
+    assert race.found_by_destroy is False  # the regenerate had already taken the record
+    assert browser.header is not None and browser.header != old
+    assert dict(door.get(storage, browser.header)) == {"user": 2}
+    assert door.get(storage, old).is_new
+    assert live_count(storage) in (1, None)
+
+
+class WriteLog:
+    """Logs each store write with the request that made it and when it began and ended."""
+
+    def __init__(self, storage: Any, door: Door) -> None:
+        self.events: list[tuple[object, str, str]] = []  # (request, write, "begin" | "end")
+        self.names: dict[object, str] = {}
+        around = self._async if door.name == "async" else self._sync
+        self.restore = wrap_writes(store_of(storage), door, around)
+
+    def mark(self, name: str) -> None:
+        """Called by a request's mutation: it runs in the request's own thread or task."""
+        self.names[current_request()] = name
+
+    def _sync(self, name: str, call: Any) -> Any:
+        self._log(name, "begin")
+        try:
+            return call()
+        finally:
+            self._log(name, "end")
+
+    async def _async(self, name: str, call: Any) -> Any:
+        self._log(name, "begin")
+        try:
+            return await call()
+        finally:
+            self._log(name, "end")
+
+    def _log(self, name: str, phase: str) -> None:
+        self.events.append((current_request(), name, phase))
+
+    def span(self, request: str) -> tuple[int, int]:
+        """Where the first write of ``request`` began and ended in the log."""
+        begin = next(
+            i
+            for i, (who, _, phase) in enumerate(self.events)
+            if self.names.get(who) == request and phase == "begin"
+        )
+        name = self.events[begin][1]
+        end = next(
+            i
+            for i, (who, what, phase) in enumerate(self.events)
+            if i > begin and self.names.get(who) == request and what == name and phase == "end"
+        )
+        return begin, end
+
+
+def current_request() -> object:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no loop: a thread of the sync door
+        return threading.get_ident()
+
+
 def test_regenerate_racing_a_destroy_never_leaves_two_sessions(
     door: Door, storage: Any, browser: Browser, case: StoreCase
 ) -> None:
-    if not getattr(store_of(storage), "atomic_take", False):
-        pytest.skip(f"declared: the {case.name} store cannot take a record atomically (atomic_take=False)")
-    for _ in range(5):
+    """Really concurrent: each outcome is checked against the order the writes actually took."""
+    require_server_side(storage, case)
+    for _ in range(8):
         fresh = Browser(browser.name)
         door.request(storage, fresh, lambda s: s.set("user", 1))
         old = fresh.header
+        log = WriteLog(storage, door)
         regenerated, destroyed = door.concurrently(
-            storage, old, [lambda s: (s.regenerate(), s.set("user", 2)), lambda s: s.destroy()]
+            storage,
+            old,
+            [
+                lambda s: (log.mark("regenerate"), s.regenerate(), s.set("user", 2)),
+                lambda s: (log.mark("destroy"), s.destroy()),
+            ],
         )
+        assert regenerated is not None and destroyed is not None and EXPIRED in destroyed
         assert door.get(storage, old).is_new  # the destroyed id never comes back
-        assert regenerated is not None and destroyed is not None
-        if "Expires=Thu, 01 Jan 1970" not in regenerated:
+        regenerate, destroy = log.span("regenerate"), log.span("destroy")
+        if destroy[1] < regenerate[0]:
+            assert EXPIRED in regenerated, "the destroy reached the record first: nothing may move"
+        elif regenerate[1] < destroy[0]:
+            assert EXPIRED not in regenerated, "the regenerate took the record first: it moves"
+        if EXPIRED in regenerated:
+            assert live_count(storage) in (0, None)
+        else:
             moved = Browser(browser.name)
             moved.receive(regenerated)
-            assert dict(door.get(storage, moved.header)) == {"user": 2}  # it won the race
+            assert dict(door.get(storage, moved.header)) == {"user": 2}
+            assert live_count(storage) in (1, None)
             door.destroy(storage, door.get(storage, moved.header))
+        log.restore()

@@ -415,3 +415,71 @@ def test_cycle_key_moves_the_data_and_keeps_a_concurrent_change(engine_storage):
         moved = SessionStore(logging_in.session_key)
         assert dict(moved.items()) == {"cart": [1], "theme": "dark", "user": "ada"}
         assert "cart" not in SessionStore(first.session_key)
+
+
+# -- clearsessions: what clear_expired removes, on every kind of store ---------------------------
+
+
+def stored_records(storage) -> int:
+    """How many records the store holds, expired ones included: what clearsessions is for."""
+    store = storage.store
+    if store.native_ttl:  # Redis drops a record when its TTL ends: what it holds is live
+        return store.count()
+    if store.kind == "memory":
+        return len(store._records)
+    if store.kind == "file":
+        return sum(1 for path in store.dir.glob("*/*") if not path.name.startswith("."))  # not .lock, .tmp-
+    with contextlib.closing(sqlite3.connect(store.path)) as db:
+        return db.execute(f"SELECT count(*) FROM {store.table}").fetchone()[0]
+
+
+def clear_sync():
+    SessionStore.clear_expired()
+
+
+def clear_async():
+    asyncio.run(SessionStore.aclear_expired())
+
+
+def clear_command():
+    call_command("clearsessions")
+
+
+@pytest.mark.parametrize("clear", [clear_sync, clear_async, clear_command], ids=lambda f: f.__name__)
+def test_clearsessions_removes_the_sessions_whose_expiry_passed(engine_storage, clear):
+    import time
+
+    from tests.conformance.harness import FakeClock
+
+    # Records on stores without TTLs of their own outlive their expiry until purged: a fake
+    # clock makes one's lifetime end. Redis ends it itself, on its own clock.
+    clock = None
+    storage = engine_storage()
+    if not storage.store.native_ttl:
+        clock = FakeClock()
+        storage = engine_storage(clock=clock)
+    with override_settings(WEBSESSION_STORAGE=storage):
+        live = SessionStore()
+        live["who"] = "live"
+        live.set_expiry(3600)
+        live.save()
+        past = SessionStore()  # Django's own clearsessions test: an expiry set in the past
+        past["who"] = "past"
+        past.set_expiry(-3600)
+        past.save()
+        ended = SessionStore()  # one that was alive when saved
+        ended["who"] = "ended"
+        ended.set_expiry(1)
+        ended.save()
+        if clock is not None:
+            clock.advance(120)
+        else:
+            time.sleep(1.5)  # past the record's 1 s TTL on the server
+        assert stored_records(storage) == (1 if storage.store.native_ttl else 2)
+        clear()
+        assert stored_records(storage) == 1
+        assert SessionStore(live.session_key)["who"] == "live"
+        assert "who" not in SessionStore(past.session_key)
+        assert "who" not in SessionStore(ended.session_key)
+        clear()  # nothing left to remove: still only the live one
+        assert stored_records(storage) == 1

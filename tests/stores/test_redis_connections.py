@@ -10,7 +10,7 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,6 +18,7 @@ import pytest
 import redis.asyncio
 
 from tests.servers.redis import RedisServer
+from tests.timing import Stopwatch
 from websession import StoreUnavailableError, create_cookie, create_redis_session_storage
 
 
@@ -40,6 +41,30 @@ def frozen(server: RedisServer) -> Iterator[None]:
         yield
     finally:
         os.kill(server.process.pid, signal.SIGCONT)
+
+
+def on_send(conn: Any, then: Callable[[], None]) -> None:
+    """Call ``then()`` as soon as the next command has gone out on ``conn`` (into the socket:
+    a frozen server has not read it yet), with no await in between."""
+    send = conn.send_packed_command
+
+    async def sending(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await send(*args, **kwargs)
+        finally:
+            conn.send_packed_command = send
+            then()
+
+    conn.send_packed_command = sending
+
+
+async def until(condition: Callable[[], bool], what: str, within: float = 30) -> None:
+    """Wait for ``condition``, however loaded the machine; fail after ``within`` seconds."""
+    watch = Stopwatch()
+    while not condition():
+        if watch.elapsed > within:
+            pytest.fail(f"not within {within} s: {what}")
+        await asyncio.sleep(0.005)
 
 
 async def new_session(storage: Any, **data: Any) -> str:
@@ -174,17 +199,25 @@ def test_a_given_client_keeps_its_own_pool_rules(redis_url: str) -> None:
 def test_the_callers_own_cancel_stays_a_cancel_and_no_deadline_fires_later(
     private_redis: RedisServer,
 ) -> None:
-    storage = make(private_redis.url, timeout=0.3)
+    timeout = 0.3
+    storage = make(private_redis.url, timeout=timeout)
 
     async def main() -> None:
         alice = await new_session(storage, name="alice")
+        (conn,) = async_held(storage).idle
         with frozen(private_redis):
+            watch = Stopwatch()
             task = asyncio.create_task(storage.aget_session(alice))
-            await asyncio.sleep(0.1)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            await asyncio.sleep(0.6)  # past the deadline the cancelled read would have had
+            cancelled_at: list[float] = []
+            # The caller cancels once the GETEX is out, its reply held up in the frozen server.
+            on_send(conn, lambda: (task.cancel(), cancelled_at.append(watch.elapsed)))
+            (outcome,) = await asyncio.gather(task, return_exceptions=True)
+            # Cancelled within the store's timeout, the request ends as the caller's cancel; a
+            # machine that stalled past the timeout first may have had the deadline end it.
+            assert cancelled_at, outcome
+            if cancelled_at[0] < timeout or not isinstance(outcome, StoreUnavailableError):
+                assert isinstance(outcome, asyncio.CancelledError), outcome
+            await asyncio.sleep(2 * timeout)  # past the deadline the cancelled read would have had
         # A later, slower-than-nothing request is not hit by a stale deadline.
         session = await storage.aget_session(alice)
         await asyncio.sleep(0.4)
@@ -299,14 +332,20 @@ def test_a_request_cancelled_after_sending_leaves_no_reply_for_the_next_on_its_c
     async def main() -> None:
         alice = await new_session(storage, name="alice")
         bob = await new_session(storage, name="bob")
+        held = async_held(storage)
+        (conn,) = held.idle
         with frozen(private_redis):
             task = asyncio.create_task(storage.aget_session(alice))
-            await asyncio.sleep(0.2)  # the GETEX is sent; its reply waits in the frozen server
-            task.cancel()
+            # Cancelled once the GETEX is out: its reply waits in the frozen server.
+            on_send(conn, task.cancel)
             with pytest.raises(asyncio.CancelledError):
                 await task
-        await asyncio.sleep(0.1)  # alice's reply is on its way now, to the cancelled request
-        held = async_held(storage)
+        # Alice's reply is on its way to a request that is gone: wait until it has arrived on
+        # the connection, unless redis-py closed the socket when the read was cancelled.
+        await until(
+            lambda: conn._reader is None or len(conn._reader._buffer) > 0,
+            "the cancelled GETEX's reply arrives, or its socket is closed",
+        )
         assert held.opened == 1  # bob's request goes out on that very connection
         for _ in range(3):
             assert dict(await storage.aget_session(bob)) == {"name": "bob"}
@@ -368,4 +407,126 @@ def test_threads_that_time_out_give_every_connection_back(private_redis: RedisSe
     assert 1 <= held.opened <= 2 and len(held.idle) == held.opened
     for index, header in enumerate(headers):
         assert storage.get_session(header)["who"] == index
+    storage.close()
+
+
+# -- the sync door: what could cost a slot before the fix (commit a65f644) -------------------
+#
+# A sync operation that times out cannot lose its connection by the timeout alone: the socket
+# error ends the command and the give-back runs in a ``finally`` (redis-py's disconnect swallows
+# socket errors), so test_threads_that_time_out_give_every_connection_back guards a property
+# that held before the fix too. What could cost a slot was work in that ``finally`` before the
+# give-back (dropping the connection: socket calls and redis-py's hooks, where an interrupt can
+# land), and what could strand a waiting thread was a failed connect that woke nobody. The
+# tests below drive exactly those; both fail on the code before a65f644.
+
+
+class Interrupt(BaseException):
+    """An exception from outside the operation, as a thread's async exception, a green-thread
+    timeout or a Ctrl-C in the main thread is: it can land at any bytecode."""
+
+
+def sync_storage(url: str, **options: Any) -> tuple[Any, Any]:
+    """A storage whose sync client is built but has opened no connection yet, and its held
+    connections."""
+    storage = make(url, **options)
+    storage.store._sync_client()
+    held = storage.store._sync_held
+    assert held is not None and held.opened == 0
+    return storage, held
+
+
+def sessions(url: str, *names: str) -> list[str]:
+    """Cookie headers of new sessions, written through a storage of their own."""
+    writer = make(url)
+    headers = []
+    for name in names:
+        session = writer.get_session(None)
+        session["name"] = name
+        headers.append(pair(writer.commit_session(session)))
+    writer.close()
+    return headers
+
+
+def test_a_thread_interrupted_while_its_timed_out_connection_is_dropped_keeps_the_slot(
+    private_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob = sessions(private_redis.url, "alice", "bob")
+    storage, held = sync_storage(private_redis.url, max_connections=1, timeout=0.3)
+    assert storage.get_session(alice)["name"] == "alice"
+    interrupting = True
+    disconnect = redis.connection.AbstractConnection.disconnect
+
+    def interrupted_disconnect(self: Any, *args: Any, **kwargs: Any) -> None:
+        disconnect(self, *args, **kwargs)
+        if interrupting:  # the interrupt lands as the socket is closed
+            raise Interrupt
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "disconnect", interrupted_disconnect)
+    with frozen(private_redis), pytest.raises((StoreUnavailableError, Interrupt)):
+        storage.get_session(alice)  # the read times out: its connection must be dropped
+    # Dropping it is interrupted wherever it happens: in that request, or in the next one
+    # that gets the connection.
+    with pytest.raises((StoreUnavailableError, Interrupt)):
+        storage.get_session(bob)
+    interrupting = False
+    assert held.opened == 1 and len(held.idle) == 1  # the one slot is back
+    for _ in range(3):
+        assert dict(storage.get_session(bob)) == {"name": "bob"}
+        assert dict(storage.get_session(alice)) == {"name": "alice"}
+    assert held.opened == 1 and len(held.idle) == 1
+    storage.close()
+
+
+class WatchedCondition(threading.Condition):
+    """A condition that tells when a thread starts waiting on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting.set()  # still under the lock, which wait() releases next
+        return super().wait(timeout)
+
+
+def test_a_failed_connect_hands_its_slot_to_a_waiting_thread(private_redis: RedisServer) -> None:
+    (alice,) = sessions(private_redis.url, "alice")
+    # A generous timeout: the waiting thread must get the slot when the connect fails, not
+    # give up with "No connection available" when its wait runs out.
+    storage, held = sync_storage(private_redis.url, max_connections=1, timeout=30)
+    held.free = WatchedCondition()
+    connect = held.pool.get_connection
+    connecting = threading.Event()
+    calls = 0
+
+    def failing_first_connect() -> Any:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            return connect()
+        # The first request holds the only slot while it connects; the second waits for it.
+        connecting.set()
+        assert held.free.waiting.wait(30)
+        raise redis.exceptions.ConnectionError("Connection refused.")
+
+    held.pool.get_connection = failing_first_connect
+    outcomes: dict[str, Any] = {}
+
+    def request(name: str) -> None:
+        try:
+            outcomes[name] = dict(storage.get_session(alice))
+        except BaseException as exc:  # checked below, in the test's thread
+            outcomes[name] = exc
+
+    first = threading.Thread(target=request, args=("first",))
+    first.start()
+    assert connecting.wait(30)
+    second = threading.Thread(target=request, args=("second",))
+    second.start()
+    first.join(60)
+    second.join(60)
+    assert isinstance(outcomes["first"], StoreUnavailableError)
+    assert outcomes["second"] == {"name": "alice"}
+    assert calls == 2 and held.opened == 1 and len(held.idle) == 1
     storage.close()

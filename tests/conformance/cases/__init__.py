@@ -31,6 +31,12 @@ class StoreCase:
     marks: tuple[Any, ...] = ()
 
 
+def ttl_option(options: Options, name: str = "ttl") -> dict[str, Any]:
+    """The factory keyword for ``options.ttl``, and nothing when the test gives none: some
+    factories read a None ``ttl`` as "no lifetime of the store's own"."""
+    return {} if options.ttl is None else {name: options.ttl}
+
+
 def all_cases() -> list[StoreCase]:
     cases: list[StoreCase] = []
     for info in pkgutil.iter_modules(__path__):

@@ -8,7 +8,7 @@ from websession import create_dynamodb_session_storage
 
 from ...servers.moto import MOTO_CLIENT_OPTIONS, MOTO_REGION
 from ..harness import Options
-from . import StoreCase
+from . import StoreCase, ttl_option
 
 
 def make_dynamodb(request: pytest.FixtureRequest, options: Options):
@@ -24,6 +24,7 @@ def make_dynamodb(request: pytest.FixtureRequest, options: Options):
         clock=options.clock,
         rolling=options.rolling,
         save_uninitialized=options.save_uninitialized,
+        **ttl_option(options, "default_ttl"),
     )
 
 

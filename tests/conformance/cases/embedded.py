@@ -14,7 +14,7 @@ from websession import (
 )
 
 from ..harness import Options
-from . import StoreCase
+from . import StoreCase, ttl_option
 
 
 def _common(options: Options) -> dict:
@@ -26,22 +26,26 @@ def _common(options: Options) -> dict:
     }
 
 
+def _server_side(options: Options) -> dict:
+    return {**_common(options), **ttl_option(options, "default_ttl")}
+
+
 def make_cookie(request: pytest.FixtureRequest, options: Options):
     return create_cookie_session_storage(**_common(options))
 
 
 def make_memory(request: pytest.FixtureRequest, options: Options):
-    return create_memory_session_storage(**_common(options))
+    return create_memory_session_storage(**_server_side(options))
 
 
 def make_file(request: pytest.FixtureRequest, options: Options):
     directory = request.getfixturevalue("tmp_path") / "sessions"
-    return create_file_session_storage(dir=directory, **_common(options))
+    return create_file_session_storage(dir=directory, **_server_side(options))
 
 
 def make_sqlite(request: pytest.FixtureRequest, options: Options):
     path = request.getfixturevalue("tmp_path") / "sessions.db"
-    return create_sqlite_session_storage(path=path, **_common(options))
+    return create_sqlite_session_storage(path=path, **_server_side(options))
 
 
 def make_custom(request: pytest.FixtureRequest, options: Options):
@@ -76,7 +80,7 @@ def make_custom(request: pytest.FixtureRequest, options: Options):
         update_data=update_data,
         delete_data=delete_data,
         touch_data=touch_data,
-        **_common(options),
+        **_server_side(options),
     )
 
 

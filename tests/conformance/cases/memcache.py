@@ -8,7 +8,7 @@ import pytest
 from websession import create_memcache_session_storage
 
 from ..harness import Options
-from . import StoreCase
+from . import StoreCase, ttl_option
 
 
 def make_memcache(request: pytest.FixtureRequest, options: Options):
@@ -20,6 +20,7 @@ def make_memcache(request: pytest.FixtureRequest, options: Options):
         clock=options.clock,
         rolling=options.rolling,
         save_uninitialized=options.save_uninitialized,
+        **ttl_option(options),
     )
 
 

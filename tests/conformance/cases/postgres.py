@@ -7,7 +7,7 @@ import pytest
 from websession import create_postgres_session_storage
 
 from ..harness import Options
-from . import StoreCase
+from . import StoreCase, ttl_option
 
 
 def make_postgres(request: pytest.FixtureRequest, options: Options):
@@ -19,6 +19,7 @@ def make_postgres(request: pytest.FixtureRequest, options: Options):
         clock=options.clock,
         rolling=options.rolling,
         save_uninitialized=options.save_uninitialized,
+        **ttl_option(options, "default_ttl"),
     )
 
 

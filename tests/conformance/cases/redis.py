@@ -5,6 +5,7 @@ All rely on the server's TTLs, so they run with the real clock (``fake_clock=Fal
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from typing import Any
 
@@ -14,7 +15,7 @@ from websession import create_redis_session_storage
 from websession.cookie import Cookie
 
 from ..harness import Options
-from . import StoreCase
+from . import StoreCase, ttl_option
 
 
 def _storage(url: str, prefix: str, options: Options, **extra: Any) -> Any:
@@ -25,6 +26,7 @@ def _storage(url: str, prefix: str, options: Options, **extra: Any) -> Any:
         rolling=options.rolling,
         save_uninitialized=options.save_uninitialized,
         clock=options.clock,
+        **ttl_option(options),
         **extra,
     )
 
@@ -42,11 +44,8 @@ def make_hash(request: pytest.FixtureRequest, options: Options) -> Any:
 def make_v3(request: pytest.FixtureRequest, options: Options) -> Any:
     url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
     cookie = options.cookie
-    v3 = Options(
-        Cookie(cookie.name, cookie.secrets, cookie.options, format="remix-v3"),
-        options.clock,
-        options.rolling,
-        options.save_uninitialized,
+    v3 = dataclasses.replace(
+        options, cookie=Cookie(cookie.name, cookie.secrets, cookie.options, format="remix-v3")
     )
     return _storage(url, prefix, v3, format="remix-v3")
 

@@ -8,7 +8,7 @@ import pytest
 from websession import create_upstash_session_storage
 
 from ..harness import Options
-from . import StoreCase
+from . import StoreCase, ttl_option
 
 
 def _common(options: Options) -> dict:
@@ -17,6 +17,7 @@ def _common(options: Options) -> dict:
         "clock": options.clock,
         "rolling": options.rolling,
         "save_uninitialized": options.save_uninitialized,
+        **ttl_option(options),
     }
 
 

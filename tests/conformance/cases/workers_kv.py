@@ -13,7 +13,7 @@ import pytest
 from websession import create_workers_kv_session_storage
 
 from ..harness import Options
-from . import StoreCase
+from . import StoreCase, ttl_option
 
 
 def make_workers_kv(request: pytest.FixtureRequest, options: Options):
@@ -26,6 +26,7 @@ def make_workers_kv(request: pytest.FixtureRequest, options: Options):
         clock=options.clock,
         rolling=options.rolling,
         save_uninitialized=options.save_uninitialized,
+        **ttl_option(options, "default_ttl"),
     )
 
 
