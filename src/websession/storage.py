@@ -14,7 +14,11 @@ existing session, changed          update(changes), atomically             if ro
 existing session, unchanged        touched inside read when rolling        if rolling / re-sign
 destroyed                          delete                                  expired cookie
 regenerated                        take the old record, create it anew     new id cookie
+signed in (``session.login``)      regenerate, and index it for the user   new id cookie
 =================================  ======================================  =====================
+
+A session bound to a user (``session.login``) goes through the ``*_for_user`` store calls,
+which keep the user's index in step with the record in the same atomic step (websession.users).
 
 Example::
 
@@ -41,6 +45,7 @@ from .errors import CookieTooLargeError
 from .ids import created_at
 from .session import Data, Flash, Session
 from .stores.base import Clock, Record, Store, utcnow
+from .users import Device, Entry, Taken, check_user_id, user_of
 
 #: Browsers keep cookies up to 4096 bytes, name, value and attributes together.
 MAX_COOKIE_SIZE = 4096
@@ -180,22 +185,36 @@ class SessionStorage(_StorageBase[Data, Flash]):
         store = self.store
         if step.op is _Op.NONE:
             return step.header
+        user = self._bound_user(session)
         if step.op is _Op.DELETE:
             if session.id is not None:
-                store.delete(session.id)
+                if user is None:
+                    store.delete(session.id)
+                else:
+                    store.take_for_user(session.id, user)
             return self._expire(session, overrides)
         if step.op is _Op.UPDATE:
             assert session.id is not None and step.changes is not None and session.record is not None
             record = store.update(session.id, step.changes, step.expires, session.record)
             return self._updated(session, record, step, overrides)
         assert step.data is not None
+        taken: Taken | None = None
         if step.op is _Op.REGENERATE and session.id is not None:
-            taken = store.take(session.id)
-            if taken is None:
-                # Destroyed meanwhile (a sign-out in another tab): never bring it back.
+            taken = (
+                store.take_for_user(session.id, user) if user is not None else _taken(store.take(session.id))
+            )
+            if taken.record is None:
+                # Destroyed or revoked meanwhile (a sign-out in another tab): never bring it back.
                 return self._expire(session, overrides)
-            step.data = _moved(session, taken)
-        new_id = store.create(step.data, step.expires)
+            step.data = _moved(session, taken.record)
+        bind = self._binding(session, step, user, taken)
+        if bind is None:
+            new_id: str | None = store.create(step.data, step.expires)
+        else:
+            new_id = store.create_for_user(step.data, step.expires, *bind)
+        if new_id is None:
+            # The user was revoked while this session moved: it must not live on.
+            return self._expire(session, overrides)
         return self._created(session, new_id, step, overrides)
 
     def destroy_session(self, session: Session[Data, Flash], **overrides: Any) -> str:
@@ -222,21 +241,35 @@ class SessionStorage(_StorageBase[Data, Flash]):
         store = self.store
         if step.op is _Op.NONE:
             return step.header
+        user = self._bound_user(session)
         if step.op is _Op.DELETE:
             if session.id is not None:
-                await store.adelete(session.id)
+                if user is None:
+                    await store.adelete(session.id)
+                else:
+                    await store.atake_for_user(session.id, user)
             return self._expire(session, overrides)
         if step.op is _Op.UPDATE:
             assert session.id is not None and step.changes is not None and session.record is not None
             record = await store.aupdate(session.id, step.changes, step.expires, session.record)
             return self._updated(session, record, step, overrides)
         assert step.data is not None
+        taken: Taken | None = None
         if step.op is _Op.REGENERATE and session.id is not None:
-            taken = await store.atake(session.id)
-            if taken is None:
+            if user is not None:
+                taken = await store.atake_for_user(session.id, user)
+            else:
+                taken = _taken(await store.atake(session.id))
+            if taken.record is None:
                 return self._expire(session, overrides)
-            step.data = _moved(session, taken)
-        new_id = await store.acreate(step.data, step.expires)
+            step.data = _moved(session, taken.record)
+        bind = self._binding(session, step, user, taken)
+        if bind is None:
+            new_id: str | None = await store.acreate(step.data, step.expires)
+        else:
+            new_id = await store.acreate_for_user(step.data, step.expires, *bind)
+        if new_id is None:
+            return self._expire(session, overrides)
         return self._created(session, new_id, step, overrides)
 
     async def adestroy_session(self, session: Session[Data, Flash], **overrides: Any) -> str:
@@ -253,6 +286,161 @@ class SessionStorage(_StorageBase[Data, Flash]):
     async def aclose(self) -> None:
         """Async twin of :meth:`close`."""
         await self.store.aclose()
+
+    # -- users and their devices (websession.users) ------------------------------------------
+
+    def sessions_of(self, user_id: str | int) -> list[Device]:
+        """The sessions ``user_id`` is signed in with ("your devices"), oldest sign-in first.
+
+        One read of the user's index plus one look at each of its sessions, never a scan of
+        the store; sessions that ended meanwhile leave the index on the way.
+
+        Example::
+
+            >>> from websession import create_cookie, create_memory_session_storage
+            >>> storage = create_memory_session_storage(cookie=create_cookie("s", secrets=["k"]))
+            >>> session = storage.get_session(None)
+            >>> session.login("ada")
+            >>> _ = storage.commit_session(session)
+            >>> [device.key == session.id for device in storage.sessions_of("ada")]
+            [True]
+        """
+        return self.store.sessions_of(check_user_id(user_id))
+
+    def revoke(self, session: Session[Any, Any] | Device | str, *, user: str | int | None = None) -> bool:
+        """Sign one session out, wherever it is used: delete its record and index entry.
+
+        ``session`` is a Session, a :class:`~websession.users.Device` from :meth:`sessions_of`,
+        or a session id. A request racing the revocation can neither keep the session nor
+        carry it over to a new id. Returns True when a session was deleted. A storage key (ids
+        hashed with ``storage_key_secret``) needs ``user=``.
+
+        Example::
+
+            >>> from websession import create_cookie, create_memory_session_storage
+            >>> storage = create_memory_session_storage(cookie=create_cookie("s", secrets=["k"]))
+            >>> session = storage.get_session(None)
+            >>> session.login("ada")
+            >>> _ = storage.commit_session(session)
+            >>> storage.revoke(storage.sessions_of("ada")[0], user="ada"), storage.sessions_of("ada")
+            (True, [])
+        """
+        target = self._revocation(session, user)
+        if target is None:
+            return False
+        key, session_id, known = target
+        if known is None:
+            assert session_id is not None
+            record = self.store.read(session_id, None)
+            known = None if record is None else user_of(record.data)
+            if known is None:
+                return record is not None and self.store.take(session_id) is not None
+        return self.store.revoke(key, known)
+
+    def revoke_user(self, user_id: str | int, *, keep: Session[Any, Any] | Device | str | None = None) -> int:
+        """Sign ``user_id`` out everywhere ("sign out everywhere"), or everywhere but ``keep``
+        (the current session: "sign out everywhere else"); return how many sessions ended.
+
+        Atomic in the store, and O(sessions of that user): a request racing it can neither
+        keep nor resurrect a revoked session.
+
+        Example::
+
+            >>> from websession import create_cookie, create_memory_session_storage
+            >>> storage = create_memory_session_storage(cookie=create_cookie("s", secrets=["k"]))
+            >>> for _ in range(3):
+            ...     session = storage.get_session(None)
+            ...     session.login("ada")
+            ...     _ = storage.commit_session(session)
+            >>> storage.revoke_user("ada", keep=session), len(storage.sessions_of("ada"))
+            (2, 1)
+        """
+        return self.store.revoke_user(check_user_id(user_id), self._key_of(keep))
+
+    async def asessions_of(self, user_id: str | int) -> list[Device]:
+        """Async twin of :meth:`sessions_of`."""
+        return await self.store.asessions_of(check_user_id(user_id))
+
+    async def arevoke(
+        self, session: Session[Any, Any] | Device | str, *, user: str | int | None = None
+    ) -> bool:
+        """Async twin of :meth:`revoke`."""
+        target = self._revocation(session, user)
+        if target is None:
+            return False
+        key, session_id, known = target
+        if known is None:
+            assert session_id is not None
+            record = await self.store.aread(session_id, None)
+            known = None if record is None else user_of(record.data)
+            if known is None:
+                return record is not None and await self.store.atake(session_id) is not None
+        return await self.store.arevoke(key, known)
+
+    async def arevoke_user(
+        self, user_id: str | int, *, keep: Session[Any, Any] | Device | str | None = None
+    ) -> int:
+        """Async twin of :meth:`revoke_user`."""
+        return await self.store.arevoke_user(check_user_id(user_id), self._key_of(keep))
+
+    def _key_of(self, value: Session[Any, Any] | Device | str | None) -> str | None:
+        """The storage key of a session, a device or an id (or a storage key as listed)."""
+        if value is None:
+            return None
+        if isinstance(value, Device):
+            return value.key
+        if isinstance(value, Session):
+            return None if value.id is None else self.store.storage_key(value.id)
+        if self.store.is_valid_id(value):
+            return self.store.storage_key(value)
+        if self.store.hashes_ids and self.store.is_storage_key(value):
+            return value
+        return None
+
+    def _revocation(
+        self, value: Session[Any, Any] | Device | str, user: str | int | None
+    ) -> tuple[str, str | None, str | None] | None:
+        """(storage key, session id if known, user if known) of what ``revoke`` targets."""
+        if not self.store.user_index:
+            raise self.store._no_user_index()
+        key = self._key_of(value)
+        if key is None:
+            return None
+        known = None if user is None else check_user_id(user)
+        session_id: str | None = None
+        if isinstance(value, Session):
+            session_id = value.id
+            known = known or _record_user(value)
+        elif isinstance(value, str) and self.store.is_valid_id(value):
+            session_id = value
+        if known is None and session_id is None:
+            raise ValueError("revoking by storage key needs user=: the key does not say whose it is")
+        return key, session_id, known
+
+    def _bound_user(self, session: Session[Data, Flash]) -> str | None:
+        """The user the stored session was bound to when this request read it."""
+        if session.signing_in is not None and not self.store.user_index:
+            # Refused before any I/O, so a sign-in never half-happens on such a store.
+            raise self.store._no_user_index()
+        return _record_user(session) if self.store.user_index else None
+
+    def _binding(
+        self, session: Session[Data, Flash], step: _Step, old_user: str | None, taken: Taken | None
+    ) -> tuple[str, Entry, int | None] | None:
+        """How a new record joins its user's index: (user, entry, generation to require)."""
+        assert step.data is not None
+        user = user_of(step.data) if self.store.user_index else None
+        if user is None:
+            return None
+        now = self.clock()
+        lifetime = None if step.expires is None else (step.expires - now).total_seconds()
+        labels = session.signing_in
+        if labels is not None or taken is None or taken.entry is None or old_user != user:
+            # A sign-in: a new entry, whatever revocations came before it.
+            return user, Entry(now, labels or {}, lifetime), None
+        # The same signed-in session moving to a new id: it keeps its entry, and moves only if
+        # no revocation of its user landed since it was taken.
+        return user, Entry(taken.entry.created, taken.entry.labels, lifetime), taken.generation
 
     # -- decisions shared by both doors ----------------------------------------------------
 
@@ -525,6 +713,15 @@ def _warn_undated_id(kind: str) -> None:
             "time; such sessions are refused. Issue ids with websession.generate_id().",
             kind,
         )
+
+
+def _record_user(session: Session[Any, Any]) -> str | None:
+    record = session.record
+    return None if record is None else user_of(record.data)
+
+
+def _taken(record: Record | None) -> Taken:
+    return Taken(record, None, 0)
 
 
 def _moved(session: Session, taken: Record) -> dict[str, Any]:
