@@ -308,7 +308,13 @@ class Store(ABC):
 
     def take_for_user(self, id: str, user: str) -> Taken:
         """Remove the live record for ``id`` and its entry in ``user``'s index, and return
-        them with the user's generation, all in one atomic step."""
+        them with the user's generation, all in one atomic step.
+
+        A bound session without an entry has been revoked (revocations empty the index first
+        and delete the records after), so its record is deleted and reported as None: this is
+        what keeps a regenerate from carrying a session that is being revoked over to a new id
+        on stores where the index and the record cannot change in one step (Redis Cluster,
+        DynamoDB). Stores that can, do both in one step anyway."""
         raise self._no_user_index()
 
     def sessions_of(self, user: str) -> list[Device]:

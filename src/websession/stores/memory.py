@@ -145,7 +145,9 @@ class MemoryStore(Store):
             found = self._live(key)
             if found is not None:
                 del self._records[key]
-        return Taken(None if found is None else self._decoded(id, found), entry, generation)
+        if found is None or entry is None:
+            return Taken(None, entry, generation)  # no entry: revoked, whatever is left of it
+        return Taken(self._decoded(id, found), entry, generation)
 
     def sessions_of(self, user: str) -> list[Device]:
         now = self.clock()
