@@ -45,7 +45,16 @@ from .errors import CookieTooLargeError
 from .ids import created_at
 from .session import Data, Flash, Session
 from .stores.base import Clock, Record, Store, utcnow
-from .users import Device, Entry, Taken, check_user_id, user_of
+from .users import (
+    USER_KEY,
+    Device,
+    Entry,
+    Taken,
+    UserIndexUnsupportedError,
+    check_user_id,
+    generation_of,
+    user_of,
+)
 
 #: Browsers keep cookies up to 4096 bytes, name, value and attributes together.
 MAX_COOKIE_SIZE = 4096
@@ -610,6 +619,9 @@ class CookieSessionStorage(_StorageBase[Data, Flash]):
 
     #: Cookie data cannot be merged between concurrent requests.
     atomic_changes = False
+    #: Where users' generations are kept (a store with a user index), so that signed-in
+    #: cookies can be revoked: ``create_cookie_session_storage(revocation=...)``.
+    revocation: Store | None = None
 
     def __repr__(self) -> str:
         return f"CookieSessionStorage(cookie={self.cookie!r})"
@@ -617,10 +629,29 @@ class CookieSessionStorage(_StorageBase[Data, Flash]):
     def get_session(
         self, cookie_header: str | bytes | None = None, *, binding: str | None = None
     ) -> Session[Data, Flash]:
-        """Return the session carried by a Cookie header; a new one when there is none."""
+        """Return the session carried by a Cookie header; a new one when there is none, or
+        when it is signed in as a user revoked since (one read of ``revocation``)."""
+        session = self._open(cookie_header, binding)
+        signed_in = self._signed_in(session)
+        if signed_in is not None and self._revoked(session, signed_in[0].generation(signed_in[1])):
+            return self._signed_out(binding)
+        return session
+
+    async def aget_session(
+        self, cookie_header: str | bytes | None = None, *, binding: str | None = None
+    ) -> Session[Data, Flash]:
+        """Async twin of :meth:`get_session`."""
+        session = self._open(cookie_header, binding)
+        signed_in = self._signed_in(session)
+        if signed_in is not None and self._revoked(session, await signed_in[0].ageneration(signed_in[1])):
+            return self._signed_out(binding)
+        return session
+
+    def _open(self, cookie_header: str | bytes | None, binding: str | None) -> Session[Data, Flash]:
+        """The session the cookie carries, without the revocation check."""
         verified = self.cookie.read(cookie_header, binding=binding)
         if verified is None or not isinstance(verified.value, dict):
-            session = Session()
+            session: Session[Data, Flash] = Session()
             session.stale_cookie = bool(find_cookie(cookie_header, self.cookie.name))
         else:
             # The version is the signed text and its binding: an unchanged session is sent back
@@ -630,8 +661,121 @@ class CookieSessionStorage(_StorageBase[Data, Flash]):
         session.binding = binding
         return session
 
+    # -- users: revocation by generation ---------------------------------------------------
+
+    def _signed_in(self, session: Session[Data, Flash]) -> tuple[Store, str] | None:
+        """(where generations are kept, the user) of a revocable signed-in cookie session."""
+        if self.revocation is None or session.is_new:
+            return None
+        user = user_of(session.data)
+        return None if user is None else (self.revocation, user)
+
+    def _revoked(self, session: Session[Data, Flash], current: int) -> bool:
+        return generation_of(session.data) != current
+
+    def _signed_out(self, binding: str | None) -> Session[Data, Flash]:
+        session: Session[Data, Flash] = Session()
+        session.stale_cookie = True  # the next commit expires the revoked cookie
+        session.binding = binding
+        return session
+
+    def _unstamped(self, session: Session[Data, Flash]) -> tuple[Store, str] | None:
+        """(where generations are kept, the user) of a sign-in whose cookie does not carry
+        the generation yet."""
+        if session.signing_in is None or self.revocation is None:
+            return None
+        data = session.data
+        user = user_of(data)
+        return None if user is None or generation_of(data) is not None else (self.revocation, user)
+
+    def _stamp(self, session: Session[Data, Flash], user: str, generation: int) -> None:
+        session[USER_KEY] = {"id": user, "gen": generation}
+
+    def sessions_of(self, user_id: str | int) -> list[Device]:
+        """Cookie sessions live in browsers: they cannot be listed."""
+        raise UserIndexUnsupportedError(
+            "cookie sessions live in the browsers: they cannot be listed",
+            solution="keep sessions in a server-side store to list a user's devices",
+        )
+
+    def revoke(self, session: Any, *, user: str | int | None = None) -> bool:
+        """One cookie session cannot be revoked on its own: see :meth:`revoke_user`."""
+        raise UserIndexUnsupportedError(
+            "a single cookie session cannot be revoked from the server",
+            solution="revoke_user(user_id, keep=current_session) signs out every other device",
+        )
+
+    def revoke_user(self, user_id: str | int, *, keep: Session[Any, Any] | None = None) -> int:
+        """Sign ``user_id`` out of every cookie session, or every one but ``keep`` (the
+        current request's session, re-issued at its commit with the new generation): the
+        user's generation in ``revocation`` is incremented, and cookies carrying an older one
+        give a fresh session from then on. Returns 0: cookies cannot be counted.
+
+        Example::
+
+            >>> from websession import create_cookie, create_cookie_session_storage
+            >>> from websession import create_memory_session_storage
+            >>> storage = create_cookie_session_storage(
+            ...     cookie=create_cookie("s", secrets=["k"]), revocation=create_memory_session_storage())
+            >>> session = storage.get_session(None)
+            >>> session.login("ada")
+            >>> header = storage.commit_session(session).split(";")[0]
+            >>> storage.get_session(header).user
+            'ada'
+            >>> storage.revoke_user("ada")
+            0
+            >>> storage.get_session(header).user is None
+            True
+        """
+        user = check_user_id(user_id)
+        generation = self._revocation_store().generation(user, bump=True)
+        self._keep(keep, user, generation)
+        return 0
+
+    async def arevoke_user(self, user_id: str | int, *, keep: Session[Any, Any] | None = None) -> int:
+        """Async twin of :meth:`revoke_user`."""
+        user = check_user_id(user_id)
+        generation = await self._revocation_store().ageneration(user, bump=True)
+        self._keep(keep, user, generation)
+        return 0
+
+    async def asessions_of(self, user_id: str | int) -> list[Device]:
+        """Async twin of :meth:`sessions_of`."""
+        return self.sessions_of(user_id)
+
+    async def arevoke(self, session: Any, *, user: str | int | None = None) -> bool:
+        """Async twin of :meth:`revoke`."""
+        return self.revoke(session, user=user)
+
+    def _keep(self, keep: Session[Any, Any] | None, user: str, generation: int) -> None:
+        if keep is not None and user_of(keep.data) == user:
+            self._stamp(keep, user, generation)
+
+    def _revocation_store(self) -> Store:
+        if self.revocation is None:
+            raise UserIndexUnsupportedError(
+                "this cookie storage keeps no user generations, so its sessions cannot be revoked",
+                solution="create_cookie_session_storage(..., revocation=<a storage with a user index>)",
+            )
+        return self.revocation
+
     def commit_session(self, session: Session[Data, Flash], **overrides: Any) -> str | None:
         """Return the Set-Cookie value carrying the session's data, or None when unchanged."""
+        unstamped = self._unstamped(session)
+        if unstamped is not None:
+            store, user = unstamped
+            self._stamp(session, user, store.generation(user))
+        return self._commit(session, overrides)
+
+    async def acommit_session(self, session: Session[Data, Flash], **overrides: Any) -> str | None:
+        """Async twin of :meth:`commit_session`."""
+        unstamped = self._unstamped(session)
+        if unstamped is not None:
+            store, user = unstamped
+            self._stamp(session, user, await store.ageneration(user))
+        return self._commit(session, overrides)
+
+    def _commit(self, session: Session[Data, Flash], overrides: dict[str, Any]) -> str | None:
         if session.destroyed:
             return self.destroy_session(session, **overrides)
         unchanged = not session.is_new and not session.modified and not session.regenerating
@@ -680,16 +824,6 @@ class CookieSessionStorage(_StorageBase[Data, Flash]):
         """Return a Set-Cookie value that expires the cookie."""
         session._mark_destroyed()
         return self.cookie.serialize_expired(**_without_lifetime(overrides))
-
-    async def aget_session(
-        self, cookie_header: str | bytes | None = None, *, binding: str | None = None
-    ) -> Session[Data, Flash]:
-        """Async twin of :meth:`get_session` (cookie storage does no I/O)."""
-        return self.get_session(cookie_header, binding=binding)
-
-    async def acommit_session(self, session: Session[Data, Flash], **overrides: Any) -> str | None:
-        """Async twin of :meth:`commit_session`."""
-        return self.commit_session(session, **overrides)
 
     async def adestroy_session(self, session: Session[Data, Flash], **overrides: Any) -> str:
         """Async twin of :meth:`destroy_session`."""
