@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .errors import SessionError
+from .errors import UserIndexUnsupportedError
 
 #: The reserved session key that names the signed-in user: ``{"id": "<user id>"}`` (plus
 #: ``"gen"``, the user's generation at sign-in, in cookie storages). Like Remix's
@@ -45,15 +45,6 @@ USER_KEY = "__user__"
 
 #: A label value is short text: a user agent, an IP prefix, a device name.
 MAX_LABEL_LENGTH = 256
-
-
-class UserIndexUnsupportedError(SessionError):
-    """The store cannot keep a per-user index atomically (memcached, Workers KV)."""
-
-    solution = (
-        "keep sessions that sign users in on a store with a user index: memory, file, SQLite, "
-        "Redis, Upstash, PostgreSQL or DynamoDB"
-    )
 
 
 @dataclass(frozen=True, slots=True)
