@@ -24,14 +24,16 @@ def parse_entry(kind: str, key: str, text: object) -> Entry | None:
         >>> parse_entry("sqlite", "ab" * 20, "[1]") is None
         True
     """
-    try:
-        entry = Entry.from_json(codec.loads(text))  # type: ignore[arg-type]  # loads refuses non-text
-    except (ValueError, OverflowError, OSError) as exc:  # bad JSON, or a time out of range
-        problem: Exception = exc
-    else:
-        if entry is not None:
-            return entry
-        problem = ValueError("not an entry")
+    problem: Exception = ValueError(f"not an entry but {type(text).__name__}")
+    if isinstance(text, (str, bytes)):
+        try:
+            entry = Entry.from_json(codec.loads(text))
+        except (ValueError, OverflowError, OSError) as exc:  # bad JSON, or a time out of range
+            problem = exc
+        else:
+            if entry is not None:
+                return entry
+            problem = ValueError("not an entry")
     codec.log_corrupt(kind, key, ValueError(f"its user index entry is unreadable: {problem}"))
     return None
 
