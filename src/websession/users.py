@@ -97,23 +97,33 @@ class Entry:
 
             >>> Entry.from_json({"created": 0, "labels": {}, "lifetime": None}).created.year
             1970
-            >>> Entry.from_json("garbage") is None
-            True
+            >>> Entry.from_json("garbage") is None, Entry.from_json({"created": float("nan")}) is None
+            (True, True)
         """
         if not isinstance(value, dict):
             return None
         created, labels, lifetime = value.get("created"), value.get("labels", {}), value.get("lifetime")
-        if not isinstance(created, (int, float)) or isinstance(created, bool):
+        if not _is_seconds(created, _MAX_EPOCH):
             return None
         if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
             return None
-        if lifetime is not None and (not isinstance(lifetime, (int, float)) or isinstance(lifetime, bool)):
+        if lifetime is not None and not _is_seconds(lifetime, _MAX_LIFETIME):
             return None
         return cls(datetime.fromtimestamp(created, timezone.utc), labels, lifetime)
 
     def device(self, key: str, expires: datetime | None, now: datetime) -> Device:
         """The :class:`Device` for a live record stored under ``key`` that expires at ``expires``."""
         return Device(key, self.created, last_seen(self, expires, now), dict(self.labels), expires)
+
+
+#: The largest epoch second a datetime holds (9999-12-31), and a lifetime far beyond any session's.
+_MAX_EPOCH = 253402300799
+_MAX_LIFETIME = 100 * 365 * 86400
+
+
+def _is_seconds(value: Any, most: float) -> bool:
+    """A finite number of seconds in [0, most]: JSON may hold NaN, infinities and huge numbers."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= most
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +150,10 @@ def last_seen(entry: Entry, expires: datetime | None, now: datetime) -> datetime
     """
     if expires is None or entry.lifetime is None:
         return entry.created
-    seen = expires - timedelta(seconds=entry.lifetime)
+    try:
+        seen = expires - timedelta(seconds=entry.lifetime)
+    except OverflowError:  # an expiry near year 1: no use to derive anything from
+        return entry.created
     return min(max(seen, entry.created), now)
 
 
