@@ -33,7 +33,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeGuard
 
 from .errors import UserIndexUnsupportedError
 
@@ -121,7 +121,7 @@ _MAX_EPOCH = 253402300799
 _MAX_LIFETIME = 100 * 365 * 86400
 
 
-def _is_seconds(value: Any, most: float) -> bool:
+def _is_seconds(value: Any, most: float) -> TypeGuard[float]:
     """A finite number of seconds in [0, most]: JSON may hold NaN, infinities and huge numbers."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= most
 
