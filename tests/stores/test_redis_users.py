@@ -559,3 +559,116 @@ def test_upstash_round_trips(door: Door, upstash_server: UpstashRestServer, redi
     assert door.call(storage, "revoke_user", "ada") == 2
     assert since(mark) == ["EVALSHA", "EVALSHA"]
     close(door, storage)
+
+
+def test_cluster_round_trips(cluster: tuple[Any, RedisStore, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """What each request costs on Redis Cluster, where no step spans the index and a record
+    (a pipeline reaches its nodes together, so it counts once)."""
+    import websession.stores.redis as module
+
+    storage, _, _ = cluster
+    sent: list[str] = []
+    original = module._send
+
+    def counted(client: Any, op: Any) -> Any:
+        sent.append(type(op).__name__ if not isinstance(op, module._Command) else str(op.args[0]))
+        return original(client, op)
+
+    monkeypatch.setattr(module, "_send", counted)
+    browser = Browser(COOKIE)
+    door = SyncDoor()
+    door.request(storage, browser, lambda s: s.set("a", 1))
+    del sent[:]
+    door.request(storage, browser, lambda s: s.login("ada"))
+    assert sent == ["GETEX", "GETDEL", "SET", "Eval"]  # the read, take, record, entry
+    del sent[:]
+    door.request(storage, browser)
+    assert sent == ["GETEX"]
+    del sent[:]
+    door.request(storage, browser, lambda s: s.regenerate())
+    assert sent == ["GETEX", "Eval", "GETDEL", "SET", "Eval"]
+    del sent[:]
+    assert len(storage.sessions_of("ada")) == 1
+    assert sent == ["HGETALL", "Batch"]
+    del sent[:]
+    assert storage.revoke_user("ada") == 1
+    assert sent == ["Eval", "Batch"]
+
+
+def test_cluster_hash_layout(redis_cluster_url: str) -> None:
+    storage = make(redis_cluster_url, f"users:{uuid.uuid4().hex[:8]}:", layout="hash")
+    browser = sign_in(SyncDoor(), storage, device="laptop")
+    SyncDoor().request(storage, browser, lambda s: s.regenerate())
+    session = storage.get_session(browser.header)
+    assert session.user == "ada" and session["theme"] == "dark"
+    [device] = storage.sessions_of("ada")
+    assert device.labels == {"device": "laptop"}
+    assert storage.revoke_user("ada") == 1 and storage.get_session(browser.header).is_new
+    storage.close()
+
+
+# -- given clients, and scripts the server forgot ----------------------------------------------------
+
+
+def test_given_clients_on_both_doors(redis_url: str, redis_prefix: str) -> None:
+    """Clients handed in are driven through redis-py's own pool, not held connections; one
+    that decodes replies to text must work the same."""
+    cookie = create_cookie(COOKIE, secrets=["s3cret"], max_age=3600)
+    sync_client = redis.Redis.from_url(redis_url, decode_responses=True)
+    storage = create_redis_session_storage(cookie=cookie, client=sync_client, prefix=redis_prefix)
+    browser = sign_in(SyncDoor(), storage, device="laptop")
+    SyncDoor().request(storage, browser, lambda s: s.regenerate())
+    assert [d.labels for d in storage.sessions_of("ada")] == [{"device": "laptop"}]
+    assert storage.store.generation("ada") == 0
+
+    async def main() -> None:
+        import redis.asyncio
+
+        client = redis.asyncio.Redis.from_url(redis_url)
+        astorage = create_redis_session_storage(cookie=cookie, client=client, prefix=redis_prefix)
+        session = await astorage.aget_session(browser.header)
+        assert session.user == "ada"
+        session.regenerate()
+        moved = await astorage.acommit_session(session)
+        assert moved is not None and EXPIRED not in moved
+        assert len(await astorage.asessions_of("ada")) == 1
+        assert await astorage.arevoke_user("ada") == 1
+        assert await astorage.store.ageneration("ada") == 1
+        await client.aclose()
+
+    import asyncio
+
+    asyncio.run(main())
+    assert storage.get_session(browser.header).is_new
+    sync_client.close()
+
+
+def test_scripts_the_server_forgot_are_sent_again(private_redis: RedisServer) -> None:
+    storage = make(private_redis.url, "t:")
+    sign_in(SyncDoor(), storage)
+    private_redis.client().script_flush()
+    with Monitor(private_redis) as monitor:
+        monitor.commands()
+        browser = Browser(COOKIE)
+        SyncDoor().request(storage, browser, lambda s: s.login("ada"))
+        assert monitor.commands() == ["EVALSHA", "EVAL"]  # NOSCRIPT, then the script itself
+        SyncDoor().request(storage, Browser(COOKIE), lambda s: s.login("ada"))
+        assert monitor.commands() == ["EVALSHA"]
+    assert len(storage.sessions_of("ada")) == 3
+    storage.close()
+
+
+def test_upstash_sends_a_script_it_does_not_have_yet(
+    door: Door, upstash_private_server: UpstashRestServer
+) -> None:
+    storage = create_upstash_session_storage(
+        cookie=create_cookie(COOKIE, secrets=["s3cret"], max_age=3600),
+        url=upstash_private_server.url,
+        token=upstash_private_server.token,
+    )
+    browser = Browser(COOKIE)
+    door.request(storage, browser, lambda s: s.login("ada"))
+    assert upstash_private_server.commands() == ["EVALSHA", "EVAL"]
+    assert [d.key for d in door.call(storage, "sessions_of", "ada")] == [session_id(storage, browser)]
+    assert upstash_private_server.commands()[2:] == ["EVALSHA", "EVAL"]
+    close(door, storage)

@@ -25,6 +25,13 @@ Layouts (``layout=``):
     checks that the hash still exists, so a destroyed session stays destroyed. A field named
     ``""`` with an empty value (never valid JSON, so never data) keeps empty sessions alive.
 
+Users and devices (``session.login``, ``sessions_of``, ``revoke``, ``revoke_user``): each user
+has an index, the hash ``prefix + "user:" + user_digest(user)`` (storage key -> entry JSON, and
+``#gen``). On one server every index operation is one Lua script over the index and the
+records, so a sign-in costs the take of the old record plus one script; on Redis Cluster the
+steps are single-key, in the order :mod:`websession.stores.redis_users` explains. Reads and
+updates of signed-in sessions cost what any other does.
+
 Formats (``format=``): ``"remix"`` is Remix v2 / React Router's flat JSON object and cookie;
 ``"remix-v3"`` is ``@remix-run/session-storage-redis``: ``[values, flash]`` records under
 UUID ids and the ``@remix-run/cookie`` cookie (string layout only).

@@ -12,6 +12,9 @@ update   ``EVALSHA`` of the compare-and-set script in :mod:`.redis_cas` (``EVAL`
          record still has the digest this request read; otherwise the changes are applied to
          the current record and the call retried. A deleted record is never brought back.
 delete   ``DEL key``
+users    one ``EVALSHA`` per operation (sign-in, sign-out, listing, revocations): the scripts
+         of the Redis store's user index (:mod:`.redis_users`), over the same keys, so both
+         stores can share a database; a sign-in of an existing session adds a ``GETDEL``
 =======  ==================================================================================
 
 Two transports carry the commands. With ``url`` and ``token`` the store speaks the REST
