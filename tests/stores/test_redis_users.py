@@ -672,3 +672,20 @@ def test_upstash_sends_a_script_it_does_not_have_yet(
     assert [d.key for d in door.call(storage, "sessions_of", "ada")] == [session_id(storage, browser)]
     assert upstash_private_server.commands()[2:] == ["EVALSHA", "EVAL"]
     close(door, storage)
+
+
+@pytest.mark.parametrize("layout", ["string", "hash"])
+def test_a_record_of_another_type_is_taken_as_unreadable(
+    door: Door, redis_url: str, redis_prefix: str, direct: redis.Redis, layout: str
+) -> None:
+    storage = make(redis_url, redis_prefix, layout=layout)
+    browser = sign_in(door, storage)
+    session = door.get(storage, browser.header)
+    key = redis_prefix + session_id(storage, browser)
+    direct.delete(key)
+    direct.rpush(key, "not a session")
+    session.regenerate()
+    set_cookie = door.commit(storage, session)
+    assert set_cookie is not None and EXPIRED in set_cookie  # nothing readable to move
+    assert direct.exists(key) == 0 and door.call(storage, "sessions_of", "ada") == []
+    close(door, storage)
