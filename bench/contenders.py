@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import itertools
 import json
 import secrets
 from collections.abc import Callable
@@ -252,6 +253,28 @@ def websession_asgi_traced(store: str) -> Callable[[Env], Runner]:
             metering.shutdown()
 
         runner = AsgiRunner(app, COOKIE, env, close)
+        runner.redis = store.startswith("redis")
+        return runner
+
+    return build
+
+
+def websession_asgi_signed_in(store: str) -> Callable[[Env], Runner]:
+    """The same app, with every browser signed in (``session.login``) when its session starts:
+    what a signed-in user's requests cost next to an anonymous one's."""
+    users = itertools.count()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        session = scope["session"]
+        if scope["path"] == "/init" or session.get("user_id") is None:
+            session.login(f"user-{next(users)}", labels={"device": "bench"})
+        await asgi_endpoint(scope, receive, send)
+
+    def build(env: Env) -> Runner:
+        storage = websession_storage(store, env)
+        wrapped, how = adapters.asgi_middleware(app, storage)
+        env.notes["websession ASGI middleware"] = how
+        runner = AsgiRunner(wrapped, COOKIE, env, storage.aclose)
         runner.redis = store.startswith("redis")
         return runner
 
@@ -504,6 +527,13 @@ CONTENDERS: list[Contender] = [
         {"read": "websession redis", "write": "websession redis"},
     ),
     Contender(
+        "websession redis, signed in",
+        "websession",
+        websession_asgi_signed_in("redis"),
+        ("redis", "websession.stores.redis"),
+        {"read": "websession redis", "write": "websession redis"},
+    ),
+    Contender(
         "websession redis hash",
         "websession",
         websession_asgi("redis-hash"),
@@ -555,6 +585,7 @@ FLOORS = {
     "aiohttp-session (redis)": _FLOOR,
     "Flask-Session (redis)": _SYNC_FLOOR,
     "websession redis": _FLOOR,
+    "websession redis, signed in": _FLOOR,
     "websession redis hash": _FLOOR,
     TRACED: _FLOOR,
     "websession Flask redis": _SYNC_FLOOR,

@@ -22,6 +22,7 @@ ORDER = [
     "getting-started.md",
     "stores",
     "frameworks",
+    "users.md",
     "migrating.md",
     "sharing-with-remix.md",
     "cli.md",

@@ -687,3 +687,71 @@ def test_the_console_script_group_includes_every_command() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["secret"]) == 43
+
+
+# -- users and their devices ----------------------------------------------------------------
+
+
+def signed_in(url: str, user: str, device: str) -> str:
+    """Sign a new session in as ``user`` through the storage's API; return its id."""
+    storage = open_store(url, secrets=[SECRET])
+    try:
+        session = storage.get_session(None)
+        session.login(user, labels={"device": device})
+        storage.commit_session(session)
+        assert session.id is not None
+        return session.id
+    finally:
+        storage.close()
+
+
+def test_ls_user_lists_the_devices_from_the_index(sqlite_url: str) -> None:
+    laptop = signed_in(sqlite_url, "ada", "laptop")
+    phone = signed_in(sqlite_url, "ada", "phone")
+    signed_in(sqlite_url, "grace", "desk")
+    rows = [json.loads(line) for line in ok("ls", sqlite_url, "--user", "ada", "--json").splitlines()]
+    assert [(row["key"], row["labels"]) for row in rows] == [
+        (laptop, {"device": "laptop"}),
+        (phone, {"device": "phone"}),
+    ]
+    assert all(row["created"] and row["last_seen"] for row in rows)
+    table = ok("ls", sqlite_url, "--user", "ada")
+    assert laptop in table and "device=phone" in table and "desk" not in table
+    assert "no sessions of nobody" in ok("ls", sqlite_url, "--user", "nobody")
+
+
+def test_rm_user_signs_out_everywhere_or_everywhere_else(sqlite_url: str) -> None:
+    first, second, third = (signed_in(sqlite_url, "ada", name) for name in ("a", "b", "c"))
+    grace = signed_in(sqlite_url, "grace", "desk")
+    assert json.loads(ok("rm", sqlite_url, "--user", "ada", "--keep", second, "--json")) == {
+        "user": "ada",
+        "revoked": 2,
+        "kept": second,
+    }
+    keys = [json.loads(line)["key"] for line in ok("ls", sqlite_url, "--user", "ada", "--json").splitlines()]
+    assert keys == [second]
+    assert "signed ada out of 1 session" in ok("rm", sqlite_url, "--user", "ada")
+    assert ok("ls", sqlite_url, "--user", "ada", "--json") == ""
+    assert json.loads(ok("ls", sqlite_url, "--user", "grace", "--json"))["key"] == grace
+    assert first not in ok("ls", sqlite_url, "--limit", "0") and third not in ok(
+        "ls", sqlite_url, "--limit", "0"
+    )
+
+
+def test_rm_of_a_signed_in_session_leaves_the_index_too(sqlite_url: str) -> None:
+    session_id = signed_in(sqlite_url, "ada", "laptop")
+    ok("rm", sqlite_url, session_id)
+    assert ok("ls", sqlite_url, "--user", "ada", "--json") == ""
+
+
+def test_user_commands_need_a_store_with_an_index(tmp_path: pathlib.Path) -> None:
+    # memcached keeps no index: refused in one line before any server is contacted.
+    assert "user index" in fails("ls", "memcache://127.0.0.1:1", "--user", "ada")
+    assert "user index" in fails("rm", "memcache://127.0.0.1:1", "--user", "ada")
+
+
+def test_rm_user_usage_errors(sqlite_url: str) -> None:
+    session_id = signed_in(sqlite_url, "ada", "laptop")
+    assert "--keep needs --user" in fails("rm", sqlite_url, "--keep", session_id, code=2)
+    assert "not both" in fails("rm", sqlite_url, session_id, "--user", "ada", code=2)
+    assert "give SESSION ids, or --user USER" in fails("rm", sqlite_url, code=2)

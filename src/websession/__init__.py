@@ -31,6 +31,7 @@ from .errors import (
     SessionError,
     SessionStoreError,
     StoreUnavailableError,
+    UserIndexUnsupportedError,
 )
 from .ids import generate_id, is_valid_id
 from .session import Session
@@ -42,6 +43,7 @@ from .stores.file import create_file_session_storage
 from .stores.memory import create_memory_session_storage
 from .stores.sqlite import create_sqlite_session_storage
 from .urls import open_store, register_scheme
+from .users import Device
 
 #: Factories whose stores need optional client libraries: imported on first use.
 _LAZY = {
@@ -84,6 +86,7 @@ __all__ = [
     "CookieOptions",
     "CookieSessionStorage",
     "CookieTooLargeError",
+    "Device",
     "JSONCodec",
     "Record",
     "RecordTooLargeError",
@@ -94,6 +97,7 @@ __all__ = [
     "Store",
     "StoreUnavailableError",
     "TaggedJSON",
+    "UserIndexUnsupportedError",
     "create_cookie",
     "create_cookie_session_storage",
     "create_file_session_storage",

@@ -32,6 +32,7 @@ from .changes import Changes
 from .errors import SessionStoreError, StoreUnavailableError
 from .stores.base import Clock, Record, Store
 from .stores.steps import RoundTrips
+from .users import Device, Entry, Taken
 
 logger = logging.getLogger("websession")
 
@@ -137,6 +138,11 @@ _OUTCOMES: dict[str, Callable[[Any], str]] = {
     "update": lambda record: "updated" if record is not None else GONE,
     "delete": lambda _none: "deleted",
     "take": lambda record: "taken" if record is not None else GONE,
+    "create_for_user": lambda id: "created" if id is not None else "refused",
+    "take_for_user": lambda taken: "taken" if taken.record is not None else GONE,
+    "sessions_of": lambda _devices: "listed",
+    "revoke": lambda deleted: "revoked" if deleted else GONE,
+    "revoke_user": lambda _count: "revoked",
 }
 
 
@@ -178,7 +184,10 @@ class _Probe:
 
 #: Class attributes a proxy copies from the store it wraps, so storages and integrations that
 #: read them (``native_ttl``, ``kind``) see the wrapped store's.
-_COPIED = ("atomic_changes", "atomic_take", "native_ttl", "kind", "cheap_count")
+_COPIED = ("atomic_changes", "atomic_take", "native_ttl", "kind", "cheap_count", "user_index")
+#: The operations whose round trips a store can count (Store.counted); the users' operations
+#: (websession.users) are traced without a count.
+_COUNTABLE = frozenset({"create", "read", "update", "delete", "take"})
 
 
 class InstrumentedStore(Store):
@@ -289,6 +298,72 @@ class InstrumentedStore(Store):
     def close(self) -> None:
         self.wrapped.close()
 
+    # -- users and their devices, traced (websession.users) ----------------------------------
+
+    def create_for_user(
+        self,
+        data: Mapping[str, Any],
+        expires: datetime | None,
+        user: str,
+        entry: Entry,
+        generation: int | None,
+    ) -> str | None:
+        new_id: str | None = self._run(
+            self._operations["create_for_user"], (data, expires, user, entry, generation)
+        )
+        return new_id
+
+    def take_for_user(self, id: str, user: str) -> Taken:
+        taken: Taken = self._run(self._operations["take_for_user"], (id, user))
+        return taken
+
+    def sessions_of(self, user: str) -> list[Device]:
+        devices: list[Device] = self._run(self._operations["sessions_of"], (user,))
+        return devices
+
+    def revoke(self, key: str, user: str) -> bool:
+        deleted: bool = self._run(self._operations["revoke"], (key, user))
+        return deleted
+
+    def revoke_user(self, user: str, keep: str | None) -> int:
+        count: int = self._run(self._operations["revoke_user"], (user, keep))
+        return count
+
+    def generation(self, user: str, *, bump: bool = False) -> int:
+        return self.wrapped.generation(user, bump=bump)
+
+    async def acreate_for_user(
+        self,
+        data: Mapping[str, Any],
+        expires: datetime | None,
+        user: str,
+        entry: Entry,
+        generation: int | None,
+    ) -> str | None:
+        new_id: str | None = await self._arun(
+            self._operations["create_for_user"], (data, expires, user, entry, generation)
+        )
+        return new_id
+
+    async def atake_for_user(self, id: str, user: str) -> Taken:
+        taken: Taken = await self._arun(self._operations["take_for_user"], (id, user))
+        return taken
+
+    async def asessions_of(self, user: str) -> list[Device]:
+        devices: list[Device] = await self._arun(self._operations["sessions_of"], (user,))
+        return devices
+
+    async def arevoke(self, key: str, user: str) -> bool:
+        deleted: bool = await self._arun(self._operations["revoke"], (key, user))
+        return deleted
+
+    async def arevoke_user(self, user: str, keep: str | None) -> int:
+        count: int = await self._arun(self._operations["revoke_user"], (user, keep))
+        return count
+
+    async def ageneration(self, user: str, *, bump: bool = False) -> int:
+        return await self.wrapped.ageneration(user, bump=bump)
+
     # -- the async door, traced ------------------------------------------------------------
 
     async def acreate(self, data: Mapping[str, Any], expires: datetime | None) -> str:
@@ -372,7 +447,7 @@ class InstrumentedStore(Store):
         return result
 
     def _begin(self, operation: _Operation) -> _Probe:
-        probe = _Probe(RoundTrips() if self._counts else None)
+        probe = _Probe(RoundTrips() if self._counts and operation.name in _COUNTABLE else None)
         try:
             span = self.instruments.tracer.start_span(
                 operation.span_name, kind=self._span_kind, attributes=operation.attributes

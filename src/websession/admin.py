@@ -49,6 +49,7 @@ from .maintenance import MigrateReport, collect_stats, migrate, record_size, rem
 from .storage import SessionStorage
 from .stores.base import Record, Store
 from .urls import open_store
+from .users import Device, UserIndexUnsupportedError
 
 #: Set to any value to let unexpected errors show their traceback.
 DEBUG_ENV = "WEBSESSION_DEBUG"
@@ -341,12 +342,20 @@ def stats(store: str, as_json: bool, quiet: bool) -> None:
     type=click.IntRange(min=0),
     help="List at most this many sessions; 0 lists them all (streamed).",
 )
+@click.option(
+    "--user", "user", metavar="USER", default=None, help="List this user's sessions (devices) only."
+)
 @_json_option
-def list_sessions(store: str, limit: int, as_json: bool) -> None:
+def list_sessions(store: str, limit: int, user: str | None, as_json: bool) -> None:
     """List sessions in STORE: id, size, expiry and key names (not values).
 
-    With --json, prints one JSON object per line (JSON Lines), as the store is scanned.
+    With --user, lists the sessions USER is signed in with, from the user's index (no scan):
+    storage key, sign-in time, last use, expiry and labels. With --json, prints one JSON object
+    per line (JSON Lines), as the store is scanned.
     """
+    if user is not None:
+        _list_devices(store, user, as_json)
+        return
     with _opened(store) as storage:
         now = storage.store.clock()
         records = storage.store.scan()
@@ -390,6 +399,46 @@ def list_sessions(store: str, limit: int, as_json: bool) -> None:
             console.print("no sessions", style="dim")
 
 
+def _describe_device(device: Device) -> dict[str, Any]:
+    return {
+        "key": device.key,
+        "created": _iso(device.created),
+        "last_seen": _iso(device.last_seen),
+        "expires": _iso(device.expires),
+        "labels": dict(device.labels),
+    }
+
+
+def _list_devices(store: str, user: str, as_json: bool) -> None:
+    with _opened(store) as storage, _user_index():
+        devices = storage.sessions_of(user)
+    if as_json:
+        for device in devices:
+            _print_json(_describe_device(device))
+        return
+    console = _stdout()
+    if not devices:
+        console.print(f"no sessions of {escape(user)}", style="dim")
+        return
+    table = Table(title=f"sessions of {escape(user)}", title_justify="left")
+    for name in ("key", "signed in", "last seen", "expires", "labels"):
+        table.add_column(name, no_wrap=name != "labels")
+    for device in devices:
+        row = _describe_device(device)
+        labels = ", ".join(f"{name}={value}" for name, value in row["labels"].items())
+        table.add_row(row["key"], row["created"], row["last_seen"], row["expires"] or "-", escape(labels))
+    console.print(table)
+
+
+@contextlib.contextmanager
+def _user_index() -> Iterator[None]:
+    """Turn a store without a user index into the command's one-line error."""
+    try:
+        yield
+    except UserIndexUnsupportedError as exc:
+        raise CommandError(str(exc)) from exc
+
+
 @admin_commands.command()
 @click.argument("store")
 @click.argument("session")
@@ -426,28 +475,42 @@ def show(store: str, session: str, secrets: tuple[str, ...], as_json: bool) -> N
 
 @admin_commands.command()
 @click.argument("store")
-@click.argument("sessions", nargs=-1, required=True, metavar="SESSION...")
+@click.argument("sessions", nargs=-1, metavar="[SESSION]...")
+@click.option("--user", "user", metavar="USER", default=None, help="Sign USER out of every session.")
+@click.option("--keep", "keep", metavar="SESSION", default=None, help="With --user: keep this session.")
 @click.option("--missing-ok", is_flag=True, help="Do not fail when a session does not exist.")
 @_secret_option
 @_json_option
 def rm(
-    store: str, sessions: tuple[str, ...], missing_ok: bool, secrets: tuple[str, ...], as_json: bool
+    store: str,
+    sessions: tuple[str, ...],
+    user: str | None,
+    keep: str | None,
+    missing_ok: bool,
+    secrets: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Delete sessions from STORE: their users are signed out at their next request.
 
     Each SESSION is an id, or a session cookie value when the cookie's secret is given.
+    With --user, signs USER out everywhere (or everywhere but --keep), atomically, from the
+    user's index: no scan of the store.
     """
+    if user is not None or keep is not None:
+        _revoke_user(store, sessions, user, keep, secrets, as_json)
+        return
+    if not sessions:
+        raise click.UsageError("give SESSION ids, or --user USER")
     deleted: list[str] = []
     missing: list[str] = []
     with _opened(store, secrets) as storage:
         # Resolve every argument first, so a typo deletes nothing.
         ids = list(dict.fromkeys(_resolve_id(storage, value) for value in sessions))
         for id in ids:
-            if storage.store.read(id, None) is None:
-                missing.append(id)
-            else:
-                storage.store.delete(id)
+            if _delete(storage, id):
                 deleted.append(id)
+            else:
+                missing.append(id)
     if as_json:
         _print_json({"deleted": deleted, "missing": missing})
     else:
@@ -459,6 +522,48 @@ def rm(
                 console.print(f"not found {id}", style="dim")
     if missing and not missing_ok:
         raise CommandError(f"no live session with id {', '.join(missing)}")
+
+
+def _resolve_key(storage: SessionStorage, value: str) -> str:
+    """A session to keep: an id or cookie (as for rm), or a storage key as `ls --user` lists it."""
+    store = storage.store
+    if store.hashes_ids and store.is_storage_key(value):
+        return value
+    return _resolve_id(storage, value)
+
+
+def _delete(storage: SessionStorage, id: str) -> bool:
+    """Delete one session; a signed-in one also leaves its user's index (a revocation)."""
+    if storage.store.user_index:
+        return storage.revoke(id)
+    if storage.store.read(id, None) is None:
+        return False
+    storage.store.delete(id)
+    return True
+
+
+def _revoke_user(
+    store: str,
+    sessions: tuple[str, ...],
+    user: str | None,
+    keep: str | None,
+    secrets: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    if user is None:
+        raise click.UsageError("--keep needs --user")
+    if sessions:
+        raise click.UsageError("give either SESSION ids or --user, not both")
+    with _opened(store, secrets) as storage, _user_index():
+        kept = None if keep is None else _resolve_key(storage, keep)
+        revoked = storage.revoke_user(user, keep=kept)
+    if as_json:
+        _print_json({"user": user, "revoked": revoked, "kept": kept})
+    else:
+        suffix = "" if kept is None else f", kept {kept}"
+        _stdout().print(
+            f"signed {escape(user)} out of {revoked} session{'s' if revoked != 1 else ''}{suffix}"
+        )
 
 
 @admin_commands.command()

@@ -72,3 +72,13 @@ class RecordTooLargeError(SessionStoreError):
     """A session record is larger than the store's item limit."""
 
     solution = "store less in the session"
+
+
+class UserIndexUnsupportedError(SessionError):
+    """The store cannot keep a per-user index atomically (memcached, Workers KV, custom
+    callbacks), so sessions cannot be signed in as users, listed or revoked by user there."""
+
+    solution = (
+        "keep sessions that sign users in on a store with a user index: memory, file, SQLite, "
+        "Redis, Upstash, PostgreSQL or DynamoDB"
+    )

@@ -24,6 +24,7 @@ from . import codec
 from .changes import Changes
 from .codec import PLAIN_JSON, JSONCodec
 from .stores.base import Record
+from .users import USER_KEY, check_labels, check_user_id, user_of
 
 if TYPE_CHECKING:
     # PEP 696 defaults: a bare ``Session`` is ``Session[Any, Any]``, so code written before the
@@ -74,6 +75,7 @@ class Session(MutableMapping[str, Any], Generic[Data, Flash]):
         "_destroyed",
         "_id",
         "_lent",
+        "_login",
         "_record",
         "_regenerate",
         "_removed",
@@ -100,6 +102,7 @@ class Session(MutableMapping[str, Any], Generic[Data, Flash]):
         self._lent: dict[str, str] | None = None
         self._destroyed = False
         self._regenerate = False
+        self._login: dict[str, str] | None = None
         #: The request carried a session cookie that led to no stored session.
         self.stale_cookie = False
         #: The cookie verified only with a retired secret; the next commit re-signs it.
@@ -217,6 +220,55 @@ class Session(MutableMapping[str, Any], Generic[Data, Flash]):
             >>> session.regenerating
             True
         """
+        self._regenerate = True
+
+    @property
+    def user(self) -> str | None:
+        """The id of the user this session is signed in as (:meth:`login`), or None.
+
+        Example::
+
+            >>> Session({"__user__": {"id": "ada"}}).user, Session().user
+            ('ada', None)
+        """
+        return user_of(self._data)
+
+    @property
+    def signing_in(self) -> dict[str, str] | None:
+        """The labels of a :meth:`login` that the next commit carries out, or None."""
+        return self._login
+
+    def login(self, user_id: str | int, *, labels: Mapping[str, str] | None = None) -> None:
+        """Sign this session in as ``user_id``: the next commit moves it to a fresh id (session
+        fixation defence), records the user, and adds the session to the user's index with
+        ``labels`` (a user agent, an IP prefix, a device name), atomically with the write.
+
+        Example::
+
+            >>> session = Session({"cart": [1]})
+            >>> session.login(42, labels={"device": "phone"})
+            >>> session.user, session.regenerating, session["cart"]
+            ('42', True, [1])
+        """
+        user = check_user_id(user_id)
+        self._login = check_labels(labels)
+        self[USER_KEY] = {"id": user}
+        self._regenerate = True
+
+    def logout(self) -> None:
+        """Sign the user out: the next commit removes this session from the user's index and
+        moves its remaining data to a fresh id. Call :meth:`destroy` instead to drop the data too.
+
+        Example::
+
+            >>> session = Session({"__user__": {"id": "ada"}, "theme": "dark"})
+            >>> session.logout()
+            >>> session.user, dict(session), session.regenerating
+            (None, {'theme': 'dark'}, True)
+        """
+        self._login = None
+        if USER_KEY in self._data:
+            del self[USER_KEY]
         self._regenerate = True
 
     def destroy(self) -> None:
@@ -404,6 +456,7 @@ class Session(MutableMapping[str, Any], Generic[Data, Flash]):
         self._removed = set()
         self._lent = None
         self._regenerate = False
+        self._login = None
         self.stale_cookie = False
         self.resign = False
         if data is not None:

@@ -14,7 +14,11 @@ existing session, changed          update(changes), atomically             if ro
 existing session, unchanged        touched inside read when rolling        if rolling / re-sign
 destroyed                          delete                                  expired cookie
 regenerated                        take the old record, create it anew     new id cookie
+signed in (``session.login``)      regenerate, and index it for the user   new id cookie
 =================================  ======================================  =====================
+
+A session bound to a user (``session.login``) goes through the ``*_for_user`` store calls,
+which keep the user's index in step with the record in the same atomic step (websession.users).
 
 Example::
 
@@ -41,6 +45,16 @@ from .errors import CookieTooLargeError
 from .ids import created_at
 from .session import Data, Flash, Session
 from .stores.base import Clock, Record, Store, utcnow
+from .users import (
+    USER_KEY,
+    Device,
+    Entry,
+    Taken,
+    UserIndexUnsupportedError,
+    check_user_id,
+    generation_of,
+    user_of,
+)
 
 #: Browsers keep cookies up to 4096 bytes, name, value and attributes together.
 MAX_COOKIE_SIZE = 4096
@@ -202,21 +216,35 @@ class SessionStorage(_StorageBase[Data, Flash]):
         store = self.store
         if step.op is _Op.NONE:
             return step.header
+        user = self._bound_user(session)
         if step.op is _Op.DELETE:
             if session.id is not None:
-                store.delete(session.id)
+                if user is None:
+                    store.delete(session.id)
+                else:
+                    store.take_for_user(session.id, user)
             return self._expire(session, overrides)
         if step.op is _Op.UPDATE:
             assert session.id is not None and step.changes is not None and session.record is not None
             record = store.update(session.id, step.changes, step.expires, session.record)
             return self._updated(session, record, step, overrides)
         assert step.data is not None
+        taken: Taken | None = None
         if step.op is _Op.REGENERATE and session.id is not None:
-            taken = store.take(session.id)
-            if taken is None or not self._move(session, taken, step):
-                # Destroyed meanwhile (a sign-out in another tab): never bring it back.
+            taken = (
+                store.take_for_user(session.id, user) if user is not None else _taken(store.take(session.id))
+            )
+            if taken.record is None or not self._move(session, taken.record, step):
+                # Destroyed or revoked meanwhile (a sign-out in another tab): never bring it back.
                 return self._expire(session, overrides)
-        new_id = store.create(step.data, step.expires)
+        bind = self._binding(session, step, user, taken)
+        if bind is None:
+            new_id: str | None = store.create(step.data, step.expires)
+        else:
+            new_id = store.create_for_user(step.data, step.expires, *bind)
+        if new_id is None:
+            # The user was revoked while this session moved: it must not live on.
+            return self._expire(session, overrides)
         return self._created(session, new_id, step, overrides)
 
     def destroy_session(self, session: Session[Data, Flash], **overrides: Any) -> str:
@@ -243,20 +271,34 @@ class SessionStorage(_StorageBase[Data, Flash]):
         store = self.store
         if step.op is _Op.NONE:
             return step.header
+        user = self._bound_user(session)
         if step.op is _Op.DELETE:
             if session.id is not None:
-                await store.adelete(session.id)
+                if user is None:
+                    await store.adelete(session.id)
+                else:
+                    await store.atake_for_user(session.id, user)
             return self._expire(session, overrides)
         if step.op is _Op.UPDATE:
             assert session.id is not None and step.changes is not None and session.record is not None
             record = await store.aupdate(session.id, step.changes, step.expires, session.record)
             return self._updated(session, record, step, overrides)
         assert step.data is not None
+        taken: Taken | None = None
         if step.op is _Op.REGENERATE and session.id is not None:
-            taken = await store.atake(session.id)
-            if taken is None or not self._move(session, taken, step):
+            if user is not None:
+                taken = await store.atake_for_user(session.id, user)
+            else:
+                taken = _taken(await store.atake(session.id))
+            if taken.record is None or not self._move(session, taken.record, step):
                 return self._expire(session, overrides)
-        new_id = await store.acreate(step.data, step.expires)
+        bind = self._binding(session, step, user, taken)
+        if bind is None:
+            new_id: str | None = await store.acreate(step.data, step.expires)
+        else:
+            new_id = await store.acreate_for_user(step.data, step.expires, *bind)
+        if new_id is None:
+            return self._expire(session, overrides)
         return self._created(session, new_id, step, overrides)
 
     async def adestroy_session(self, session: Session[Data, Flash], **overrides: Any) -> str:
@@ -273,6 +315,161 @@ class SessionStorage(_StorageBase[Data, Flash]):
     async def aclose(self) -> None:
         """Async twin of :meth:`close`."""
         await self.store.aclose()
+
+    # -- users and their devices (websession.users) ------------------------------------------
+
+    def sessions_of(self, user_id: str | int) -> list[Device]:
+        """The sessions ``user_id`` is signed in with ("your devices"), oldest sign-in first.
+
+        One read of the user's index plus one look at each of its sessions, never a scan of
+        the store; sessions that ended meanwhile leave the index on the way.
+
+        Example::
+
+            >>> from websession import create_cookie, create_memory_session_storage
+            >>> storage = create_memory_session_storage(cookie=create_cookie("s", secrets=["k"]))
+            >>> session = storage.get_session(None)
+            >>> session.login("ada")
+            >>> _ = storage.commit_session(session)
+            >>> [device.key == session.id for device in storage.sessions_of("ada")]
+            [True]
+        """
+        return self.store.sessions_of(check_user_id(user_id))
+
+    def revoke(self, session: Session[Any, Any] | Device | str, *, user: str | int | None = None) -> bool:
+        """Sign one session out, wherever it is used: delete its record and index entry.
+
+        ``session`` is a Session, a :class:`~websession.users.Device` from :meth:`sessions_of`,
+        or a session id. A request racing the revocation can neither keep the session nor
+        carry it over to a new id. Returns True when a session was deleted. A storage key (ids
+        hashed with ``storage_key_secret``) needs ``user=``.
+
+        Example::
+
+            >>> from websession import create_cookie, create_memory_session_storage
+            >>> storage = create_memory_session_storage(cookie=create_cookie("s", secrets=["k"]))
+            >>> session = storage.get_session(None)
+            >>> session.login("ada")
+            >>> _ = storage.commit_session(session)
+            >>> storage.revoke(storage.sessions_of("ada")[0], user="ada"), storage.sessions_of("ada")
+            (True, [])
+        """
+        target = self._revocation(session, user)
+        if target is None:
+            return False
+        key, session_id, known = target
+        if known is None:
+            assert session_id is not None
+            record = self.store.read(session_id, None)
+            known = None if record is None else user_of(record.data)
+            if known is None:
+                return record is not None and self.store.take(session_id) is not None
+        return self.store.revoke(key, known)
+
+    def revoke_user(self, user_id: str | int, *, keep: Session[Any, Any] | Device | str | None = None) -> int:
+        """Sign ``user_id`` out everywhere ("sign out everywhere"), or everywhere but ``keep``
+        (the current session: "sign out everywhere else"); return how many sessions ended.
+
+        Atomic in the store, and O(sessions of that user): a request racing it can neither
+        keep nor resurrect a revoked session.
+
+        Example::
+
+            >>> from websession import create_cookie, create_memory_session_storage
+            >>> storage = create_memory_session_storage(cookie=create_cookie("s", secrets=["k"]))
+            >>> for _ in range(3):
+            ...     session = storage.get_session(None)
+            ...     session.login("ada")
+            ...     _ = storage.commit_session(session)
+            >>> storage.revoke_user("ada", keep=session), len(storage.sessions_of("ada"))
+            (2, 1)
+        """
+        return self.store.revoke_user(check_user_id(user_id), self._key_of(keep))
+
+    async def asessions_of(self, user_id: str | int) -> list[Device]:
+        """Async twin of :meth:`sessions_of`."""
+        return await self.store.asessions_of(check_user_id(user_id))
+
+    async def arevoke(
+        self, session: Session[Any, Any] | Device | str, *, user: str | int | None = None
+    ) -> bool:
+        """Async twin of :meth:`revoke`."""
+        target = self._revocation(session, user)
+        if target is None:
+            return False
+        key, session_id, known = target
+        if known is None:
+            assert session_id is not None
+            record = await self.store.aread(session_id, None)
+            known = None if record is None else user_of(record.data)
+            if known is None:
+                return record is not None and await self.store.atake(session_id) is not None
+        return await self.store.arevoke(key, known)
+
+    async def arevoke_user(
+        self, user_id: str | int, *, keep: Session[Any, Any] | Device | str | None = None
+    ) -> int:
+        """Async twin of :meth:`revoke_user`."""
+        return await self.store.arevoke_user(check_user_id(user_id), self._key_of(keep))
+
+    def _key_of(self, value: Session[Any, Any] | Device | str | None) -> str | None:
+        """The storage key of a session, a device or an id (or a storage key as listed)."""
+        if value is None:
+            return None
+        if isinstance(value, Device):
+            return value.key
+        if isinstance(value, Session):
+            return None if value.id is None else self.store.storage_key(value.id)
+        if self.store.is_valid_id(value):
+            return self.store.storage_key(value)
+        if self.store.hashes_ids and self.store.is_storage_key(value):
+            return value
+        return None
+
+    def _revocation(
+        self, value: Session[Any, Any] | Device | str, user: str | int | None
+    ) -> tuple[str, str | None, str | None] | None:
+        """(storage key, session id if known, user if known) of what ``revoke`` targets."""
+        if not self.store.user_index:
+            raise self.store._no_user_index()
+        key = self._key_of(value)
+        if key is None:
+            return None
+        known = None if user is None else check_user_id(user)
+        session_id: str | None = None
+        if isinstance(value, Session):
+            session_id = value.id
+            known = known or _record_user(value)
+        elif isinstance(value, str) and self.store.is_valid_id(value):
+            session_id = value
+        if known is None and session_id is None:
+            raise ValueError("revoking by storage key needs user=: the key does not say whose it is")
+        return key, session_id, known
+
+    def _bound_user(self, session: Session[Data, Flash]) -> str | None:
+        """The user the stored session was bound to when this request read it."""
+        if session.signing_in is not None and not self.store.user_index:
+            # Refused before any I/O, so a sign-in never half-happens on such a store.
+            raise self.store._no_user_index()
+        return _record_user(session) if self.store.user_index else None
+
+    def _binding(
+        self, session: Session[Data, Flash], step: _Step, old_user: str | None, taken: Taken | None
+    ) -> tuple[str, Entry, int | None] | None:
+        """How a new record joins its user's index: (user, entry, generation to require)."""
+        assert step.data is not None
+        user = user_of(step.data) if self.store.user_index else None
+        if user is None:
+            return None
+        now = self.clock()
+        lifetime = None if step.expires is None else (step.expires - now).total_seconds()
+        labels = session.signing_in
+        if labels is not None or taken is None or taken.entry is None or old_user != user:
+            # A sign-in: a new entry, whatever revocations came before it.
+            return user, Entry(now, labels or {}, lifetime), None
+        # The same signed-in session moving to a new id: it keeps its entry, and moves only if
+        # no revocation of its user landed since it was taken.
+        return user, Entry(taken.entry.created, taken.entry.labels, lifetime), taken.generation
 
     # -- decisions shared by both doors ----------------------------------------------------
 
@@ -490,6 +687,9 @@ class CookieSessionStorage(_StorageBase[Data, Flash]):
 
     #: Cookie data cannot be merged between concurrent requests.
     atomic_changes = False
+    #: Where users' generations are kept (a store with a user index), so that signed-in
+    #: cookies can be revoked: ``create_cookie_session_storage(revocation=...)``.
+    revocation: Store | None = None
 
     def __repr__(self) -> str:
         return f"CookieSessionStorage(cookie={self.cookie!r})"
@@ -497,7 +697,26 @@ class CookieSessionStorage(_StorageBase[Data, Flash]):
     def get_session(
         self, cookie_header: str | bytes | None = None, *, binding: str | None = None
     ) -> Session[Data, Flash]:
-        """Return the session carried by a Cookie header; a new one when there is none."""
+        """Return the session carried by a Cookie header; a new one when there is none, or
+        when it is signed in as a user revoked since (one read of ``revocation``)."""
+        session = self._open(cookie_header, binding)
+        signed_in = self._signed_in(session)
+        if signed_in is not None and self._revoked(session, signed_in[0].generation(signed_in[1])):
+            return self._signed_out(binding)
+        return session
+
+    async def aget_session(
+        self, cookie_header: str | bytes | None = None, *, binding: str | None = None
+    ) -> Session[Data, Flash]:
+        """Async twin of :meth:`get_session`."""
+        session = self._open(cookie_header, binding)
+        signed_in = self._signed_in(session)
+        if signed_in is not None and self._revoked(session, await signed_in[0].ageneration(signed_in[1])):
+            return self._signed_out(binding)
+        return session
+
+    def _open(self, cookie_header: str | bytes | None, binding: str | None) -> Session[Data, Flash]:
+        """The session the cookie carries, without the revocation check."""
         verified = self.cookie.read(cookie_header, binding=binding)
         data = None if verified is None else self._decoded(verified.value)
         if verified is None or data is None:
@@ -524,8 +743,121 @@ class CookieSessionStorage(_StorageBase[Data, Flash]):
             logger.warning("websession: the %s cookie's data is unreadable: %s", self.cookie.name, exc)
             return None
 
+    # -- users: revocation by generation ---------------------------------------------------
+
+    def _signed_in(self, session: Session[Data, Flash]) -> tuple[Store, str] | None:
+        """(where generations are kept, the user) of a revocable signed-in cookie session."""
+        if self.revocation is None or session.is_new:
+            return None
+        user = user_of(session.data)
+        return None if user is None else (self.revocation, user)
+
+    def _revoked(self, session: Session[Data, Flash], current: int) -> bool:
+        return generation_of(session.data) != current
+
+    def _signed_out(self, binding: str | None) -> Session[Data, Flash]:
+        session: Session[Data, Flash] = Session(codec=self.codec)
+        session.stale_cookie = True  # the next commit expires the revoked cookie
+        session.binding = binding
+        return session
+
+    def _unstamped(self, session: Session[Data, Flash]) -> tuple[Store, str] | None:
+        """(where generations are kept, the user) of a sign-in whose cookie does not carry
+        the generation yet."""
+        if session.signing_in is None or self.revocation is None:
+            return None
+        data = session.data
+        user = user_of(data)
+        return None if user is None or generation_of(data) is not None else (self.revocation, user)
+
+    def _stamp(self, session: Session[Data, Flash], user: str, generation: int) -> None:
+        session[USER_KEY] = {"id": user, "gen": generation}
+
+    def sessions_of(self, user_id: str | int) -> list[Device]:
+        """Cookie sessions live in browsers: they cannot be listed."""
+        raise UserIndexUnsupportedError(
+            "cookie sessions live in the browsers: they cannot be listed",
+            solution="keep sessions in a server-side store to list a user's devices",
+        )
+
+    def revoke(self, session: Any, *, user: str | int | None = None) -> bool:
+        """One cookie session cannot be revoked on its own: see :meth:`revoke_user`."""
+        raise UserIndexUnsupportedError(
+            "a single cookie session cannot be revoked from the server",
+            solution="revoke_user(user_id, keep=current_session) signs out every other device",
+        )
+
+    def revoke_user(self, user_id: str | int, *, keep: Session[Any, Any] | None = None) -> int:
+        """Sign ``user_id`` out of every cookie session, or every one but ``keep`` (the
+        current request's session, re-issued at its commit with the new generation): the
+        user's generation in ``revocation`` is incremented, and cookies carrying an older one
+        give a fresh session from then on. Returns 0: cookies cannot be counted.
+
+        Example::
+
+            >>> from websession import create_cookie, create_cookie_session_storage
+            >>> from websession import create_memory_session_storage
+            >>> storage = create_cookie_session_storage(
+            ...     cookie=create_cookie("s", secrets=["k"]), revocation=create_memory_session_storage())
+            >>> session = storage.get_session(None)
+            >>> session.login("ada")
+            >>> header = storage.commit_session(session).split(";")[0]
+            >>> storage.get_session(header).user
+            'ada'
+            >>> storage.revoke_user("ada")
+            0
+            >>> storage.get_session(header).user is None
+            True
+        """
+        user = check_user_id(user_id)
+        generation = self._revocation_store().generation(user, bump=True)
+        self._keep(keep, user, generation)
+        return 0
+
+    async def arevoke_user(self, user_id: str | int, *, keep: Session[Any, Any] | None = None) -> int:
+        """Async twin of :meth:`revoke_user`."""
+        user = check_user_id(user_id)
+        generation = await self._revocation_store().ageneration(user, bump=True)
+        self._keep(keep, user, generation)
+        return 0
+
+    async def asessions_of(self, user_id: str | int) -> list[Device]:
+        """Async twin of :meth:`sessions_of`."""
+        return self.sessions_of(user_id)
+
+    async def arevoke(self, session: Any, *, user: str | int | None = None) -> bool:
+        """Async twin of :meth:`revoke`."""
+        return self.revoke(session, user=user)
+
+    def _keep(self, keep: Session[Any, Any] | None, user: str, generation: int) -> None:
+        if keep is not None and user_of(keep.data) == user:
+            self._stamp(keep, user, generation)
+
+    def _revocation_store(self) -> Store:
+        if self.revocation is None:
+            raise UserIndexUnsupportedError(
+                "this cookie storage keeps no user generations, so its sessions cannot be revoked",
+                solution="create_cookie_session_storage(..., revocation=<a storage with a user index>)",
+            )
+        return self.revocation
+
     def commit_session(self, session: Session[Data, Flash], **overrides: Any) -> str | None:
         """Return the Set-Cookie value carrying the session's data, or None when unchanged."""
+        unstamped = self._unstamped(session)
+        if unstamped is not None:
+            store, user = unstamped
+            self._stamp(session, user, store.generation(user))
+        return self._commit(session, overrides)
+
+    async def acommit_session(self, session: Session[Data, Flash], **overrides: Any) -> str | None:
+        """Async twin of :meth:`commit_session`."""
+        unstamped = self._unstamped(session)
+        if unstamped is not None:
+            store, user = unstamped
+            self._stamp(session, user, await store.ageneration(user))
+        return self._commit(session, overrides)
+
+    def _commit(self, session: Session[Data, Flash], overrides: dict[str, Any]) -> str | None:
         if session.destroyed:
             return self.destroy_session(session, **overrides)
         unchanged = not session.is_new and not session.modified and not session.regenerating
@@ -581,16 +913,6 @@ class CookieSessionStorage(_StorageBase[Data, Flash]):
         session._mark_destroyed()
         return self.cookie.serialize_expired(**_without_lifetime(overrides))
 
-    async def aget_session(
-        self, cookie_header: str | bytes | None = None, *, binding: str | None = None
-    ) -> Session[Data, Flash]:
-        """Async twin of :meth:`get_session` (cookie storage does no I/O)."""
-        return self.get_session(cookie_header, binding=binding)
-
-    async def acommit_session(self, session: Session[Data, Flash], **overrides: Any) -> str | None:
-        """Async twin of :meth:`commit_session`."""
-        return self.commit_session(session, **overrides)
-
     async def adestroy_session(self, session: Session[Data, Flash], **overrides: Any) -> str:
         """Async twin of :meth:`destroy_session`."""
         return self.destroy_session(session, **overrides)
@@ -613,6 +935,15 @@ def _warn_undated_id(kind: str) -> None:
             "time; such sessions are refused. Issue ids with websession.generate_id().",
             kind,
         )
+
+
+def _record_user(session: Session[Any, Any]) -> str | None:
+    record = session.record
+    return None if record is None else user_of(record.data)
+
+
+def _taken(record: Record | None) -> Taken:
+    return Taken(record, None, 0)
 
 
 def _moved(session: Session, taken: Record) -> dict[str, Any]:

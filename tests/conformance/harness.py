@@ -77,6 +77,10 @@ class Door:
     def close(self, storage: Storage) -> None:
         raise NotImplementedError
 
+    def call(self, storage: Storage, verb: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a storage verb through this door: ``verb`` or its ``a``-prefixed twin."""
+        raise NotImplementedError
+
     # -- conveniences built on the three verbs --------------------------------------------
 
     def request(self, storage: Storage, browser: Browser, mutate: Mutate | None = None) -> Session:
@@ -126,6 +130,9 @@ class SyncDoor(Door):
     def close(self, storage: Storage) -> None:
         storage.close()
 
+    def call(self, storage: Storage, verb: str, *args: Any, **kwargs: Any) -> Any:
+        return getattr(storage, verb)(*args, **kwargs)
+
 
 class AsyncDoor(Door):
     name = "async"
@@ -163,6 +170,9 @@ class AsyncDoor(Door):
             return list(await asyncio.gather(*(one(m) for m in mutations)))
 
         return self.run(all_requests())
+
+    def call(self, storage: Storage, verb: str, *args: Any, **kwargs: Any) -> Any:
+        return self.run(getattr(storage, f"a{verb}")(*args, **kwargs))
 
     def close(self, storage: Storage) -> None:
         try:

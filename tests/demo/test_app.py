@@ -150,3 +150,45 @@ def test_python_m_websession_demo_serves_over_http(tmp_path):
         assert [visits(client.get("/").text) for _ in range(3)] == [1, 2, 3]
         assert "memory://" in client.get("/session").text
     assert (tmp_path / "demo" / "secret").exists()
+
+
+def test_your_devices_lists_both_browsers_and_signs_one_out(demo):
+    client, storage = demo
+    if not (isinstance(storage, SessionStorage) and storage.store.user_index):
+        page = client.get("/devices").text
+        assert "cannot keep a per-user index" in page
+        return
+    laptop_agent = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0"}
+    phone_agent = {"user-agent": "Mozilla/5.0 (Android 14) Chrome/130.0 Mobile"}
+    assert "Sign in on the home page first" in client.get("/devices").text
+    client.post("/login", data={"username": "ada"}, headers=laptop_agent)
+    with TestClient(client.app) as phone:
+        phone.post("/login", data={"username": "ada"}, headers=phone_agent)
+        page = client.get("/devices").text
+        assert page.count('class="device') == 2
+        assert "Firefox on Linux" in page and "Chrome on Android" in page
+        assert "this browser" in page and 'id="revoke-others"' in page
+        # The laptop signs the phone out; the phone's next request is signed out.
+        key = re.search(r'name="key" value="([^"]+)"', page).group(1)
+        page = client.post("/devices/revoke", data={"key": key}).text
+        assert "That device is signed out." in page and page.count('class="device') == 1
+        assert 'id="sign-in"' in phone.get("/").text
+        # A key of another user's session, posted by ada, signs nobody out.
+        phone.post("/login", data={"username": "grace"})
+        client.post("/devices/revoke", data={"key": storage.sessions_of("grace")[0].key})
+        assert '<strong id="user">grace</strong>' in phone.get("/").text
+
+
+def test_sign_out_everywhere_else_keeps_this_browser(demo):
+    client, storage = demo
+    if not (isinstance(storage, SessionStorage) and storage.store.user_index):
+        return
+    client.post("/login", data={"username": "ada"})
+    others = [TestClient(client.app) for _ in range(2)]
+    for other in others:
+        other.post("/login", data={"username": "ada"})
+    page = client.post("/devices/revoke-others").text
+    assert "Signed out everywhere else (2 other devices)." in page
+    assert page.count('class="device') == 1
+    assert all('id="sign-in"' in other.get("/").text for other in others)
+    assert '<strong id="user">ada</strong>' in client.get("/").text

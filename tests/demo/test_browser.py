@@ -109,3 +109,42 @@ def test_sign_in_flash_counter_cart_sign_out_in_chromium(chromium, tmp_path):
             shot(page, "07-old-cookie-rejected")
         finally:
             browser.close()
+
+
+def test_your_devices_in_two_browsers(chromium, tmp_path):
+    """Sign in from two browsers (two contexts: two cookie jars), see both on "your devices",
+    sign one out from the other."""
+    expect.set_options(timeout=20_000)
+    with demo_process(tmp_path / "demo") as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            laptop = browser.new_context(base_url=base).new_page()
+            phone = browser.new_context(
+                base_url=base, user_agent="Mozilla/5.0 (Linux; Android 14) Chrome/130.0 Mobile"
+            ).new_page()
+            for page in (laptop, phone):
+                page.goto("/")
+                page.fill("input[name=username]", "ada")
+                page.click("#sign-in")
+                expect(page.locator("#user")).to_have_text("ada")
+            laptop.goto("/devices")
+            expect(laptop.locator("tr.device")).to_have_count(2)
+            expect(laptop.locator("tr.device.current")).to_have_count(1)
+            expect(laptop.locator("#devices")).to_contain_text("Chrome on Android")
+            shot(laptop, "20-devices-two-browsers")
+            phone.goto("/devices")
+            expect(phone.locator("tr.device")).to_have_count(2)
+
+            laptop.locator("tr.device:not(.current) button").click()
+            expect(laptop.locator("#notice")).to_contain_text("That device is signed out.")
+            expect(laptop.locator("tr.device")).to_have_count(1)
+            shot(laptop, "21-devices-one-signed-out")
+
+            phone.goto("/")
+            expect(phone.locator("#sign-in")).to_be_visible()  # the phone was signed out
+            expect(phone.locator("#user")).to_have_count(0)
+            shot(phone, "22-phone-signed-out")
+            laptop.goto("/")
+            expect(laptop.locator("#user")).to_have_text("ada")
+        finally:
+            browser.close()

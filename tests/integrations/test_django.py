@@ -483,3 +483,47 @@ def test_clearsessions_removes_the_sessions_whose_expiry_passed(engine_storage, 
         assert "who" not in SessionStore(ended.session_key)
         clear()  # nothing left to remove: still only the live one
         assert stored_records(storage) == 1
+
+
+# -- users and their devices ---------------------------------------------------------------
+
+
+def ada_pk() -> str:
+    return str(User.objects.get(username="ada").pk)
+
+
+def test_login_indexes_the_session_and_logout_removes_it(client):
+    storage = get_storage()
+    storage.revoke_user(ada_pk())  # a clean slate for this user
+    client.post("/login", {"username": "ada", "password": "lovelace"})
+    [device] = storage.sessions_of(ada_pk())
+    assert device.key == storage.store.storage_key(SessionStore(sessionid(client)).session_id)
+    assert client.get("/").json()["user"] == "ada"
+    client.post("/logout")
+    assert storage.sessions_of(ada_pk()) == []
+
+
+def test_revoke_user_signs_every_django_session_out(client):
+    storage = get_storage()
+    storage.revoke_user(ada_pk())
+    other = Client()
+    for each in (client, other):
+        each.post("/login", {"username": "ada", "password": "lovelace"})
+    assert len(storage.sessions_of(ada_pk())) == 2
+    assert storage.revoke_user(ada_pk(), keep=SessionStore(sessionid(client)).session_id) == 1
+    assert client.get("/").json()["user"] == "ada"
+    assert other.get("/").json()["user"] is None
+    assert storage.revoke_user(ada_pk()) == 1
+    assert client.get("/").json()["user"] is None
+
+
+@override_settings(
+    WEBSESSION_DEVICE_LABELS=lambda request: {"device": request.META.get("HTTP_USER_AGENT", "")}
+)
+def test_device_labels_come_from_the_setting(client):
+    storage = get_storage()
+    storage.revoke_user(ada_pk())
+    client.post("/login", {"username": "ada", "password": "lovelace"}, HTTP_USER_AGENT="Firefox on Linux")
+    [device] = storage.sessions_of(ada_pk())
+    assert dict(device.labels) == {"device": "Firefox on Linux"}
+    storage.revoke_user(ada_pk())

@@ -1,7 +1,8 @@
 """The demo application: a small Starlette app over any websession storage.
 
 Sign in and out (the id is regenerated at sign-in), a flash message that shows once, a visit
-counter, a cart, and an inspector that shows the session's id, expiry and stored record.
+counter, a cart, an inspector that shows the session's id, expiry and stored record, and "your
+devices": the user's sessions, each of which can be signed out from any other.
 
 Example::
 
@@ -78,7 +79,11 @@ def create_app(storage: AnyStorage, store_label: str) -> Starlette:
         form = await request.form()
         name = str(form.get("username", "")).strip()[:_MAX_NAME] or "guest"
         session = session_of(request)
-        session.regenerate()
+        if keeps_devices:
+            # A new id, the user recorded, and this browser added to the user's devices.
+            session.login(name, labels={"device": _device(request)})
+        else:
+            session.regenerate()
         session["user"] = name
         session.flash("notice", f"Welcome, {name}! Your session moved to a new id when you signed in.")
         return back_home()
@@ -89,6 +94,41 @@ def create_app(storage: AnyStorage, store_label: str) -> Starlette:
         session.regenerate()  # the old record is deleted; the goodbye lives in a new session
         session.flash("notice", "Signed out. The old session record is gone, so the old cookie is worthless.")
         return back_home()
+
+    async def devices(request: Request) -> Response:
+        session = session_of(request)
+        user = session.user
+        if not keeps_devices or user is None:
+            return render("Your devices", templates.devices_unavailable(keeps_devices), "/devices")
+        assert isinstance(storage, SessionStorage)
+        current = storage.store.storage_key(session.id) if session.id else None
+        listed = await storage.asessions_of(user)
+        return render(
+            "Your devices",
+            templates.devices(user, listed, current, session.get("notice"), storage.clock()),
+            "/devices",
+        )
+
+    async def revoke_device(request: Request) -> Response:
+        form = await request.form()
+        session = session_of(request)
+        user = session.user
+        if user is not None and isinstance(storage, SessionStorage):
+            key = str(form.get("key", ""))
+            # Only a device of the signed-in user: a form cannot sign anyone else out.
+            for device in await storage.asessions_of(user):
+                if device.key == key:
+                    await storage.arevoke(device, user=user)
+                    session.flash("notice", "That device is signed out.")
+        return RedirectResponse("/devices", status_code=303)
+
+    async def revoke_others(request: Request) -> Response:
+        session = session_of(request)
+        user = session.user
+        if user is not None and isinstance(storage, SessionStorage):
+            count = await storage.arevoke_user(user, keep=session)
+            session.flash("notice", f"Signed out everywhere else ({count} other device{'s' * (count != 1)}).")
+        return RedirectResponse("/devices", status_code=303)
 
     async def forget(request: Request) -> Response:
         session_of(request).destroy()
@@ -142,8 +182,12 @@ def create_app(storage: AnyStorage, store_label: str) -> Starlette:
         finally:
             await storage.aclose()
 
+    keeps_devices = isinstance(storage, SessionStorage) and storage.store.user_index
     routes = [
         Route("/", home),
+        Route("/devices", devices),
+        Route("/devices/revoke", revoke_device, methods=["POST"]),
+        Route("/devices/revoke-others", revoke_others, methods=["POST"]),
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
         Route("/forget", forget, methods=["POST"]),
@@ -189,6 +233,16 @@ def _cookie_rows(storage: AnyStorage, raw: str | None) -> list[tuple[str, str]]:
     verified = storage.cookie.read(f"{storage.cookie.name}={raw}")
     rows.append(("verifies", "yes" if verified is not None else "no: a fresh session was started"))
     return rows
+
+
+def _device(request: Request) -> str:
+    """A device label from the user agent: what a person recognises in a list of devices."""
+    agent = request.headers.get("user-agent", "")
+    browser = next((name for name in ("Firefox", "Edg", "Chrome", "Safari") if name in agent), "a browser")
+    system = next(
+        (name for name in ("Windows", "Mac OS", "Android", "iPhone", "Linux") if name in agent), "a computer"
+    )
+    return f"{'Edge' if browser == 'Edg' else browser} on {system}"
 
 
 def _short(value: Any, keep: int = 8) -> str:

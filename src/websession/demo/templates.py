@@ -10,8 +10,10 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from html import escape
+from typing import Any
 
 STYLE = """
 :root { --ink: #1d2433; --muted: #5b6475; --line: #e3e6ed; --bg: #f6f7fb; --card: #fff;
@@ -80,7 +82,7 @@ def esc(value: object) -> str:
 
 def page(title: str, body: str, *, store: str, here: str = "/") -> str:
     """A whole HTML page around ``body`` (already escaped HTML)."""
-    links = [("/", "Home"), ("/session", "Inspect the session")]
+    links = [("/", "Home"), ("/devices", "Your devices"), ("/session", "Inspect the session")]
     nav = "".join(
         f'<a href="{href}"{" class=here" if href == here else ""}>{label}</a>' for href, label in links
     )
@@ -200,3 +202,56 @@ def inspector(
 <form method="post" action="/forget" style="margin-top:14px">
 <button class="danger" type="submit" id="forget">Forget me (destroy the session)</button></form>
 </section>"""
+
+
+def _ago(moment: datetime, now: datetime) -> str:
+    seconds = max(0, int((now - moment).total_seconds()))
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    return f"{seconds // 3600} h ago"
+
+
+def devices(user: str, listed: Sequence[Any], current: str | None, notice: object, now: datetime) -> str:
+    """The "your devices" page: each session of ``user``, with a sign-out button for the others."""
+    rows = []
+    for index, device in enumerate(listed):
+        here = device.key == current
+        action = (
+            '<span class="muted">this browser</span>'
+            if here
+            else '<form method="post" action="/devices/revoke">'
+            f'<input type="hidden" name="key" value="{esc(device.key)}">'
+            f'<button class="danger" type="submit" id="revoke-{index}">Sign out</button></form>'
+        )
+        label = device.labels.get("device", "a device")
+        rows.append(
+            f'<tr class="device{" current" if here else ""}"><td>{esc(label)}</td>'
+            f"<td>{esc(_ago(device.created, now))}</td><td>{esc(_ago(device.last_seen, now))}</td>"
+            f"<td>{action}</td></tr>"
+        )
+    others = (
+        '<form method="post" action="/devices/revoke-others" style="margin-top:14px">'
+        '<button class="danger" type="submit" id="revoke-others">Sign out everywhere else</button></form>'
+        if len(listed) > 1
+        else ""
+    )
+    return f"""{notice_banner(notice)}<section class="card" id="devices"><h2>Devices of {esc(user)}</h2>
+<table class="facts"><tr><th>device</th><th>signed in</th><th>last seen</th><th></th></tr>
+{"".join(rows)}</table>
+{others}
+<p class="muted">Each row is a session in the store, listed from {esc(user)}'s index: no scan of the
+store. Signing one out deletes its record, so that browser is signed out at its next request.</p></section>"""
+
+
+def devices_unavailable(keeps_devices: bool) -> str:
+    """The devices page when nobody is signed in, or the store keeps no user index."""
+    why = (
+        "Sign in on the home page first, then open this page in another browser too."
+        if keeps_devices
+        else "This store cannot keep a per-user index (memcached, Workers KV, cookie storage)."
+    )
+    return (
+        f'<section class="card" id="devices"><h2>Your devices</h2><p class="muted">{esc(why)}</p></section>'
+    )

@@ -15,6 +15,11 @@ storage object (or to a function returning one), or the storage object itself. A
 ``secrets`` signs cookies with a key derived from ``SECRET_KEY`` (``SECRET_KEY_FALLBACKS``
 still verify, so rotating Django's key rotates the cookie's).
 
+On a store with a user index, ``login()`` also adds the session to the user's index (so
+``get_storage().sessions_of(user.pk)`` lists the user's devices and ``revoke_user`` signs them
+out), with the labels ``WEBSESSION_DEVICE_LABELS`` (a callable: request -> dict) returns;
+``logout()`` removes it (docs/users.md).
+
 ``request.session``, ``login()`` (which calls ``cycle_key``), ``logout()`` (``flush``),
 ``set_expiry``, the test client's ``login``/``session`` and ``manage.py clearsessions`` work
 unchanged. Django's cookie settings (``SESSION_COOKIE_NAME``, ``SESSION_COOKIE_AGE``, ...)
@@ -43,6 +48,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from django import conf
+from django.contrib.auth.signals import user_logged_in
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.core.exceptions import ImproperlyConfigured
@@ -57,6 +63,7 @@ from ..errors import StoreUnavailableError
 from ..storage import SessionStorage
 from ..stores.base import Record
 from ..urls import open_store
+from ..users import USER_KEY, Entry, Taken, check_labels, check_user_id, user_of
 from ._shared import RETRY_AFTER, UNAVAILABLE_BODY, log_unavailable
 
 #: What encodeURIComponent leaves alone: the session key is the cookie value Remix would send.
@@ -140,6 +147,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         self.storage = get_storage()
         self._record: Record | None = None
         self._seen: dict[str, str] = {}
+        self._signing_in: tuple[str, dict[str, str]] | None = None
         super().__init__(session_key)
 
     # -- keys: the signed id, as the browser holds it --------------------------------------
@@ -202,6 +210,9 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         self.modified = True
 
     def save(self, must_create: bool = False) -> None:
+        if self._signing_in is not None:
+            self._save_signed_in(*self._signing_in)
+            return
         if self.session_key is None or must_create:
             self.create()
             return
@@ -254,9 +265,53 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         found = self._find(key)
         if found is None:
             return
-        self.storage.store.delete(found[0])
+        user = self._bound_user() if key == self.session_key else None
+        if user is None:
+            self.storage.store.delete(found[0])
+        else:
+            self.storage.store.take_for_user(found[0], user)  # logout: the device leaves the index
         if key == self.session_key:
             self._remember(None)
+
+    # -- users and their devices -----------------------------------------------------------
+
+    def sign_in(self, user_id: str | int, labels: dict[str, str] | None = None) -> None:
+        """Add this session to ``user_id``'s index at its next save, under a new key; the
+        ``user_logged_in`` signal calls it when the store keeps a user index."""
+        self._signing_in = (check_user_id(user_id), check_labels(labels))
+        self.modified = True
+
+    def _bound_user(self) -> str | None:
+        record = self._record
+        if record is None or not self.storage.store.user_index:
+            return None
+        return user_of(record.data)
+
+    def _save_signed_in(self, user: str, labels: dict[str, str]) -> None:
+        """Move the session to a new id that is bound to ``user``: the stored record is taken
+        (with its index entry, if it had one) and recreated with this request's changes, so a
+        sign-out racing the sign-in never brings the old data back."""
+        self._signing_in = None
+        store = self.storage.store
+        data = dict(self._get_session())
+        data[USER_KEY] = {"id": user}
+        found = self._find(self.session_key)
+        if found is not None:
+            old_user = self._bound_user()
+            taken = (
+                store.take_for_user(found[0], old_user) if old_user else Taken(store.take(found[0]), None, 0)
+            )
+            base = {} if taken.record is None else taken.record.data
+            data = self._changes(data, frozenset(self._seen) - frozenset(data)).apply(base)
+        now = store.clock()
+        expires = self._expires(None)
+        lifetime = None if expires is None else (expires - now).total_seconds()
+        new_id = store.create_for_user(data, expires, user, Entry(now, labels, lifetime), None)
+        assert new_id is not None  # no generation is required of a sign-in
+        self._session_key = self._key_for(new_id)
+        self._session_cache = data
+        self._remember(Record(dict(data), expires))
+        self.modified = True
 
     @classmethod
     def clear_expired(cls) -> None:
@@ -289,6 +344,17 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         else:
             expires = now + timedelta(seconds=self.get_expiry_age())
         return self.storage.capped(expires, now, session_id)
+
+
+def _index_sign_in(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:
+    """``user_logged_in``: index the session under the user, where the store keeps an index."""
+    session = getattr(request, "session", None)
+    if isinstance(session, SessionStore) and session.storage.store.user_index:
+        labels = getattr(conf.settings, "WEBSESSION_DEVICE_LABELS", None)
+        session.sign_in(user.pk, labels(request) if callable(labels) else None)
+
+
+user_logged_in.connect(_index_sign_in, dispatch_uid="websession.integrations.django.sign_in")
 
 
 class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]

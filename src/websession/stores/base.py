@@ -51,6 +51,7 @@ from typing import Any, ClassVar, Final, Union
 
 from ..changes import Changes
 from ..ids import generate_id, is_valid_id
+from ..users import Device, Entry, Taken, UserIndexUnsupportedError
 from .steps import RoundTrips
 
 Clock = Callable[[], datetime]
@@ -306,6 +307,93 @@ class Store(ABC):
     async def acounted(self, trips: RoundTrips, operation: str, *args: Any) -> Any:
         """Async twin of :meth:`counted`: runs ``"a" + operation``."""
         return await getattr(self, "a" + operation)(*args)
+
+    # -- users and their devices (optional) ------------------------------------------------
+    #
+    # Stores that set ``user_index = True`` keep, beside the records, one index per user (the
+    # storage keys of that user's sessions with an :class:`~websession.users.Entry` each) and
+    # a generation counter that every revocation increments. SessionStorage drives them from
+    # ``session.login`` / ``logout`` / ``regenerate`` / ``destroy`` and from ``sessions_of`` /
+    # ``revoke`` / ``revoke_user``; websession.users explains the rules. The defaults raise
+    # UserIndexUnsupportedError naming the store.
+
+    #: The store keeps per-user indexes atomically with its records.
+    user_index: ClassVar[bool] = False
+
+    def create_for_user(
+        self,
+        data: Mapping[str, Any],
+        expires: datetime | None,
+        user: str,
+        entry: Entry,
+        generation: int | None,
+    ) -> str | None:
+        """Store ``data`` under a new id and add it to ``user``'s index, atomically, and return
+        the id. When ``generation`` is given (a session moving to a new id), do it only if the
+        user's generation still is ``generation``; otherwise store nothing and return None."""
+        raise self._no_user_index()
+
+    def take_for_user(self, id: str, user: str) -> Taken:
+        """Remove the live record for ``id`` and its entry in ``user``'s index, and return
+        them with the user's generation, all in one atomic step.
+
+        A bound session without an entry has been revoked (revocations empty the index first
+        and delete the records after), so its record is deleted and reported as None: this is
+        what keeps a regenerate from carrying a session that is being revoked over to a new id
+        on stores where the index and the record cannot change in one step (Redis Cluster,
+        DynamoDB). Stores that can, do both in one step anyway."""
+        raise self._no_user_index()
+
+    def sessions_of(self, user: str) -> list[Device]:
+        """The user's live sessions, oldest sign-in first. Entries whose record is gone or
+        expired are dropped from the index on the way (the lazy half of index expiry)."""
+        raise self._no_user_index()
+
+    def revoke(self, key: str, user: str) -> bool:
+        """Delete the session stored under storage key ``key`` and its entry in ``user``'s
+        index, and increment the user's generation, atomically; True when a record was
+        deleted. The generation step is what stops a regenerate of that very session, racing
+        this call, from carrying it over to a new id."""
+        raise self._no_user_index()
+
+    def revoke_user(self, user: str, keep: str | None) -> int:
+        """Delete every session in ``user``'s index except the one under storage key ``keep``,
+        empty the index but for it, and increment the user's generation, atomically; return
+        how many sessions were deleted."""
+        raise self._no_user_index()
+
+    def generation(self, user: str, *, bump: bool = False) -> int:
+        """The user's generation (0 for a user never revoked); with ``bump``, increment it
+        first. Cookie storages keep their revocations here."""
+        raise self._no_user_index()
+
+    async def acreate_for_user(
+        self,
+        data: Mapping[str, Any],
+        expires: datetime | None,
+        user: str,
+        entry: Entry,
+        generation: int | None,
+    ) -> str | None:
+        return await asyncio.to_thread(self.create_for_user, data, expires, user, entry, generation)
+
+    async def atake_for_user(self, id: str, user: str) -> Taken:
+        return await asyncio.to_thread(self.take_for_user, id, user)
+
+    async def asessions_of(self, user: str) -> list[Device]:
+        return await asyncio.to_thread(self.sessions_of, user)
+
+    async def arevoke(self, key: str, user: str) -> bool:
+        return await asyncio.to_thread(self.revoke, key, user)
+
+    async def arevoke_user(self, user: str, keep: str | None) -> int:
+        return await asyncio.to_thread(self.revoke_user, user, keep)
+
+    async def ageneration(self, user: str, *, bump: bool = False) -> int:
+        return await asyncio.to_thread(lambda: self.generation(user, bump=bump))
+
+    def _no_user_index(self) -> UserIndexUnsupportedError:
+        return UserIndexUnsupportedError(f"the {self.kind} store cannot keep a per-user index atomically")
 
     # -- maintenance (optional) ------------------------------------------------------------
     #

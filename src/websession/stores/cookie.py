@@ -33,9 +33,9 @@ from ..codec import CodecLike
 from ..cookie import Cookie, CookieLike, as_cookie, find_cookie
 from ..errors import ConfigurationError, CookieTooLargeError
 from ..session import Session
-from ..storage import MAX_COOKIE_SIZE, CookieSessionStorage
+from ..storage import MAX_COOKIE_SIZE, CookieSessionStorage, SessionStorage
 from ..urls import cookie_from_options, reject_unknown, storage_options
-from .base import Clock, Record, utcnow
+from .base import Clock, Record, Store, utcnow
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..encryption import EncryptedCookie
@@ -71,9 +71,9 @@ class EncryptedCookieSessionStorage(CookieSessionStorage):
     def __repr__(self) -> str:
         return f"EncryptedCookieSessionStorage(cookie={self.cookie!r})"
 
-    def get_session(self, cookie_header: str | bytes | None = None, *, binding: str | None = None) -> Session:
-        """Return the session sealed in a Cookie header; a fresh one when there is none, or
-        when it does not open, has expired, or is past the absolute timeout."""
+    def _open(self, cookie_header: str | bytes | None, binding: str | None) -> Session:
+        """The session sealed in a Cookie header; a fresh one when there is none, or when it
+        does not open, has expired, or is past the absolute timeout."""
         verified = self.cookie.read(cookie_header, binding=binding)
         opened = None if verified is None else self._open_envelope(verified.value)
         values = None if opened is None else self._decoded(opened[0])
@@ -87,8 +87,8 @@ class EncryptedCookieSessionStorage(CookieSessionStorage):
         session.binding = binding
         return session
 
-    def commit_session(self, session: Session, **overrides: Any) -> str | None:
-        """Return the Set-Cookie value sealing the session, or None when it can stay as it is."""
+    def _commit(self, session: Session, overrides: dict[str, Any]) -> str | None:
+        """The Set-Cookie value sealing the session, or None when it can stay as it is."""
         if session.destroyed:
             return self.destroy_session(session, **overrides)
         now = self.clock()
@@ -181,6 +181,7 @@ def create_cookie_session_storage(
     rolling: bool = True,
     save_uninitialized: bool = False,
     allow_unsigned: bool = False,
+    revocation: SessionStorage | Store | None = None,
     clock: Clock = utcnow,
     codec: CodecLike = None,
 ) -> CookieSessionStorage:
@@ -202,6 +203,11 @@ def create_cookie_session_storage(
     ``ConfigurationError``. ``allow_unsigned=True`` (tests, data that grants nothing) accepts it
     and warns once.
 
+    ``revocation`` (a storage or store with a user index: memory, SQLite, Redis, ...) keeps
+    each user's generation, so that ``storage.revoke_user(user_id)`` signs a user's cookie
+    sessions out: a signed-in cookie carries the generation it was issued at and is checked
+    against the store on read, one round trip for signed-in requests only (docs/users.md).
+
     Example::
 
         >>> from websession import create_cookie
@@ -218,6 +224,32 @@ def create_cookie_session_storage(
         2
     """
     resolved: Cookie = as_cookie(cookie)
+    storage = _cookie_storage(
+        resolved,
+        encryption_keys,
+        absolute_timeout,
+        default_ttl,
+        rolling,
+        save_uninitialized,
+        allow_unsigned,
+        clock,
+        codec,
+    )
+    storage.revocation = _revocation_store(revocation)
+    return storage
+
+
+def _cookie_storage(
+    resolved: Cookie,
+    encryption_keys: Sequence[str | bytes] | None,
+    absolute_timeout: float | None,
+    default_ttl: float | None,
+    rolling: bool,
+    save_uninitialized: bool,
+    allow_unsigned: bool,
+    clock: Clock,
+    codec: CodecLike,
+) -> CookieSessionStorage:
     if encryption_keys is not None or _is_encrypted(resolved):
         from ..encryption import EncryptedCookie, as_encrypted
 
@@ -242,6 +274,16 @@ def create_cookie_session_storage(
     return CookieSessionStorage(
         cookie=resolved, rolling=rolling, save_uninitialized=save_uninitialized, clock=clock, codec=codec
     )
+
+
+def _revocation_store(revocation: SessionStorage | Store | None) -> Store | None:
+    store = revocation.store if isinstance(revocation, SessionStorage) else revocation
+    if store is not None and not store.user_index:
+        raise ConfigurationError(
+            f"revocation= needs a store with a user index; the {store.kind} store has none",
+            solution="pass a memory, file, SQLite, Redis, Upstash, PostgreSQL or DynamoDB storage",
+        )
+    return store
 
 
 def _refuse_unsigned(cookie: Cookie, allowed: bool) -> None:

@@ -26,6 +26,7 @@ from ..cookie import CookieLike, as_cookie
 from ..errors import ConfigurationError
 from ..storage import SessionStorage
 from ..urls import cookie_from_options, reject_unknown, storage_options
+from ..users import Device, Entry, Taken
 from .base import Clock, Record, Store, utcnow
 
 
@@ -35,6 +36,7 @@ class MemoryStore(Store):
     kind = "memory"
     atomic_take = True
     cheap_count = True
+    user_index = True
 
     def __init__(
         self,
@@ -49,6 +51,9 @@ class MemoryStore(Store):
             raise ConfigurationError("max_entries must be at least 1")
         self.max_entries = max_entries
         self._records: OrderedDict[str, tuple[bytes, datetime | None]] = OrderedDict()
+        #: user -> {storage key: entry}, and user -> generation; guarded by the same lock.
+        self._users: dict[str, dict[str, Entry]] = {}
+        self._generations: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -110,12 +115,117 @@ class MemoryStore(Store):
             if entry is None:
                 return None
             del self._records[key]
-        raw, expires = entry
+        return self._decoded(id, entry)
+
+    # -- users and their devices ------------------------------------------------------------
+
+    def create_for_user(
+        self,
+        data: Mapping[str, Any],
+        expires: datetime | None,
+        user: str,
+        entry: Entry,
+        generation: int | None,
+    ) -> str | None:
+        raw = codec.encode(data)
+        with self._lock:
+            if generation is not None and self._generations.get(user, 0) != generation:
+                return None
+            id = self.new_id()
+            key = self.storage_key(id)
+            self._records[key] = (raw, expires)
+            self._users.setdefault(user, {})[key] = entry
+            self._evict()
+        return id
+
+    def take_for_user(self, id: str, user: str) -> Taken:
+        key = self.storage_key(id)
+        with self._lock:
+            entry = self._unindex(user, key)
+            generation = self._generations.get(user, 0)
+            found = self._live(key)
+            if found is not None:
+                del self._records[key]
+        if found is None or entry is None:
+            return Taken(None, entry, generation)  # no entry: revoked, whatever is left of it
+        return Taken(self._decoded(id, found), entry, generation)
+
+    def sessions_of(self, user: str) -> list[Device]:
+        now = self.clock()
+        with self._lock:
+            index = self._users.get(user, {})
+            devices = []
+            for key, entry in list(index.items()):
+                found = self._live(key)
+                if found is None:
+                    del index[key]  # the lazy half of index expiry
+                else:
+                    devices.append(entry.device(key, found[1], now))
+            if not index:
+                self._users.pop(user, None)
+        return sorted(devices, key=lambda device: device.created)
+
+    def revoke(self, key: str, user: str) -> bool:
+        with self._lock:
+            self._generations[user] = self._generations.get(user, 0) + 1
+            self._unindex(user, key)
+            return self._records.pop(key, None) is not None
+
+    def revoke_user(self, user: str, keep: str | None) -> int:
+        with self._lock:
+            self._generations[user] = self._generations.get(user, 0) + 1
+            index = self._users.pop(user, {})
+            if keep is not None and keep in index:
+                self._users[user] = {keep: index.pop(keep)}
+            return sum(1 for key in index if self._records.pop(key, None) is not None)
+
+    def generation(self, user: str, *, bump: bool = False) -> int:
+        with self._lock:
+            if bump:
+                self._generations[user] = self._generations.get(user, 0) + 1
+            return self._generations.get(user, 0)
+
+    def _unindex(self, user: str, key: str) -> Entry | None:
+        index = self._users.get(user)
+        if index is None:
+            return None
+        entry = index.pop(key, None)
+        if not index:
+            del self._users[user]
+        return entry
+
+    def _decoded(self, id: str, found: tuple[bytes, datetime | None]) -> Record | None:
+        raw, expires = found
         try:
             return Record(codec.decode_record(raw), expires, raw)
         except codec.CorruptRecordError as exc:
             codec.log_corrupt(self.kind, id, exc)
             return None
+
+    async def acreate_for_user(
+        self,
+        data: Mapping[str, Any],
+        expires: datetime | None,
+        user: str,
+        entry: Entry,
+        generation: int | None,
+    ) -> str | None:
+        return self.create_for_user(data, expires, user, entry, generation)
+
+    async def atake_for_user(self, id: str, user: str) -> Taken:
+        return self.take_for_user(id, user)
+
+    async def asessions_of(self, user: str) -> list[Device]:
+        return self.sessions_of(user)
+
+    async def arevoke(self, key: str, user: str) -> bool:
+        return self.revoke(key, user)
+
+    async def arevoke_user(self, user: str, keep: str | None) -> int:
+        return self.revoke_user(user, keep)
+
+    async def ageneration(self, user: str, *, bump: bool = False) -> int:
+        return self.generation(user, bump=bump)
 
     # The memory store never blocks, so its async door calls the sync one directly.
     async def acreate(self, data: Mapping[str, Any], expires: datetime | None) -> str:
@@ -169,6 +279,11 @@ class MemoryStore(Store):
             dead = [id for id, (_, expires) in self._records.items() if self.is_expired(expires)]
             for id in dead:
                 del self._records[id]
+            for user, index in list(self._users.items()):
+                for key in [key for key in index if key not in self._records]:
+                    del index[key]
+                if not index:
+                    del self._users[user]
         return len(dead)
 
     def _live(self, key: str) -> tuple[bytes, datetime | None] | None:

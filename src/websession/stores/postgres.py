@@ -12,6 +12,14 @@ destroyed or expired session is never brought back::
 
 The keys a request did not touch are never sent, decoded or re-encoded by Python.
 
+Users and their devices (websession.users) live in two more tables, created by the same setup:
+``<table>_users`` (``user_id``, ``key``: the session's storage key, ``entry``: JSON text,
+``seq``: the order of sign-ins) and ``<table>_user_generations`` (``user_id``, ``generation``).
+Each operation is one statement, a single round trip, that changes the session rows, the index
+rows and the generation together; ``revoke_user`` is two statements sent together in pipeline
+mode, one round trip and one transaction (see ``_Queries``). A sign-in costs two round trips
+(take the anonymous session, create the bound one); a signed-in request costs what it did.
+
 What JSONB does to JSON (measured on PostgreSQL 15, and covered by tests):
 
 - Integers of any size and floats keep their exact value and type (``2**63-1``, ``2**64+1``,
@@ -34,10 +42,16 @@ Example (needs a server, so not run as a doctest)::
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    contextmanager,
+)
 from datetime import datetime
 from decimal import Decimal
 from itertools import islice
@@ -55,9 +69,13 @@ from ..cookie import CookieLike, as_cookie
 from ..errors import ConfigurationError, SessionStoreError, StoreUnavailableError
 from ..storage import SessionStorage
 from ..urls import cookie_from_options, reject_unknown, storage_options
+from ..users import Device, Entry, Taken
+from ._entries import entry_text, live_device, parse_entry
 from .base import Clock, Record, Store, utcnow
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+#: PostgreSQL cuts longer identifiers silently (NAMEDATALEN - 1).
+_MAX_IDENTIFIER = 63
 _PURGE_BATCH = 1000
 _SCAN_PAGE = 500
 _WRITE_BATCH = 1000
@@ -75,6 +93,26 @@ def _table_identifier(table: str) -> sql.Identifier:
             solution="use letters, digits and underscores, optionally as schema.table",
         )
     return sql.Identifier(*parts)
+
+
+def sibling_table(table: str, suffix: str) -> str:
+    """The name of a table kept beside ``table`` (in its schema): ``table`` + ``suffix``, cut
+    to PostgreSQL's 63 characters with a digest of the name, so that it can never be cut back
+    to ``table`` itself or to another store's table.
+
+    Example::
+
+        >>> sibling_table("app.sessions", "_users")
+        'app.sessions_users'
+        >>> name = sibling_table("s" * 60, "_users"); len(name), name.endswith("_users")
+        (63, True)
+    """
+    schema, _, name = table.rpartition(".")
+    derived = name + suffix
+    if len(derived) > _MAX_IDENTIFIER:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        derived = f"{name[: _MAX_IDENTIFIER - len(suffix) - 9]}_{digest}{suffix}"
+    return f"{schema}.{derived}" if schema else derived
 
 
 def jsonb_text(value: Any) -> str:
@@ -167,6 +205,7 @@ class PostgresStore(Store):
     atomic_changes = True
     native_ttl = False
     cheap_count = True
+    user_index = True
 
     def __init__(
         self,
@@ -190,6 +229,10 @@ class PostgresStore(Store):
             )
         self.dsn = dsn
         self.table = table
+        #: The user index (websession.users): one row per signed-in session, and one
+        #: generation counter per user.
+        self.users_table = sibling_table(table, "_users")
+        self.generations_table = sibling_table(table, "_user_generations")
         self.touch_interval = touch_interval
         self.create_table = create_table
         self.pool_options = {**DEFAULT_POOL_OPTIONS, **(pool_options or {})}
@@ -199,7 +242,7 @@ class PostgresStore(Store):
         self._own_async_pool = False
         self._lock = threading.Lock()
         self._ready = not create_table
-        self._queries = _Queries(_table_identifier(table), table)
+        self._queries = _Queries(table)
 
     def __repr__(self) -> str:
         return f"PostgresStore(table={self.table!r})"
@@ -207,7 +250,8 @@ class PostgresStore(Store):
     # -- setup -----------------------------------------------------------------------------
 
     def setup(self) -> None:
-        """Create the table and its expiry index if they do not exist (idempotent)."""
+        """Create the table, its expiry index and the user index tables if they do not exist
+        (idempotent: an existing deployment gets the tables it lacks)."""
         with self._connection(setup=False) as conn, conn.transaction():
             for statement in self._queries.setup:
                 conn.execute(statement)
@@ -256,6 +300,63 @@ class PostgresStore(Store):
             row = conn.execute(self._queries.take, (self.storage_key(id),)).fetchone()
         return self._live(id, row)
 
+    def create_for_user(
+        self,
+        data: Mapping[str, Any],
+        expires: datetime | None,
+        user: str,
+        entry: Entry,
+        generation: int | None,
+    ) -> str | None:
+        params = self._bound_params(data, expires, user, entry, generation)
+        with self._connection() as conn:
+            while True:
+                id = self.new_id()
+                try:
+                    row = conn.execute(
+                        self._queries.create_for_user, {**params, "key": self.storage_key(id)}
+                    ).fetchone()
+                except psycopg.errors.UniqueViolation:  # pragma: no cover - 128 random bits
+                    continue
+                return None if row is None else id
+
+    def take_for_user(self, id: str, user: str) -> Taken:
+        key = self.storage_key(id)
+        with self._connection() as conn:
+            row = conn.execute(self._queries.take_for_user, {"user": user, "key": key}).fetchone()
+        return self._taken(id, key, row)
+
+    def sessions_of(self, user: str) -> list[Device]:
+        now = self.clock()
+        with self._connection() as conn:
+            rows = conn.execute(self._queries.sessions_of, {"user": user, "now": now}).fetchall()
+            devices, unreadable = self._devices(rows, now)
+            if unreadable:  # rare: a second round trip only when an entry cannot be read
+                conn.execute(self._queries.drop_entries, {"user": user, "keys": unreadable})
+        return devices
+
+    def revoke(self, key: str, user: str) -> bool:
+        with self._connection() as conn:
+            row = conn.execute(
+                self._queries.revoke, {"user": user, "key": key, "now": self.clock()}
+            ).fetchone()
+        return bool(row and row[0])
+
+    def revoke_user(self, user: str, keep: str | None) -> int:
+        params = {"user": user, "keep": keep, "now": self.clock()}
+        with self._connection() as conn:
+            with _together(conn):
+                conn.execute(self._queries.bump, params)
+                cursor = conn.execute(self._queries.revoke_user, params)
+            row = cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    def generation(self, user: str, *, bump: bool = False) -> int:
+        query = self._queries.bump if bump else self._queries.generation
+        with self._connection() as conn:
+            row = conn.execute(query, {"user": user}).fetchone()
+        return int(row[0]) if row else 0
+
     def close(self) -> None:
         with self._lock:
             pool, self._pool = (self._pool, None) if self._own_pool else (None, self._pool)
@@ -303,6 +404,64 @@ class PostgresStore(Store):
             cursor = await conn.execute(self._queries.take, (self.storage_key(id),))
             row = await cursor.fetchone()
         return self._live(id, row)
+
+    async def acreate_for_user(
+        self,
+        data: Mapping[str, Any],
+        expires: datetime | None,
+        user: str,
+        entry: Entry,
+        generation: int | None,
+    ) -> str | None:
+        params = self._bound_params(data, expires, user, entry, generation)
+        async with self._aconnection() as conn:
+            while True:
+                id = self.new_id()
+                try:
+                    cursor = await conn.execute(
+                        self._queries.create_for_user, {**params, "key": self.storage_key(id)}
+                    )
+                except psycopg.errors.UniqueViolation:  # pragma: no cover - 128 random bits
+                    continue
+                return None if await cursor.fetchone() is None else id
+
+    async def atake_for_user(self, id: str, user: str) -> Taken:
+        key = self.storage_key(id)
+        async with self._aconnection() as conn:
+            cursor = await conn.execute(self._queries.take_for_user, {"user": user, "key": key})
+            row = await cursor.fetchone()
+        return self._taken(id, key, row)
+
+    async def asessions_of(self, user: str) -> list[Device]:
+        now = self.clock()
+        async with self._aconnection() as conn:
+            cursor = await conn.execute(self._queries.sessions_of, {"user": user, "now": now})
+            devices, unreadable = self._devices(await cursor.fetchall(), now)
+            if unreadable:
+                await conn.execute(self._queries.drop_entries, {"user": user, "keys": unreadable})
+        return devices
+
+    async def arevoke(self, key: str, user: str) -> bool:
+        async with self._aconnection() as conn:
+            cursor = await conn.execute(self._queries.revoke, {"user": user, "key": key, "now": self.clock()})
+            row = await cursor.fetchone()
+        return bool(row and row[0])
+
+    async def arevoke_user(self, user: str, keep: str | None) -> int:
+        params = {"user": user, "keep": keep, "now": self.clock()}
+        async with self._aconnection() as conn:
+            async with _atogether(conn):
+                await conn.execute(self._queries.bump, params)
+                cursor = await conn.execute(self._queries.revoke_user, params)
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def ageneration(self, user: str, *, bump: bool = False) -> int:
+        query = self._queries.bump if bump else self._queries.generation
+        async with self._aconnection() as conn:
+            cursor = await conn.execute(query, {"user": user})
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
 
     async def aclose(self) -> None:
         pool, self._async_pool = (
@@ -366,7 +525,8 @@ class PostgresStore(Store):
         return written
 
     def purge_expired(self) -> int:
-        """Delete expired rows in batches of 1000 (one short transaction each); return how many."""
+        """Delete expired rows in batches of 1000 (one short transaction each), then the user
+        index entries of sessions that are gone or expired; return how many rows were purged."""
         total = 0
         now = self.clock()
         while True:
@@ -374,7 +534,21 @@ class PostgresStore(Store):
                 deleted = conn.execute(self._queries.purge, (now, _PURGE_BATCH)).rowcount
             total += deleted
             if deleted < _PURGE_BATCH:
-                return total
+                break
+        self._purge_index(now)
+        return total
+
+    def _purge_index(self, now: datetime) -> None:
+        """Walk the user index in key order, a page of 1000 entries per statement, deleting the
+        entries whose session is gone or expired: each entry is looked at once."""
+        after = ("", "")  # no user id is empty
+        while True:
+            params = {"user": after[0], "key": after[1], "now": now, "limit": _PURGE_BATCH}
+            with self._connection() as conn:
+                row = conn.execute(self._queries.purge_index, params).fetchone()
+            if row is None or row[2] < _PURGE_BATCH:
+                return
+            after = (row[0], row[1])
 
     # -- shared by both doors --------------------------------------------------------------
 
@@ -394,6 +568,47 @@ class PostgresStore(Store):
             "removed": sorted(changes.removed),
             "set": jsonb_text(dict(changes.set)),
         }
+
+    def _bound_params(
+        self,
+        data: Mapping[str, Any],
+        expires: datetime | None,
+        user: str,
+        entry: Entry,
+        generation: int | None,
+    ) -> dict[str, Any]:
+        _refuse_nul(data)
+        return {
+            "user": user,
+            "data": jsonb_text(data),
+            "expires": expires,
+            "entry": entry_text(entry),
+            "generation": generation,
+        }
+
+    def _taken(self, id: str, key: str, row: tuple[Any, ...] | None) -> Taken:
+        assert row is not None  # the statement always returns one row
+        text, generation, data, expires = row
+        entry = None if text is None else parse_entry(self.kind, key, text)
+        if entry is None or data is None or self.is_expired(expires):
+            # No entry (or one that cannot be read, which is dropped): revoked, whatever is
+            # left of it; nothing is left now.
+            return Taken(None, entry, int(generation))
+        return Taken(self._record(id, (data, expires)), entry, int(generation))
+
+    def _devices(self, rows: list[tuple[Any, ...]], now: datetime) -> tuple[list[Device], list[str]]:
+        """The devices of the live rows a listing returned, oldest sign-in first (then in
+        sign-in order), and the keys whose entries cannot be read."""
+        devices: list[tuple[datetime, int, Device]] = []
+        unreadable: list[str] = []
+        for seq, key, text, expires in rows:
+            entry = parse_entry(self.kind, key, text)
+            device = None if entry is None else live_device(self.kind, key, entry, expires, now)
+            if device is None:
+                unreadable.append(key)
+            else:
+                devices.append((device.created, seq, device))
+        return [device for _, _, device in sorted(devices, key=lambda item: item[:2])], unreadable
 
     def _live(self, id: str, row: tuple[Any, ...] | None) -> Record | None:
         """A taken row, unless it had expired (it is deleted either way: one statement)."""
@@ -464,6 +679,18 @@ class PostgresStore(Store):
         return _PostgresErrors(self.table)
 
 
+def _together(conn: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
+    """Send the statements of the block together: in pipeline mode they go in one round trip
+    and run as one implicit transaction (one Sync); without pipelining (libpq before 14), in
+    an explicit transaction."""
+    return conn.pipeline() if psycopg.Pipeline.is_supported() else conn.transaction()
+
+
+def _atogether(conn: psycopg.AsyncConnection[Any]) -> AbstractAsyncContextManager[Any]:
+    """Async twin of :func:`_together`."""
+    return conn.pipeline() if psycopg.AsyncPipeline.is_supported() else conn.transaction()
+
+
 class _PostgresErrors:
     """Turn psycopg's errors into websession's: an unreachable server is unavailable."""
 
@@ -483,7 +710,8 @@ class _PostgresErrors:
 class _Queries:
     """The statements, composed once per store with its table name."""
 
-    def __init__(self, table: sql.Identifier, name: str) -> None:
+    def __init__(self, name: str) -> None:
+        table = _table_identifier(name)
         index = sql.Identifier(name.split(".")[-1] + "_expires_idx")
         lock_key = f"websession:{name}"
         self.setup = [
@@ -535,6 +763,109 @@ class _Queries:
             "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires <= %s "
             "LIMIT %s FOR UPDATE SKIP LOCKED)"
         ).format(t=table)
+        users = _table_identifier(sibling_table(name, "_users"))
+        generations = _table_identifier(sibling_table(name, "_user_generations"))
+        self.setup += [
+            # seq: the order of sign-ins, which breaks ties between equal sign-in times.
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (user_id text NOT NULL, key text NOT NULL, "
+                "entry text NOT NULL, seq bigint GENERATED ALWAYS AS IDENTITY, PRIMARY KEY (user_id, key))"
+            ).format(users),
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (user_id text PRIMARY KEY, generation bigint NOT NULL)"
+            ).format(generations),
+        ]
+        self._user_index(table, users, generations)
+
+    def _user_index(self, t: sql.Identifier, u: sql.Identifier, g: sql.Identifier) -> None:
+        """The user index statements (websession.users): one round trip each.
+
+        Why no revocation is outrun, in READ COMMITTED (each statement sees the rows committed
+        when it starts):
+
+        - ``create_for_user`` with a generation (a bound session moving to a new id) locks the
+          user's generation row (``ON CONFLICT DO UPDATE``, which waits for a concurrent
+          revocation and then reads its committed value) and writes nothing if it moved.
+        - ``revoke_user`` first bumps the generation (taking that lock), and only then, in a
+          second statement with a snapshot of its own, deletes index rows and sessions: a
+          move that held the lock first has committed by then, so its new rows are seen and
+          deleted. One statement could not do this: its snapshot would predate the lock. The
+          two are pipelined: one round trip, one implicit transaction.
+        - ``revoke`` and ``take_for_user`` both delete one existing key, so the row locks on
+          it order them; the generation bump stops the move that follows a take.
+        - Row locks are taken generation first, then index entry, then session row (the CTEs
+          are chained to force that order), so these statements cannot deadlock one another.
+        """
+        formats = {"t": t, "u": u, "g": g}
+        self.create_for_user = sql.SQL(
+            "WITH gen AS (INSERT INTO {g} (user_id, generation) "
+            "SELECT %(user)s::text, 0 WHERE %(generation)s::bigint IS NOT NULL "
+            "ON CONFLICT (user_id) DO UPDATE SET generation = {g}.generation RETURNING generation), "
+            "created AS (INSERT INTO {t} (id, data, expires) "
+            "SELECT %(key)s::text, %(data)s::jsonb, %(expires)s::timestamptz "
+            "WHERE %(generation)s::bigint IS NULL OR %(generation)s::bigint = (SELECT generation FROM gen) "
+            "RETURNING id) "
+            "INSERT INTO {u} (user_id, key, entry) SELECT %(user)s::text, id, %(entry)s::text FROM created "
+            "RETURNING key"
+        ).format(**formats)
+        # Always one row: the entry (or NULL), the generation, the taken record (or NULLs).
+        self.take_for_user = sql.SQL(
+            "WITH entry AS (DELETE FROM {u} WHERE user_id = %(user)s AND key = %(key)s RETURNING entry), "
+            "taken AS (DELETE FROM {t} WHERE id = %(key)s AND (SELECT count(*) FROM entry) >= 0 "
+            "RETURNING data::text AS data, expires) "
+            "SELECT (SELECT entry FROM entry), "
+            "coalesce((SELECT generation FROM {g} WHERE user_id = %(user)s), 0), "
+            "(SELECT data FROM taken), (SELECT expires FROM taken)"
+        ).format(**formats)
+        # The live entries, and (the lazy half of index expiry) the others deleted on the way.
+        self.sessions_of = sql.SQL(
+            "WITH listed AS (SELECT e.seq, e.key, e.entry, s.expires, "
+            "s.id IS NOT NULL AND (s.expires IS NULL OR s.expires > %(now)s) AS live "
+            "FROM {u} e LEFT JOIN {t} s ON s.id = e.key WHERE e.user_id = %(user)s), "
+            "pruned AS (DELETE FROM {u} WHERE user_id = %(user)s "
+            "AND key IN (SELECT key FROM listed WHERE NOT live)) "
+            "SELECT seq, key, entry, expires FROM listed WHERE live"
+        ).format(**formats)
+        # Unreadable entries go with their sessions: a bound session without an entry counts
+        # as revoked, and none may live outside the index, out of revoke_user's reach.
+        self.drop_entries = sql.SQL(
+            "WITH entries AS (DELETE FROM {u} WHERE user_id = %(user)s AND key = ANY(%(keys)s) "
+            "RETURNING key) DELETE FROM {t} WHERE id IN (SELECT key FROM entries)"
+        ).format(**formats)
+        self.revoke = sql.SQL(
+            "WITH gen AS (INSERT INTO {g} (user_id, generation) VALUES (%(user)s, 1) "
+            "ON CONFLICT (user_id) DO UPDATE SET generation = {g}.generation + 1 RETURNING generation), "
+            "entry AS (DELETE FROM {u} WHERE user_id = %(user)s AND key = %(key)s "
+            "AND (SELECT generation FROM gen) > 0 RETURNING key), "
+            "gone AS (DELETE FROM {t} WHERE id = %(key)s AND (SELECT count(*) FROM entry) >= 0 "
+            "RETURNING expires) "
+            "SELECT count(*) FROM gone WHERE expires IS NULL OR expires > %(now)s"
+        ).format(**formats)
+        self.bump = sql.SQL(
+            "INSERT INTO {g} (user_id, generation) VALUES (%(user)s, 1) "
+            "ON CONFLICT (user_id) DO UPDATE SET generation = {g}.generation + 1 RETURNING generation"
+        ).format(**formats)
+        self.generation = sql.SQL(
+            "SELECT coalesce((SELECT generation FROM {g} WHERE user_id = %(user)s), 0)"
+        ).format(**formats)
+        # Sent right after `bump`, in the same pipeline: see the docstring.
+        self.revoke_user = sql.SQL(
+            "WITH entries AS (DELETE FROM {u} WHERE user_id = %(user)s "
+            "AND key IS DISTINCT FROM %(keep)s::text RETURNING key), "
+            "gone AS (DELETE FROM {t} WHERE id IN (SELECT key FROM entries) RETURNING expires) "
+            "SELECT count(*) FROM gone WHERE expires IS NULL OR expires > %(now)s"
+        ).format(**formats)
+        # One page of the index in key order: its dead entries deleted, its last key and size
+        # returned (no row: the walk is over).
+        self.purge_index = sql.SQL(
+            "WITH page AS (SELECT user_id, key FROM {u} "
+            "WHERE (user_id, key) > (%(user)s::text, %(key)s::text) ORDER BY user_id, key LIMIT %(limit)s), "
+            "dead AS (DELETE FROM {u} e USING page WHERE e.user_id = page.user_id AND e.key = page.key "
+            "AND NOT EXISTS (SELECT 1 FROM {t} s WHERE s.id = e.key "
+            "AND (s.expires IS NULL OR s.expires > %(now)s))) "
+            "SELECT user_id, key, (SELECT count(*) FROM page) FROM page "
+            "ORDER BY user_id DESC, key DESC LIMIT 1"
+        ).format(**formats)
 
 
 __all__ = ["DEFAULT_POOL_OPTIONS", "PostgresStore", "create_postgres_session_storage", "jsonb_text"]

@@ -25,6 +25,13 @@ Layouts (``layout=``):
     checks that the hash still exists, so a destroyed session stays destroyed. A field named
     ``""`` with an empty value (never valid JSON, so never data) keeps empty sessions alive.
 
+Users and devices (``session.login``, ``sessions_of``, ``revoke``, ``revoke_user``): each user
+has an index, the hash ``prefix + "user:" + user_digest(user)`` (storage key -> entry JSON, and
+``#gen``). On one server every index operation is one Lua script over the index and the
+records, so a sign-in costs the take of the old record plus one script; on Redis Cluster the
+steps are single-key, in the order :mod:`websession.stores.redis_users` explains. Reads and
+updates of signed-in sessions cost what any other does.
+
 Formats (``format=``): ``"remix"`` is Remix v2 / React Router's flat JSON object and cookie;
 ``"remix-v3"`` is ``@remix-run/session-storage-redis``: ``[values, flash]`` records under
 UUID ids and the ``@remix-run/cookie`` cookie (string layout only).
@@ -47,11 +54,11 @@ import math
 import sys
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
-from typing import Any, ClassVar, Literal, TypeVar, Union, get_args
+from typing import Any, ClassVar, Literal, TypeVar, get_args
 from urllib.parse import SplitResult, urlunsplit
 
 import redis
@@ -70,8 +77,15 @@ from ..errors import ConfigurationError, SessionStoreError, StoreUnavailableErro
 from ..ids import generate_uuid, is_valid_uuid
 from ..storage import SessionStorage
 from ..urls import cookie_from_options, reject_unknown, storage_options
+from ..users import Device, Entry, Taken
 from . import redis_cas
 from .base import UNSET, Clock, Record, Store, TtlOption, given_ttl, url_ttl, utcnow
+from .redis_users import Batch as _Batch
+from .redis_users import Call as _Command
+from .redis_users import Eval as _Eval
+from .redis_users import Op as _Op
+from .redis_users import Script, UserIndex
+from .redis_users import Steps as _Steps
 from .steps import RoundTrips, counting
 
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
@@ -93,18 +107,6 @@ HASH_MARKER = ""
 SCAN_BATCH = 500
 #: Records written per pipeline by ``write_many``.
 WRITE_BATCH = 500
-
-
-@dataclass(frozen=True, slots=True)
-class Script:
-    """A Lua script, run with EVALSHA and, after NOSCRIPT, with EVAL (which also caches it)."""
-
-    source: str
-    sha: str
-
-    @classmethod
-    def of(cls, source: str) -> Script:
-        return cls(source, redis_cas.digest(source.encode()))
 
 
 #: KEYS[1] the hash; ARGV[1] TTL seconds (0: none); then field, value pairs.
@@ -160,24 +162,10 @@ CAS = Script(redis_cas.CAS_SCRIPT, redis_cas.CAS_SHA1)
 
 
 # -- the commands a store operation sends, independent of the door -------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Command:
-    args: tuple[Any, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class _Eval:
-    script: Script
-    key: str
-    args: tuple[Any, ...]
-
-
-_Op = Union[_Command, _Eval]  # noqa: UP007 - a runtime alias on 3.10
-#: An operation written once as a generator: it yields commands, receives their replies and
-#: returns its result. The sync and async doors only differ in how they send a command.
-_Steps = Generator[_Op, Any, T]
+#
+# Shared with the user index (websession.stores.redis_users): an operation is a generator that
+# yields commands (_Command, _Eval, _Batch), receives their replies and returns its result.
+# The sync and async doors only differ in how they send a command.
 
 _UNAVAILABLE = (
     redis.exceptions.ConnectionError,  # refused, reset, closed by a restart, loading
@@ -217,6 +205,15 @@ def _pairs(reply: Any) -> list[tuple[Any, Any]]:
     return list(zip(items[0::2], items[1::2], strict=True))
 
 
+def _is_cluster(url: str | None, client: Any) -> bool:
+    if url is not None:
+        try:
+            return redis_url(url)[1]
+        except ConfigurationError:
+            return False  # reported when the client is made, as it always was
+    return isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster))
+
+
 def _is_async_client(client: Any) -> bool:
     return inspect.iscoroutinefunction(getattr(client, "execute_command", None))
 
@@ -239,6 +236,7 @@ class RedisStore(Store):
     atomic_changes = True
     atomic_take = True
     counts_round_trips = True
+    user_index = True
 
     def __init__(
         self,
@@ -297,6 +295,18 @@ class RedisStore(Store):
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self._lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Lane] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
+        #: On Redis Cluster the index and the records are in different slots (redis_users).
+        self.cluster = _is_cluster(url, client)
+        self._users = UserIndex(
+            self,
+            prefix,
+            decode=self._decode_value,
+            encode=self._encode,
+            layout=layout,
+            cluster=self.cluster,
+            create_record=self._create,
+            take_record=self._take,
+        )
 
     def __repr__(self) -> str:
         source = "client" if self.url is None else "url"
@@ -396,6 +406,62 @@ class RedisStore(Store):
         """Async twin of :meth:`counted`."""
         return await self._arun(counting(self._operations[operation](self, *args), trips), operation)
 
+    # -- users and their devices -------------------------------------------------------------
+    #
+    # One script per operation on a single server, the cluster ordering on Redis Cluster:
+    # websession.stores.redis_users. Reads and updates are not touched: a signed-in request
+    # costs what any other does.
+
+    def create_for_user(
+        self,
+        data: Mapping[str, Any],
+        expires: datetime | None,
+        user: str,
+        entry: Entry,
+        generation: int | None,
+    ) -> str | None:
+        return self._run(self._users.create(data, expires, user, entry, generation), "create_for_user")
+
+    def take_for_user(self, id: str, user: str) -> Taken:
+        return self._run(self._users.take(id, user), "take_for_user")
+
+    def sessions_of(self, user: str) -> list[Device]:
+        return self._run(self._users.sessions(user), "sessions_of")
+
+    def revoke(self, key: str, user: str) -> bool:
+        return self._run(self._users.revoke(key, user), "revoke")
+
+    def revoke_user(self, user: str, keep: str | None) -> int:
+        return self._run(self._users.revoke_user(user, keep), "revoke_user")
+
+    def generation(self, user: str, *, bump: bool = False) -> int:
+        return self._run(self._users.generation(user, bump=bump), "generation")
+
+    async def acreate_for_user(
+        self,
+        data: Mapping[str, Any],
+        expires: datetime | None,
+        user: str,
+        entry: Entry,
+        generation: int | None,
+    ) -> str | None:
+        return await self._arun(self._users.create(data, expires, user, entry, generation), "create_for_user")
+
+    async def atake_for_user(self, id: str, user: str) -> Taken:
+        return await self._arun(self._users.take(id, user), "take_for_user")
+
+    async def asessions_of(self, user: str) -> list[Device]:
+        return await self._arun(self._users.sessions(user), "sessions_of")
+
+    async def arevoke(self, key: str, user: str) -> bool:
+        return await self._arun(self._users.revoke(key, user), "revoke")
+
+    async def arevoke_user(self, user: str, keep: str | None) -> int:
+        return await self._arun(self._users.revoke_user(user, keep), "revoke_user")
+
+    async def ageneration(self, user: str, *, bump: bool = False) -> int:
+        return await self._arun(self._users.generation(user, bump=bump), "generation")
+
     # -- maintenance -----------------------------------------------------------------------
     #
     # Sync only, for the `websession` command. Keys are found with SCAN MATCH on the escaped
@@ -406,8 +472,11 @@ class RedisStore(Store):
         """Yield every live session under the prefix with its expiry (from ``PTTL``), a batch
         of keys at a time. An id may come twice when Redis resizes its table meanwhile."""
         client = self._sync_client()
+        start = len(self.prefix)
         batch: list[bytes | str] = []
         for key in self._keys(client, "scan"):
+            if not self.is_storage_key(_text(key)[start:]):
+                continue  # not a session: a user's index, or someone else's key
             batch.append(key)
             if len(batch) >= SCAN_BATCH:
                 yield from self._scan_batch(client, batch)
@@ -524,7 +593,7 @@ class RedisStore(Store):
         for _ in range(CREATE_ATTEMPTS):
             id = self.new_id()
             if self.layout == "hash":
-                created = yield _Eval(HASH_CREATE, self.key(id), args)
+                created = yield _Eval(HASH_CREATE, (self.key(id),), args)
             else:
                 created = yield _Command(("SET", self.key(id), *args))
             if created:  # else the id was taken: 128 random bits make this all but impossible
@@ -535,7 +604,7 @@ class RedisStore(Store):
         key = self.key(id)
         ttl = self.seconds_until(touch)
         if self.layout == "hash":
-            reply = yield (_Eval(HASH_READ_TOUCH, key, (ttl,)) if ttl else _Command(("HGETALL", key)))
+            reply = yield (_Eval(HASH_READ_TOUCH, (key,), (ttl,)) if ttl else _Command(("HGETALL", key)))
             if not reply:
                 return None
             data = self._decode_value(id, reply)
@@ -556,7 +625,7 @@ class RedisStore(Store):
         if self.layout == "hash":
             removed = [name for name in changes.removed if name not in changes.set]
             pairs = [part for name, value in changes.set.items() for part in (name, codec.dumps(value))]
-            done = yield _Eval(HASH_UPDATE, key, (ttl or 0, len(removed), *removed, *pairs))
+            done = yield _Eval(HASH_UPDATE, (key,), (ttl or 0, len(removed), *removed, *pairs))
             return Record(changes.apply(seen.data), expires, None) if done else None
         if not changes:
             # Only the lifetime changed: move the expiry, never rewrite the data.
@@ -575,7 +644,7 @@ class RedisStore(Store):
             except codec.CorruptRecordError as exc:
                 codec.log_corrupt(self.kind, id, exc)
                 return None
-            reply = yield _Eval(CAS, key, (attempt.expected, attempt.new_raw, ttl or 0))
+            reply = yield _Eval(CAS, (key,), (attempt.expected, attempt.new_raw, ttl or 0))
             if reply is None:
                 return None  # deleted or expired meanwhile: never bring it back
             if isinstance(reply, int):
@@ -593,7 +662,7 @@ class RedisStore(Store):
         # and new ids live in different hash slots and RENAME could not be used.
         key = self.key(id)
         if self.layout == "hash":
-            reply = yield _Eval(HASH_TAKE, key, ())
+            reply = yield _Eval(HASH_TAKE, (key,), ())
         else:
             reply = yield _Command(("GETDEL", key))
         if not reply:
@@ -944,10 +1013,12 @@ def _drive_held(held: _Held, steps: _Steps[T]) -> T:
 def _held_send(conn: Any, op: _Op) -> Any:
     if isinstance(op, _Command):
         return _held_call(conn, op.args)
+    if isinstance(op, _Batch):  # only Redis Cluster sends batches, and it holds no connection
+        return [_held_call(conn, args) for args in op.calls]
     try:
-        return _held_call(conn, ("EVALSHA", op.script.sha, 1, op.key, *op.args))
+        return _held_call(conn, ("EVALSHA", op.script.sha, len(op.keys), *op.keys, *op.args))
     except redis.exceptions.NoScriptError:
-        return _held_call(conn, ("EVAL", op.script.source, 1, op.key, *op.args))
+        return _held_call(conn, ("EVAL", op.script.source, len(op.keys), *op.keys, *op.args))
 
 
 def _pack(conn: Any, args: tuple[Any, ...]) -> Any:
@@ -996,10 +1067,12 @@ async def _adrive_held(held: _Held, steps: _Steps[T]) -> T:
 async def _aheld_send(conn: Any, op: _Op) -> Any:
     if isinstance(op, _Command):
         return await _aheld_call(conn, op.args)
+    if isinstance(op, _Batch):
+        return [await _aheld_call(conn, args) for args in op.calls]
     try:
-        return await _aheld_call(conn, ("EVALSHA", op.script.sha, 1, op.key, *op.args))
+        return await _aheld_call(conn, ("EVALSHA", op.script.sha, len(op.keys), *op.keys, *op.args))
     except redis.exceptions.NoScriptError:
-        return await _aheld_call(conn, ("EVAL", op.script.source, 1, op.key, *op.args))
+        return await _aheld_call(conn, ("EVAL", op.script.source, len(op.keys), *op.keys, *op.args))
 
 
 async def _aheld_call(conn: Any, args: tuple[Any, ...]) -> Any:
@@ -1016,10 +1089,16 @@ async def _aheld_call(conn: Any, args: tuple[Any, ...]) -> Any:
 def _send(client: Any, op: _Op) -> Any:
     if isinstance(op, _Command):
         return client.execute_command(*op.args)
+    if isinstance(op, _Batch):
+        # On a cluster, redis-py groups the commands by node: one round trip per node.
+        pipe = client.pipeline(transaction=False)
+        for args in op.calls:
+            pipe.execute_command(*args)
+        return pipe.execute()
     try:
-        return client.execute_command("EVALSHA", op.script.sha, 1, op.key, *op.args)
+        return client.execute_command("EVALSHA", op.script.sha, len(op.keys), *op.keys, *op.args)
     except redis.exceptions.NoScriptError:
-        return client.execute_command("EVAL", op.script.source, 1, op.key, *op.args)
+        return client.execute_command("EVAL", op.script.source, len(op.keys), *op.keys, *op.args)
 
 
 async def _adrive(client: Any, steps: _Steps[T]) -> T:
@@ -1048,10 +1127,15 @@ else:  # pragma: no cover - Python 3.10
 async def _asend(client: Any, op: _Op) -> Any:
     if isinstance(op, _Command):
         return await client.execute_command(*op.args)
+    if isinstance(op, _Batch):
+        pipe = client.pipeline(transaction=False)
+        for args in op.calls:
+            pipe.execute_command(*args)  # queues: a pipeline's commands are sent by execute()
+        return await pipe.execute()
     try:
-        return await client.execute_command("EVALSHA", op.script.sha, 1, op.key, *op.args)
+        return await client.execute_command("EVALSHA", op.script.sha, len(op.keys), *op.keys, *op.args)
     except redis.exceptions.NoScriptError:
-        return await client.execute_command("EVAL", op.script.source, 1, op.key, *op.args)
+        return await client.execute_command("EVAL", op.script.source, len(op.keys), *op.keys, *op.args)
 
 
 def _decode_hash(reply: Any) -> dict[str, Any]:

@@ -6,6 +6,12 @@ writers. Changes are applied inside ``BEGIN IMMEDIATE`` transactions, so concurr
 (threads or processes) never undo each other. Expired rows are invisible;
 ``purge_expired()`` deletes them in batches.
 
+Users and their devices (websession.users) live in two more tables beside it, created with it
+(so a database of an older version gets them when the store opens it):
+``<table>_users`` (``user_id``, ``key``: the session's storage key, ``entry``: JSON text) and
+``<table>_user_generations`` (``user_id``, ``generation``). Every operation on them, and on the
+session rows they go with, is one ``BEGIN IMMEDIATE`` transaction.
+
 Example::
 
     >>> import tempfile, os
@@ -22,6 +28,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import SplitResult
@@ -33,10 +40,13 @@ from ..cookie import CookieLike, as_cookie
 from ..errors import ConfigurationError, SessionStoreError, StoreUnavailableError
 from ..storage import SessionStorage
 from ..urls import cookie_from_options, reject_unknown, storage_options, url_path
+from ..users import Device, Entry, Taken
+from ._entries import entry_text, live_device, parse_entry
 from .base import Clock, Record, Store, touch_due, utcnow
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _PURGE_BATCH = 1000
+_LIVE = "(expires IS NULL OR expires > ?)"
 
 
 def _epoch(moment: datetime | None) -> float | None:
@@ -64,6 +74,7 @@ class SqliteStore(Store):
     kind = "sqlite"
     atomic_take = True
     cheap_count = True
+    user_index = True
 
     def __init__(
         self,
@@ -81,6 +92,10 @@ class SqliteStore(Store):
             raise ConfigurationError(f"table name {table!r} is not a plain SQL identifier")
         self.path = os.fspath(path)
         self.table = table
+        #: The user index (websession.users): one row per signed-in session, and one
+        #: generation counter per user that was ever revoked.
+        self.users_table = f"{table}_users"
+        self.generations_table = f"{table}_user_generations"
         self.touch_interval = touch_interval
         self.timeout = timeout
         self._local = threading.local()
@@ -94,16 +109,7 @@ class SqliteStore(Store):
     def create(self, data: Mapping[str, Any], expires: datetime | None) -> str:
         text = codec.dumps(data)
         with self._errors():
-            while True:
-                id = self.new_id()
-                try:
-                    self._db().execute(
-                        f"INSERT INTO {self.table} (id, data, expires) VALUES (?, ?, ?)",
-                        (self.storage_key(id), text, _epoch(expires)),
-                    )
-                    return id
-                except sqlite3.IntegrityError:  # pragma: no cover - 128 random bits
-                    continue
+            return self._insert(self._db(), text, expires)
 
     def read(self, id: str, touch: datetime | None) -> Record | None:
         now = self.clock().timestamp()
@@ -189,15 +195,116 @@ class SqliteStore(Store):
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
-        if row is None:
-            return None
-        data = self._decode(id, row[0])
-        try:
-            expires = _stored_moment(row[1])
-        except ValueError as exc:
-            codec.log_corrupt(self.kind, id, exc)
-            return None
-        return None if data is None else Record(data, expires, row[0])
+        return None if row is None else self._row_record(id, row)
+
+    # -- users and their devices -------------------------------------------------------------
+    #
+    # Each operation is one BEGIN IMMEDIATE transaction over the session row(s), the index rows
+    # and the generation row: SQLite lets one writer in at a time, so no interleaving of two
+    # operations exists and the order of the statements inside does not matter.
+
+    def create_for_user(
+        self,
+        data: Mapping[str, Any],
+        expires: datetime | None,
+        user: str,
+        entry: Entry,
+        generation: int | None,
+    ) -> str | None:
+        text = codec.dumps(data)
+        with self._immediate() as db:
+            if generation is not None and self._generation(db, user) != generation:
+                return None  # revoked since the session was taken: it must not move
+            id = self._insert(db, text, expires)
+            db.execute(
+                f"INSERT OR REPLACE INTO {self.users_table} (user_id, key, entry) VALUES (?, ?, ?)",
+                (user, self.storage_key(id), entry_text(entry)),
+            )
+        return id
+
+    def take_for_user(self, id: str, user: str) -> Taken:
+        key = self.storage_key(id)
+        with self._immediate() as db:
+            found = db.execute(
+                f"SELECT entry FROM {self.users_table} WHERE user_id = ? AND key = ?", (user, key)
+            ).fetchone()
+            db.execute(f"DELETE FROM {self.users_table} WHERE user_id = ? AND key = ?", (user, key))
+            generation = self._generation(db, user)
+            row = db.execute(
+                f"SELECT data, expires FROM {self.table} WHERE id = ? AND {_LIVE}",
+                (key, self.clock().timestamp()),
+            ).fetchone()
+            db.execute(f"DELETE FROM {self.table} WHERE id = ?", (key,))
+        entry = None if found is None else parse_entry(self.kind, key, found[0])
+        if entry is None or row is None:
+            # No entry (or one that cannot be read, which is dropped): revoked, whatever is
+            # left of it; nothing is left now.
+            return Taken(None, entry, generation)
+        return Taken(self._row_record(id, row), entry, generation)
+
+    def sessions_of(self, user: str) -> list[Device]:
+        now = self.clock()
+        with self._errors():
+            rows = (
+                self._db()
+                .execute(
+                    f"SELECT u.rowid, u.key, u.entry, s.expires, s.id IS NOT NULL AND "
+                    f"(s.expires IS NULL OR s.expires > ?) FROM {self.users_table} u "
+                    f"LEFT JOIN {self.table} s ON s.id = u.key WHERE u.user_id = ?",
+                    (now.timestamp(), user),
+                )
+                .fetchall()
+            )
+        devices: list[tuple[datetime, int, Device]] = []
+        dead: list[str] = []
+        unreadable: list[str] = []
+        for order, key, text, expires, live in rows:
+            if not live:
+                dead.append(key)
+                continue
+            try:
+                moment = _stored_moment(expires)
+            except ValueError:
+                continue  # a session row websession never wrote: not listed, and read as missing
+            entry = parse_entry(self.kind, key, text)
+            device = None if entry is None else live_device(self.kind, key, entry, moment, now)
+            if device is None:
+                unreadable.append(key)
+            else:
+                devices.append((device.created, order, device))
+        if dead or unreadable:
+            self._prune(user, dead, unreadable, now.timestamp())
+        # Oldest sign-in first; sign-ins in the same instant in the order they were indexed.
+        return [device for _, _, device in sorted(devices, key=lambda item: item[:2])]
+
+    def revoke(self, key: str, user: str) -> bool:
+        with self._immediate() as db:
+            self._bump(db, user)
+            db.execute(f"DELETE FROM {self.users_table} WHERE user_id = ? AND key = ?", (user, key))
+            live = db.execute(
+                f"DELETE FROM {self.table} WHERE id = ? AND {_LIVE}", (key, self.clock().timestamp())
+            ).rowcount
+            db.execute(f"DELETE FROM {self.table} WHERE id = ?", (key,))
+        return live > 0
+
+    def revoke_user(self, user: str, keep: str | None) -> int:
+        doomed = f"SELECT key FROM {self.users_table} WHERE user_id = ? AND key IS NOT ?"
+        with self._immediate() as db:
+            self._bump(db, user)
+            live = db.execute(
+                f"DELETE FROM {self.table} WHERE id IN ({doomed}) AND {_LIVE}",
+                (user, keep, self.clock().timestamp()),
+            ).rowcount
+            db.execute(f"DELETE FROM {self.table} WHERE id IN ({doomed})", (user, keep))
+            db.execute(f"DELETE FROM {self.users_table} WHERE user_id = ? AND key IS NOT ?", (user, keep))
+        return int(live)
+
+    def generation(self, user: str, *, bump: bool = False) -> int:
+        if bump:
+            with self._immediate() as db:
+                return self._bump(db, user)
+        with self._errors():
+            return self._generation(self._db(), user)
 
     def scan(self) -> Iterator[tuple[str, Record]]:
         """Stream live records in id order, a page at a time."""
@@ -277,7 +384,8 @@ class SqliteStore(Store):
         return written
 
     def purge_expired(self) -> int:
-        """Delete expired rows in batches of 1000; return how many were deleted."""
+        """Delete expired rows in batches of 1000, then the user index entries of sessions that
+        are gone or expired; return how many session rows were deleted."""
         total = 0
         now = self.clock().timestamp()
         while True:
@@ -289,7 +397,9 @@ class SqliteStore(Store):
                 )
             total += cursor.rowcount
             if cursor.rowcount < _PURGE_BATCH:
-                return total
+                break
+        self._purge_index(now)
+        return total
 
     def close(self) -> None:
         with self._lock:
@@ -298,7 +408,101 @@ class SqliteStore(Store):
             self._connections.clear()
         self._local = threading.local()
 
+    def _purge_index(self, now: float) -> None:
+        """Delete index entries whose session is gone or expired, walking the index in key
+        order a page at a time: every entry is looked at once, each DELETE is short."""
+        after: tuple[str, str] = ("", "")
+        while True:
+            with self._errors():
+                db = self._db()
+                page = db.execute(
+                    f"SELECT user_id, key FROM {self.users_table} WHERE (user_id, key) > (?, ?) "
+                    f"ORDER BY user_id, key LIMIT {_PURGE_BATCH}",
+                    after,
+                ).fetchall()
+                if not page:
+                    return
+                last = (page[-1][0], page[-1][1])
+                db.execute(
+                    f"DELETE FROM {self.users_table} WHERE (user_id, key) > (?, ?) "
+                    f"AND (user_id, key) <= (?, ?) AND NOT EXISTS (SELECT 1 FROM {self.table} s "
+                    f"WHERE s.id = {self.users_table}.key AND (s.expires IS NULL OR s.expires > ?))",
+                    (*after, *last, now),
+                )
+            if len(page) < _PURGE_BATCH:
+                return
+            after = last
+
     # -- plumbing --------------------------------------------------------------------------
+
+    def _insert(self, db: sqlite3.Connection, text: str, expires: datetime | None) -> str:
+        """Insert a new row under a fresh id and return the id."""
+        while True:
+            id = self.new_id()
+            try:
+                db.execute(
+                    f"INSERT INTO {self.table} (id, data, expires) VALUES (?, ?, ?)",
+                    (self.storage_key(id), text, _epoch(expires)),
+                )
+                return id
+            except sqlite3.IntegrityError:  # pragma: no cover - 128 random bits
+                continue
+
+    def _generation(self, db: sqlite3.Connection, user: str) -> int:
+        row = db.execute(
+            f"SELECT generation FROM {self.generations_table} WHERE user_id = ?", (user,)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _bump(self, db: sqlite3.Connection, user: str) -> int:
+        db.execute(
+            f"INSERT INTO {self.generations_table} (user_id, generation) VALUES (?, 1) "
+            "ON CONFLICT(user_id) DO UPDATE SET generation = generation + 1",
+            (user,),
+        )
+        return self._generation(db, user)
+
+    def _prune(self, user: str, dead: list[str], unreadable: list[str], now: float) -> None:
+        """Drop the entries a listing found dead (unless their session is live again by now,
+        which only ``websession migrate`` could do), and the unreadable ones with their
+        sessions: a bound session without an entry counts as revoked (Store.take_for_user), so
+        none is left alive outside the index, where ``revoke_user`` could not reach it."""
+        with self._immediate() as db:
+            db.executemany(
+                f"DELETE FROM {self.users_table} WHERE user_id = ? AND key = ? AND NOT EXISTS "
+                f"(SELECT 1 FROM {self.table} WHERE id = ? AND {_LIVE})",
+                [(user, key, key, now) for key in dead],
+            )
+            db.executemany(
+                f"DELETE FROM {self.users_table} WHERE user_id = ? AND key = ?",
+                [(user, key) for key in unreadable],
+            )
+            db.executemany(f"DELETE FROM {self.table} WHERE id = ?", [(key,) for key in unreadable])
+
+    @contextmanager
+    def _immediate(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken up front (BEGIN IMMEDIATE): what is read inside is
+        still true when it commits."""
+        with self._errors():
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    def _row_record(self, id: str, row: tuple[Any, ...]) -> Record | None:
+        """The record of a ``(data, expires)`` row, or None (logged) when it is corrupt."""
+        data = self._decode(id, row[0])
+        try:
+            expires = _stored_moment(row[1])
+        except ValueError as exc:
+            codec.log_corrupt(self.kind, id, exc)
+            return None
+        return None if data is None else Record(data, expires, row[0])
 
     def _setup(self) -> None:
         if self.path != ":memory:" and not self.path.startswith("file:") and not os.path.exists(self.path):
@@ -314,6 +518,14 @@ class SqliteStore(Store):
                 "(id TEXT PRIMARY KEY, data TEXT NOT NULL, expires REAL) WITHOUT ROWID"
             )
             db.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_expires ON {self.table} (expires)")
+            db.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.users_table} (user_id TEXT NOT NULL, key TEXT NOT NULL, "
+                "entry TEXT NOT NULL, PRIMARY KEY (user_id, key))"  # its rowid: the order of sign-ins
+            )
+            db.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.generations_table} "
+                "(user_id TEXT PRIMARY KEY, generation INTEGER NOT NULL) WITHOUT ROWID"
+            )
 
     def _db(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)

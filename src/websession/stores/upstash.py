@@ -12,6 +12,9 @@ update   ``EVALSHA`` of the compare-and-set script in :mod:`.redis_cas` (``EVAL`
          record still has the digest this request read; otherwise the changes are applied to
          the current record and the call retried. A deleted record is never brought back.
 delete   ``DEL key``
+users    one ``EVALSHA`` per operation (sign-in, sign-out, listing, revocations): the scripts
+         of the Redis store's user index (:mod:`.redis_users`), over the same keys, so both
+         stores can share a database; a sign-in of an existing session adds a ``GETDEL``
 =======  ==================================================================================
 
 Two transports carry the commands. With ``url`` and ``token`` the store speaks the REST
@@ -48,7 +51,7 @@ import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import httpx
@@ -60,6 +63,8 @@ from ..cookie import CookieLike, as_cookie
 from ..errors import ConfigurationError, SessionStoreError, StoreUnavailableError
 from ..storage import SessionStorage
 from ..urls import cookie_from_options, reject_unknown, storage_options
+from ..users import Device, Entry, Taken
+from . import redis_users
 from .base import UNSET, Clock, Record, Store, TtlOption, given_ttl, url_ttl, utcnow
 from .redis_cas import CAS_SCRIPT, CAS_SHA1, Attempt, apply_to, digest
 from .steps import Steps, arun_steps, run_steps
@@ -72,6 +77,8 @@ POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
 
 #: One Redis command as the REST API takes it: the name, then its arguments.
 Command = list[str | int]
+
+T = TypeVar("T")
 
 DEFAULT_TTL = 7 * 24 * 3600
 DEFAULT_TIMEOUT = 5.0
@@ -431,6 +438,7 @@ class UpstashStore(Store):
     kind = "upstash"
     atomic_take = True
     native_ttl = True
+    user_index = True
 
     def __init__(
         self,
@@ -447,6 +455,10 @@ class UpstashStore(Store):
         else:
             self.transport = _SdkTransport(transport)
         self.prefix = prefix
+        #: The same scripts as the Redis store on a single server (websession.stores.redis_users).
+        self._users = redis_users.UserIndex(
+            self, prefix, decode=lambda id, reply: self._decode(id, _raw(reply)), encode=codec.dumps
+        )
 
     def __repr__(self) -> str:
         return f"UpstashStore({self.transport!r}, prefix={self.prefix!r})"
@@ -495,6 +507,61 @@ class UpstashStore(Store):
 
     async def aclose(self) -> None:
         await self.transport.aclose()
+
+    # -- users and their devices: one script per operation, one request each ----------------
+
+    def create_for_user(
+        self,
+        data: Mapping[str, Any],
+        expires: datetime | None,
+        user: str,
+        entry: Entry,
+        generation: int | None,
+    ) -> str | None:
+        steps = self._users.create(data, expires, user, entry, generation)
+        return run_steps(_over_rest(steps), self.transport.execute)
+
+    def take_for_user(self, id: str, user: str) -> Taken:
+        return run_steps(_over_rest(self._users.take(id, user)), self.transport.execute)
+
+    def sessions_of(self, user: str) -> list[Device]:
+        return run_steps(_over_rest(self._users.sessions(user)), self.transport.execute)
+
+    def revoke(self, key: str, user: str) -> bool:
+        return run_steps(_over_rest(self._users.revoke(key, user)), self.transport.execute)
+
+    def revoke_user(self, user: str, keep: str | None) -> int:
+        return run_steps(_over_rest(self._users.revoke_user(user, keep)), self.transport.execute)
+
+    def generation(self, user: str, *, bump: bool = False) -> int:
+        return run_steps(_over_rest(self._users.generation(user, bump=bump)), self.transport.execute)
+
+    async def acreate_for_user(
+        self,
+        data: Mapping[str, Any],
+        expires: datetime | None,
+        user: str,
+        entry: Entry,
+        generation: int | None,
+    ) -> str | None:
+        steps = self._users.create(data, expires, user, entry, generation)
+        return await arun_steps(_over_rest(steps), self.transport.aexecute)
+
+    async def atake_for_user(self, id: str, user: str) -> Taken:
+        return await arun_steps(_over_rest(self._users.take(id, user)), self.transport.aexecute)
+
+    async def asessions_of(self, user: str) -> list[Device]:
+        return await arun_steps(_over_rest(self._users.sessions(user)), self.transport.aexecute)
+
+    async def arevoke(self, key: str, user: str) -> bool:
+        return await arun_steps(_over_rest(self._users.revoke(key, user)), self.transport.aexecute)
+
+    async def arevoke_user(self, user: str, keep: str | None) -> int:
+        return await arun_steps(_over_rest(self._users.revoke_user(user, keep)), self.transport.aexecute)
+
+    async def ageneration(self, user: str, *, bump: bool = False) -> int:
+        steps = self._users.generation(user, bump=bump)
+        return await arun_steps(_over_rest(steps), self.transport.aexecute)
 
     # -- maintenance (sync only, for the `websession` command) ------------------------------
 
@@ -674,6 +741,38 @@ class UpstashStore(Store):
         except codec.CorruptRecordError as exc:
             codec.log_corrupt(self.kind, id, exc)
             return None
+
+
+def _over_rest(steps: redis_users.Steps[T]) -> Steps[Command, T]:
+    """Run the Redis store's index steps as REST commands: a script by its SHA, sent whole
+    after ``NOSCRIPT`` (which also caches it); bytes as the UTF-8 text they are."""
+    op = next(steps)
+    while True:
+        if isinstance(op, redis_users.Call):
+            reply = yield [_argument(arg) for arg in op.args]
+        elif isinstance(op, redis_users.Eval):
+            args: Command = [len(op.keys), *op.keys, *map(_argument, op.args)]
+            try:
+                reply = yield ["EVALSHA", op.script.sha, *args]
+            except UpstashCommandError as exc:
+                if not exc.reply.startswith("NOSCRIPT"):
+                    raise
+                reply = yield ["EVAL", op.script.source, *args]
+        else:  # pragma: no cover - batches are for Redis Cluster only
+            raise TypeError(f"cannot send {type(op).__name__} over REST")
+        try:
+            op = steps.send(reply)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
+
+def _argument(value: Any) -> str | int:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")  # encoded JSON records and entries
+    if isinstance(value, (str, int)):
+        return value
+    return str(value)
 
 
 def _attempt(changes: Changes, raw: bytes) -> Attempt:

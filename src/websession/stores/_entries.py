@@ -1,0 +1,70 @@
+"""Reading user index entries back from SQL rows, for the SQLite and PostgreSQL stores.
+
+An entry is stored as the JSON text of :meth:`Entry.to_json`. What comes back from a table
+may have been written by anyone, so every way it can be wrong (not JSON, not an entry, a
+number out of range) ends here as None and a log line, never as an exception: the store
+then drops the entry, as it drops an entry whose session has ended.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from .. import codec
+from ..users import Device, Entry
+
+
+def parse_entry(kind: str, key: str, text: object) -> Entry | None:
+    """The entry stored as ``text`` for storage key ``key``, or None (logged) when it is not one.
+
+    Example::
+
+        >>> parse_entry("sqlite", "ab" * 20, '{"created": 0, "labels": {}, "lifetime": null}').created.year
+        1970
+        >>> parse_entry("sqlite", "ab" * 20, "[1]") is None
+        True
+    """
+    problem: Exception = ValueError(f"not an entry but {type(text).__name__}")
+    if isinstance(text, (str, bytes)):
+        try:
+            entry = Entry.from_json(codec.loads(text))
+        except (ValueError, OverflowError, OSError) as exc:  # bad JSON, or a time out of range
+            problem = exc
+        else:
+            if entry is not None:
+                return entry
+            problem = ValueError("not an entry")
+    codec.log_corrupt(kind, key, ValueError(f"its user index entry is unreadable: {problem}"))
+    return None
+
+
+def live_device(kind: str, key: str, entry: Entry, expires: datetime | None, now: datetime) -> Device | None:
+    """The :class:`Device` for a live session, or None (logged) when the entry's numbers make
+    no time (a lifetime that reaches past year 1, say).
+
+    Example::
+
+        >>> from datetime import timezone
+        >>> t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        >>> live_device("sqlite", "ab" * 20, Entry(t, {}, 60), t, t).last_seen == t
+        True
+        >>> live_device("sqlite", "ab" * 20, Entry(t, {}, 1e300), t, t) is None
+        True
+    """
+    try:
+        return entry.device(key, expires, now)
+    except (ValueError, OverflowError) as exc:
+        codec.log_corrupt(kind, key, ValueError(f"its user index entry is unreadable: {exc}"))
+        return None
+
+
+def entry_text(entry: Entry) -> str:
+    """The JSON text an entry is stored as.
+
+    Example::
+
+        >>> from datetime import timezone
+        >>> entry_text(Entry(datetime(1970, 1, 1, tzinfo=timezone.utc), {"ua": "x"}, None))
+        '{"created":0.0,"labels":{"ua":"x"},"lifetime":null}'
+    """
+    return codec.dumps(entry.to_json())

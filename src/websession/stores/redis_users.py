@@ -1,0 +1,574 @@
+"""The per-user index of the Redis-protocol stores (Redis, Redis Cluster, Upstash), written once.
+
+Keys, beside the records under ``prefix + storage key``:
+
+``prefix + "user:" + user_digest(user)``
+    A hash: one field per signed-in session, named by its storage key (the id, or its keyed
+    hash with ``storage_key_secret``), holding the :class:`~websession.users.Entry` as JSON;
+    and the field ``"#gen"``, the user's generation (a storage key is hex, so never ``#gen``).
+    The key is no id and no 64-hex digest, so ``scan``/``count`` never take it for a session.
+
+Every operation is a generator of commands (sans I/O, as in :mod:`.steps`): the Redis store
+runs it through redis-py on either door, the Upstash store over REST.
+
+On one server (plain Redis, Sentinel, Upstash) each operation is ONE Lua script over the index
+and the record, so it is atomic and costs one round trip: a sign-in is the take of the old
+record plus one script. ``revoke_user`` and the listing touch the records the index names
+from inside the script (their names cannot be declared up front without a second round trip
+and a race); a single server allows that, Redis Cluster does not.
+
+On Redis Cluster the index and each record live in different hash slots, so no step spans
+them. Each operation is ordered so that no interleaving lets a revoked session live on
+(docs/stores/redis.md): a create writes the record, then adds the entry only if the
+generation is unchanged (else deletes the record); a take first removes the entry and reads
+the generation, then takes the record; a revocation first bumps the generation and removes the
+entries, then deletes the records.
+
+An index has no expiry while it lists sessions: rolling reads move a record's expiry without
+touching the index, so any TTL given to the index could end before a session it lists, and
+"sign out everywhere" would then miss that session. Dead entries are pruned on every sign-in
+and listing instead; an index left with nothing but its generation expires after
+:data:`EMPTIED_INDEX_TTL_MS`.
+
+Example::
+
+    >>> index_key("session:", "ada")[:24]
+    'session:user:d1ab8cf5fb7'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar, Union
+
+from .. import codec
+from ..errors import SessionStoreError
+from ..users import Device, Entry, Taken, user_digest
+from .base import Record, Store
+from .redis_cas import digest
+
+T = TypeVar("T")
+
+#: The index field that holds the user's generation; storage keys are hex, never this.
+GENERATION_FIELD = "#gen"
+#: What follows the prefix in an index key.
+INDEX_INFIX = "user:"
+#: How long an index that lists no session any more keeps its generation before it vanishes.
+#: A regenerate reads the generation and compares it a moment later: a day is ample.
+EMPTIED_INDEX_TTL_MS = 24 * 3600 * 1000
+#: How many fresh ids a create tries before giving up (a collision needs 128 random bits).
+CREATE_ATTEMPTS = 8
+#: On Redis Cluster, a sign-in prunes the index's dead entries once it lists more than this.
+CLUSTER_PRUNE_AT = 16
+#: Commands per pipeline when Redis Cluster deletes or looks up many records.
+CLUSTER_BATCH = 500
+
+_STORAGE_KEY = re.compile(r"[0-9a-f-]+")
+
+
+def index_key(prefix: str, user: str) -> str:
+    """The Redis key of ``user``'s index under ``prefix``.
+
+    Example::
+
+        >>> index_key("app:", "ada") == "app:user:" + user_digest("ada")
+        True
+    """
+    return prefix + INDEX_INFIX + user_digest(user)
+
+
+# -- the commands an operation sends, independent of the client --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A Lua script, run with EVALSHA and, after NOSCRIPT, with EVAL (which also caches it)."""
+
+    source: str
+    sha: str
+
+    @classmethod
+    def of(cls, source: str) -> Script:
+        return cls(source, digest(source.encode()))
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One command."""
+
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Eval:
+    """One script call over ``keys`` (the first is where Redis Cluster sends it)."""
+
+    script: Script
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Several independent commands in one pipeline (not atomic); the reply is their list.
+    Only Redis Cluster operations send these: there they reach several nodes at once."""
+
+    calls: tuple[tuple[Any, ...], ...]
+
+
+Op = Union[Call, Eval, Batch]  # noqa: UP007 - a runtime alias on 3.10
+#: An operation written once: it yields commands, receives their replies, returns its result.
+Steps = Generator[Op, Any, T]
+
+
+# -- the scripts -------------------------------------------------------------------------------
+#
+# KEYS[1] is always the index. `generation()` reads a damaged counter as 0 rather than failing
+# the request; `settle()` lets an index that lists no session vanish after a grace period.
+
+_PRELUDE = f"""
+local function generation()
+  return tonumber(redis.call('HGET', KEYS[1], '{GENERATION_FIELD}') or '0') or 0
+end
+local function bump()
+  local gen = generation() + 1
+  redis.call('HSET', KEYS[1], '{GENERATION_FIELD}', gen)
+  return gen
+end
+local function settle()
+  if redis.call('HLEN', KEYS[1]) == 1 and redis.call('HEXISTS', KEYS[1], '{GENERATION_FIELD}') == 1 then
+    redis.call('PEXPIRE', KEYS[1], {EMPTIED_INDEX_TTL_MS})
+  end
+end
+local function is_session(field)
+  return field ~= '{GENERATION_FIELD}' and string.match(field, '^[%x%-]+$') ~= nil
+end
+"""
+
+
+def _script(body: str) -> Script:
+    return Script.of(_PRELUDE + body)
+
+
+# Single server: the record is KEYS[2] (or named from inside the script).
+
+#: ARGV[1] the generation to require ('' for none), ARGV[2] the storage key, ARGV[3] the
+#: entry, ARGV[4] the record's TTL in seconds (0: none), ARGV[5] the key prefix, then the
+#: record. Returns -1 (the generation moved: nothing written), 0 (the id is taken), 1.
+_CREATE_HEAD = """
+if ARGV[1] ~= '' and generation() ~= tonumber(ARGV[1]) then return -1 end
+local ttl = tonumber(ARGV[4])
+"""
+_CREATE_TAIL = """
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if is_session(field) and redis.call('EXISTS', ARGV[5] .. field) == 0 then
+    redis.call('HDEL', KEYS[1], field)
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PERSIST', KEYS[1])
+return 1
+"""
+CREATE_STRING = _script(
+    _CREATE_HEAD
+    + """
+local written
+if ttl > 0 then
+  written = redis.call('SET', KEYS[2], ARGV[6], 'NX', 'EX', ttl)
+else
+  written = redis.call('SET', KEYS[2], ARGV[6], 'NX')
+end
+if not written then return 0 end
+"""
+    + _CREATE_TAIL
+)
+#: The hash layout: ARGV[6..] are field, value pairs; the empty field keeps the hash alive.
+CREATE_HASH = _script(
+    _CREATE_HEAD
+    + """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('HSETNX', KEYS[2], '', '')
+if ttl > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
+"""
+    + _CREATE_TAIL
+)
+
+#: ARGV[1] the storage key. Removes the entry and the record (whatever its type: one of
+#: another type is unreadable, and gone afterwards); returns {entry, generation, record}.
+_TAKE = """
+local entry = redis.call('HGET', KEYS[1], ARGV[1])
+if entry then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  settle()
+end
+local record = redis.pcall('{read}', KEYS[2])
+if type(record) == 'table' and record.err then record = false end
+redis.call('DEL', KEYS[2])
+return {{entry, generation(), record}}
+"""
+TAKE_STRING = _script(_TAKE.format(read="GET"))
+TAKE_HASH = _script(_TAKE.format(read="HGETALL"))
+
+#: ARGV[1] the storage key. Returns 1 when the record was deleted.
+REVOKE = _script("""
+bump()
+redis.call('HDEL', KEYS[1], ARGV[1])
+settle()
+return redis.call('DEL', KEYS[2])
+""")
+
+#: ARGV[1] the storage key to keep ('' for none), ARGV[2] the key prefix. Returns how many
+#: records were deleted.
+REVOKE_USER = _script("""
+bump()
+local deleted = 0
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if field ~= ARGV[1] and is_session(field) then
+    redis.call('HDEL', KEYS[1], field)
+    deleted = deleted + redis.call('DEL', ARGV[2] .. field)
+  end
+end
+settle()
+return deleted
+""")
+
+#: ARGV[1] the key prefix. Drops the entries of records that are gone; returns storage key,
+#: entry, PTTL triples for the others.
+SESSIONS = _script("""
+local found = {}
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local field = fields[i]
+  if is_session(field) then
+    local pttl = redis.call('PTTL', ARGV[1] .. field)
+    if pttl == -2 then
+      redis.call('HDEL', KEYS[1], field)
+    else
+      found[#found + 1] = field
+      found[#found + 1] = fields[i + 1]
+      found[#found + 1] = pttl
+    end
+  end
+end
+settle()
+return found
+""")
+
+#: Increments the generation; the index then never expires (a cookie storage's revocations
+#: must outlive its cookies). Returns the new generation.
+BUMP = _script("""
+local gen = bump()
+redis.call('PERSIST', KEYS[1])
+return gen
+""")
+
+# Redis Cluster: the index alone (KEYS[1]); the records are written and deleted apart.
+
+#: ARGV[1] the generation to require ('' for none), ARGV[2] the storage key, ARGV[3] the
+#: entry. Returns -1 when the generation moved (nothing written), else how many entries.
+INDEX_ADD = _script(f"""
+if ARGV[1] ~= '' and generation() ~= tonumber(ARGV[1]) then return -1 end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PERSIST', KEYS[1])
+return redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], '{GENERATION_FIELD}')
+""")
+
+#: ARGV[1] the storage key. Returns {entry, generation}.
+INDEX_TAKE = _script("""
+local entry = redis.call('HGET', KEYS[1], ARGV[1])
+if entry then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  settle()
+end
+return {entry, generation()}
+""")
+
+#: ARGV[1] the storage key. Bumps the generation and removes the entry.
+INDEX_REVOKE = _script("""
+bump()
+redis.call('HDEL', KEYS[1], ARGV[1])
+settle()
+return 1
+""")
+
+#: ARGV[1] the storage key to keep ('' for none). Bumps the generation, removes every other
+#: entry, and returns the storage keys removed.
+INDEX_REVOKE_USER = _script("""
+bump()
+local removed = {}
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if field ~= ARGV[1] and is_session(field) then
+    redis.call('HDEL', KEYS[1], field)
+    removed[#removed + 1] = field
+  end
+end
+settle()
+return removed
+""")
+
+#: ARGV: storage keys whose records are gone. Removes their entries.
+INDEX_PRUNE = _script("""
+for i = 1, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
+settle()
+return 1
+""")
+
+
+# -- the operations --------------------------------------------------------------------------
+
+
+class UserIndex:
+    """The index operations of one store, as generators of :data:`Op`.
+
+    ``store`` gives ids, storage keys, TTLs and the clock. ``encode`` turns data into the
+    record's string; ``decode(id, reply)`` reads a taken record back (None, logged, when it is
+    unreadable). With ``cluster``, ``create_record``/``take_record`` are the store's own
+    single-key steps for a record, and operations follow the cluster ordering.
+
+    Example::
+
+        >>> from websession.stores.memory import MemoryStore
+        >>> index = UserIndex(MemoryStore(), "s:", decode=lambda id, reply: None)
+        >>> steps = index.generation("ada", bump=False)
+        >>> next(steps)
+        Call(args=('HGET', 's:user:d1ab8cf5fb7051bf...', '#gen'))
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        prefix: str,
+        *,
+        decode: Callable[[str, Any], dict[str, Any] | None],
+        encode: Callable[[Mapping[str, Any]], bytes | str] = codec.encode,
+        layout: str = "string",
+        cluster: bool = False,
+        create_record: Callable[[Mapping[str, Any], datetime | None], Steps[str]] | None = None,
+        take_record: Callable[[str], Steps[Record | None]] | None = None,
+    ) -> None:
+        if cluster and (create_record is None or take_record is None):
+            raise ValueError("a cluster index needs the store's create_record and take_record steps")
+        self.store = store
+        self.prefix = prefix
+        self.decode = decode
+        self.encode = encode
+        self.layout = layout
+        self.cluster = cluster
+        self.create_record = create_record
+        self.take_record = take_record
+
+    # -- create_for_user -------------------------------------------------------------------
+
+    def create(
+        self,
+        data: Mapping[str, Any],
+        expires: datetime | None,
+        user: str,
+        entry: Entry,
+        generation: int | None,
+    ) -> Steps[str | None]:
+        index = index_key(self.prefix, user)
+        required = "" if generation is None else str(generation)
+        saved = codec.dumps(entry.to_json())
+        if self.cluster:
+            return (yield from self._create_apart(data, expires, index, required, saved))
+        ttl = self.store.seconds_until(expires) or 0
+        script = CREATE_HASH if self.layout == "hash" else CREATE_STRING
+        record: tuple[Any, ...]
+        if self.layout == "hash":
+            record = tuple(part for name, value in data.items() for part in (name, codec.dumps(value)))
+        else:
+            record = (self.encode(data),)
+        for _ in range(CREATE_ATTEMPTS):
+            id = self.store.new_id()
+            key = self.store.storage_key(id)
+            args = (required, key, saved, ttl, self.prefix, *record)
+            reply = yield Eval(script, (index, self.prefix + key), args)
+            if reply == -1:
+                return None
+            if reply == 1:
+                return id
+            # 0: the id was taken; 128 random bits make this all but impossible
+        raise SessionStoreError(f"no free session id after {CREATE_ATTEMPTS} tries under {self.prefix!r}")
+
+    def _create_apart(
+        self, data: Mapping[str, Any], expires: datetime | None, index: str, required: str, saved: str
+    ) -> Steps[str | None]:
+        # The record first, then its entry, only if no revocation landed meanwhile; nobody
+        # holds a cookie for the new id before this returns, so nobody can use it unindexed.
+        assert self.create_record is not None
+        id = yield from self.create_record(data, expires)
+        key = self.store.storage_key(id)
+        listed = yield Eval(INDEX_ADD, (index,), (required, key, saved))
+        if listed == -1:
+            yield Call(("DEL", self.prefix + key))
+            return None
+        if listed > CLUSTER_PRUNE_AT:
+            yield from self.sessions_apart(index)  # drops the entries of ended sessions
+        return id
+
+    # -- take_for_user ---------------------------------------------------------------------
+
+    def take(self, id: str, user: str) -> Steps[Taken]:
+        index = index_key(self.prefix, user)
+        key = self.store.storage_key(id)
+        if self.cluster:
+            assert self.take_record is not None
+            # The entry first: a revocation that already removed it made this session dead,
+            # and one that comes later bumps the generation the new id is created under.
+            found, gen = yield Eval(INDEX_TAKE, (index,), (key,))
+            record = yield from self.take_record(id)
+        else:
+            script = TAKE_HASH if self.layout == "hash" else TAKE_STRING
+            found, gen, value = yield Eval(script, (index, self.prefix + key), (key,))
+            data = self.decode(id, value) if value else None
+            record = None if data is None else Record(data)
+        generation = _integer(gen)
+        if found is None:
+            return Taken(None, None, generation)  # no entry: revoked, and its record is gone too
+        entry = self._entry(key, found)
+        if entry is None:
+            # Present but unreadable: not revoked (revocations remove entries), so the session
+            # keeps going, signed in from now on.
+            entry = Entry(self.store.clock())
+        return Taken(record, entry, generation)
+
+    # -- sessions_of -----------------------------------------------------------------------
+
+    def sessions(self, user: str) -> Steps[list[Device]]:
+        index = index_key(self.prefix, user)
+        if self.cluster:
+            return (yield from self.sessions_apart(index))
+        reply = yield Eval(SESSIONS, (index,), (self.prefix,))
+        items = list(reply or ())
+        triples = zip(items[0::3], items[1::3], items[2::3], strict=True)
+        found = [(_text(key), raw, _integer(pttl)) for key, raw, pttl in triples]
+        return self._devices(found)
+
+    def sessions_apart(self, index: str) -> Steps[list[Device]]:
+        """The listing on Redis Cluster: the index, the records' PTTLs pipelined by node, then
+        the entries of records that are gone removed (such records never come back: a new
+        session always gets a new id)."""
+        reply = yield Call(("HGETALL", index))
+        entries = [(_text(field), raw) for field, raw in _pairs(reply)]
+        entries = [(key, raw) for key, raw in entries if self._is_session(key)]
+        found: list[tuple[str, Any, int]] = []
+        dead: list[str] = []
+        for start in range(0, len(entries), CLUSTER_BATCH):
+            chunk = entries[start : start + CLUSTER_BATCH]
+            pttls = yield Batch(tuple(("PTTL", self.prefix + key) for key, _ in chunk))
+            for (key, raw), pttl in zip(chunk, pttls, strict=True):
+                if _integer(pttl) == -2:
+                    dead.append(key)
+                else:
+                    found.append((key, raw, _integer(pttl)))
+        if dead:
+            yield Eval(INDEX_PRUNE, (index,), tuple(dead))
+        return self._devices(found)
+
+    def _devices(self, found: list[tuple[str, Any, int]]) -> list[Device]:
+        now = self.store.clock()
+        devices = []
+        for key, raw, pttl in found:
+            entry = self._entry(key, raw)
+            if entry is not None:  # an unreadable entry is not listed; revocations still reach it
+                expires = None if pttl < 0 else now + timedelta(milliseconds=pttl)
+                devices.append(entry.device(key, expires, now))
+        return sorted(devices, key=lambda device: device.created)
+
+    # -- revoke, revoke_user, generation -----------------------------------------------------
+
+    def revoke(self, key: str, user: str) -> Steps[bool]:
+        index = index_key(self.prefix, user)
+        if not self._is_session(key):
+            return False  # not a key this store writes: nothing to delete under it
+        if self.cluster:
+            yield Eval(INDEX_REVOKE, (index,), (key,))
+            deleted = yield Call(("DEL", self.prefix + key))
+        else:
+            deleted = yield Eval(REVOKE, (index, self.prefix + key), (key,))
+        return _integer(deleted) > 0
+
+    def revoke_user(self, user: str, keep: str | None) -> Steps[int]:
+        index = index_key(self.prefix, user)
+        if not self.cluster:
+            return _integer((yield Eval(REVOKE_USER, (index,), (keep or "", self.prefix))))
+        removed = yield Eval(INDEX_REVOKE_USER, (index,), (keep or "",))
+        keys = [_text(key) for key in removed or ()]
+        deleted = 0
+        for start in range(0, len(keys), CLUSTER_BATCH):
+            chunk = keys[start : start + CLUSTER_BATCH]
+            replies = yield Batch(tuple(("DEL", self.prefix + key) for key in chunk))
+            deleted += sum(_integer(reply) for reply in replies)
+        return deleted
+
+    def generation(self, user: str, *, bump: bool) -> Steps[int]:
+        index = index_key(self.prefix, user)
+        if bump:
+            return _integer((yield Eval(BUMP, (index,), ())))
+        return _integer((yield Call(("HGET", index, GENERATION_FIELD))))
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _is_session(self, key: str) -> bool:
+        return key != GENERATION_FIELD and _STORAGE_KEY.fullmatch(key) is not None
+
+    def _entry(self, key: str, raw: Any) -> Entry | None:
+        try:
+            entry = Entry.from_json(codec.loads(_bytes(raw)))
+        except (ValueError, UnicodeDecodeError, TypeError) as exc:
+            codec.log_corrupt(self.store.kind, key, codec.CorruptRecordError(f"its user index entry: {exc}"))
+            return None
+        if entry is None:
+            problem = codec.CorruptRecordError("its user index entry is not an entry")
+            codec.log_corrupt(self.store.kind, key, problem)
+        return entry
+
+
+def _bytes(reply: Any) -> bytes:
+    if isinstance(reply, str):
+        return reply.encode("utf-8")
+    if isinstance(reply, (bytes, bytearray, memoryview)):
+        return bytes(reply)
+    raise TypeError(f"a {type(reply).__name__}, not a string")
+
+
+def _text(reply: Any) -> str:
+    """A reply as text; bytes that are not UTF-8 never name a session, so lossy is fine."""
+    return reply if isinstance(reply, str) else _bytes(reply).decode("utf-8", "replace")
+
+
+def _integer(reply: Any) -> int:
+    """An integer reply (or a number as text); 0 for nil or anything else."""
+    if isinstance(reply, bool):
+        return int(reply)
+    if isinstance(reply, int):
+        return reply
+    try:
+        return int(_text(reply))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _pairs(reply: Any) -> list[tuple[Any, Any]]:
+    """HGETALL's reply as pairs: redis-py gives a dict, a script or REST a flat list."""
+    if isinstance(reply, dict):
+        return list(reply.items())
+    items = list(reply or ())
+    return list(zip(items[0::2], items[1::2], strict=True))
+
+
+__all__ = [
+    "EMPTIED_INDEX_TTL_MS",
+    "GENERATION_FIELD",
+    "Batch",
+    "Call",
+    "Eval",
+    "Script",
+    "UserIndex",
+    "index_key",
+]
