@@ -21,6 +21,13 @@ it. A Remix app and a Python service can share the table.
   being unexpired, so concurrent requests never undo each other and a destroyed session is
   never brought back.
 - Items over DynamoDB's 400 KB limit raise :class:`~websession.errors.RecordTooLargeError`.
+- Users and their devices (websession.users): each signed-in user has one more item in the
+  table, keyed ``"user#" + user_digest(user)`` (no session id can take that key), holding a map
+  ``entries`` (storage key -> entry) and a number ``generation``. A sign-in is one
+  TransactWriteItems (the session's Put and the entry's Update, conditioned on the generation),
+  so it is atomic. Unbinding (take_for_user) and revoking are two requests, the index first and
+  the sessions after, which is what keeps a revoked session from living on (users-contract.md).
+  Scans, counts and purges skip user items; a purge also drops entries of dead sessions.
 
 :func:`create_dynamodb_table` creates the table and enables TTL on the ``ttl`` attribute.
 
@@ -38,7 +45,6 @@ Example (needs DynamoDB or an emulator, so not run as a doctest)::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import random
 import re
@@ -55,6 +61,7 @@ from aiobotocore.session import get_session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
+from .. import codec
 from ..changes import Changes
 from ..cookie import CookieLike, as_cookie
 from ..errors import ConfigurationError, RecordTooLargeError, SessionStoreError, StoreUnavailableError
@@ -105,12 +112,12 @@ _PRUNE_KEYS = 50
 
 _ONE: dict[str, Any] = {"N": "1"}
 _EMPTY: dict[str, Any] = {"M": {}}
-#: Give a user item its empty index (the first sign-in); idempotent.
-_INIT_EXPRESSION = "SET #e = if_not_exists(#e, :empty), #g = if_not_exists(#g, :zero)"
-_INIT_VALUES = {":empty": _EMPTY, ":zero": {"N": "0"}}
-#: Move a user's generation on, creating the item if it has none.
-_BUMP_EXPRESSION = "SET #e = if_not_exists(#e, :empty) ADD #g :one"
-_BUMP_VALUES = {":empty": _EMPTY, ":one": _ONE}
+#: Conditions on a user item's shape. Its index must be a map to add to or remove from, and
+#: its generation a number to ADD to; an item damaged behind the store's back fails them and
+#: is repaired (never an error a request sees).
+_HAS_INDEX = "attribute_type(#e, :map)"
+_GENERATION_OK = "(attribute_not_exists(#g) OR attribute_type(#g, :number))"
+_TYPE_VALUES: dict[str, Any] = {":map": {"S": "M"}, ":number": {"S": "N"}}
 #: Cancellation reasons that go away when the transaction is sent again a little later.
 _BUSY_REASONS = frozenset(
     {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
@@ -561,14 +568,11 @@ class DynamoDBStore(Store):
             except _Cancelled as cancelled:
                 outcome = yield from self._bind_outcome(cancelled, user, generation)
             except _NoIndex:
-                outcome = _Outcome.NO_INDEX
+                yield from self._repair_steps(user)
+                outcome = _Outcome.RETRY
             if outcome is _Outcome.REFUSED:
                 return None
-            if outcome is _Outcome.NO_INDEX:
-                # The user's first session: give the item its empty map, then bind again.
-                with contextlib.suppress(_Busy):
-                    yield _Call("update_item", self._user_update(user, _INIT_EXPRESSION, {}, _INIT_VALUES))
-            elif outcome is _Outcome.BUSY:
+            if outcome is _Outcome.BUSY:
                 yield _Pause(_backoff(attempt))
         raise StoreUnavailableError(
             f"DynamoDB table {self.table!r}: could not bind a session to its user after "
@@ -578,8 +582,8 @@ class DynamoDBStore(Store):
     def _bind_outcome(
         self, cancelled: _Cancelled, user: str, generation: int | None
     ) -> Steps[_Request, _Outcome]:
-        """Why the binding transaction was cancelled, from its two reasons (the session's Put,
-        the user's Update)."""
+        """What a cancelled binding calls for, from its two reasons (the session's Put, the
+        user's Update); makes the user's item first when that was the cause."""
         reasons = [*cancelled.reasons, {}, {}][:2]
         codes = [str(reason.get("Code") or "None") for reason in reasons]
         if any(code in _BUSY_REASONS for code in codes):
@@ -587,22 +591,29 @@ class DynamoDBStore(Store):
         for reason, whose in zip(reasons, ("session", "user index"), strict=True):
             message = str(reason.get("Message") or "").lower()
             if reason.get("Code") == "ValidationError" and "size" in message and "exceed" in message:
-                raise self._too_large(whose, user)
+                raise self._too_large(whose)
         if codes[1] == "ConditionalCheckFailed":
             item = reasons[1].get("Item")
-            if item is None:  # an endpoint that does not return it: look
-                item = (yield _Call("get_item", self._user_get(user))).get("Item")
-            entries = (item or {}).get(ENTRIES_ATTRIBUTE)
-            if not isinstance(entries, dict) or not isinstance(entries.get("M"), dict):
-                return _Outcome.NO_INDEX
+            if item is None:
+                if (yield from self._create_user_steps(user)):
+                    return _Outcome.RETRY  # the user's first session
+                # An endpoint that does not hand the item back: look.
+                item = (yield _Call("get_item", self._user_get(user))).get("Item") or {}
+            entries = item.get(ENTRIES_ATTRIBUTE)
+            if not (isinstance(entries, dict) and isinstance(entries.get("M"), dict)) or (
+                generation is not None and "N" not in item.get(GENERATION_ATTRIBUTE, {"N": 0})
+            ):
+                yield from self._repair_steps(user)
+                return _Outcome.RETRY
             if generation is not None and self._generation_of(item) != generation:
                 return _Outcome.REFUSED
             if len(entries["M"]) >= self.max_user_sessions:
-                raise self._too_large("user index", user)
+                raise self._too_large("user index")
             return _Outcome.RETRY  # the index changed between the two: try again
         if codes[1] in ("ValidationError", "ValueError"):
-            # No entries map to add to (DynamoDB says ValidationError, moto ValueError).
-            return _Outcome.NO_INDEX
+            # No entries map to add to (moto says ValueError).
+            yield from self._repair_steps(user)
+            return _Outcome.RETRY
         if codes[0] == "ConditionalCheckFailed":
             return _Outcome.RETRY  # the new id was taken (128 random bits: never, in practice)
         raise SessionStoreError(f"DynamoDB table {self.table!r}: binding cancelled: {codes}")
@@ -611,9 +622,8 @@ class DynamoDBStore(Store):
         """First remove the entry (reading it and the generation), then take the record: a
         revocation that emptied the index first leaves no entry, and the record is deleted."""
         key = self.storage_key(id)
-        old = yield from self._user_write(
-            self._user_update(user, "REMOVE #e.#k", {"#k": key}, condition="attribute_exists(#e)")
-        )
+        unindex = self._user_update(user, "REMOVE #e.#k", {"#k": key}, condition=_HAS_INDEX)
+        old = yield from self._user_write(unindex)  # None: no index (or a damaged one)
         entry = self._entry_in(old, key)
         reply = yield _Call(
             "delete_item", {"TableName": self.table, "Key": self._key(id), "ReturnValues": "ALL_OLD"}
@@ -642,12 +652,16 @@ class DynamoDBStore(Store):
         return sorted(devices, key=lambda device: device.created)
 
     def _revoke_steps(self, key: str, user: str) -> Steps[_Request, bool]:
-        unindex = self._user_update(
-            user, "REMOVE #e.#k ADD #g :one", {"#k": key}, {":one": _ONE}, condition="attribute_exists(#e)"
+        yield from self._shaped_write(
+            user,
+            self._user_update(
+                user,
+                "REMOVE #e.#k ADD #g :one",
+                {"#k": key},
+                {":one": _ONE},
+                condition=f"{_HAS_INDEX} AND {_GENERATION_OK}",
+            ),
         )
-        old = yield from self._user_write(unindex)
-        if old is None:  # no index yet: the generation still moves
-            yield from self._user_write(self._user_update(user, _BUMP_EXPRESSION, {}, _BUMP_VALUES))
         if not self.is_storage_key(key):
             return False  # not a key this store writes (and never a user item)
         reply = yield _Call(
@@ -670,24 +684,84 @@ class DynamoDBStore(Store):
                         "SET #e = :kept ADD #g :one",
                         {"#k": keep},
                         {":kept": {"M": {keep: kept}}, ":one": _ONE},
-                        condition="attribute_exists(#e.#k)",
+                        condition=f"attribute_exists(#e.#k) AND {_GENERATION_OK}",
                     )
                 )
         if old is None:
-            old = yield from self._user_write(
-                self._user_update(user, "SET #e = :empty ADD #g :one", {}, {":empty": _EMPTY, ":one": _ONE})
+            empty = self._user_update(
+                user,
+                "SET #e = :empty ADD #g :one",
+                {},
+                {":empty": _EMPTY, ":one": _ONE},
+                condition=_GENERATION_OK,
             )
+            old = yield from self._shaped_write(user, empty)
         doomed = [key for key in self._entries_of(old) if key != keep and self.is_storage_key(key)]
         return (yield from self._delete_sessions_steps(doomed))
 
     def _generation_steps(self, user: str, bump: bool) -> Steps[_Request, int]:
         if bump:
-            new = yield from self._user_write(
-                self._user_update(user, _BUMP_EXPRESSION, {}, _BUMP_VALUES, returning="ALL_NEW")
+            request = self._user_update(
+                user,
+                "SET #e = if_not_exists(#e, :empty) ADD #g :one",
+                {},
+                {":empty": _EMPTY, ":one": _ONE},
+                condition=_GENERATION_OK,
+                returning="ALL_NEW",
             )
-            return self._generation_of(new)
+            return self._generation_of((yield from self._shaped_write(user, request)))
         request = self._user_get(user, "#g", {"#g": GENERATION_ATTRIBUTE})
         return self._generation_of((yield _Call("get_item", request)).get("Item"))
+
+    def _shaped_write(self, user: str, request: dict[str, Any]) -> Steps[_Request, dict[str, Any]]:
+        """An UpdateItem of a user's item whose condition checks only the item's shape (an
+        index map, a number generation): when that fails, the item is made or repaired and the
+        update sent again."""
+        for _ in range(2):
+            old = yield from self._user_write(request)
+            if old is not None:
+                return old
+            if not (yield from self._create_user_steps(user)):
+                yield from self._repair_steps(user)
+        raise SessionStoreError(f"DynamoDB table {self.table!r}: a user's index item cannot be repaired")
+
+    def _create_user_steps(self, user: str) -> Steps[_Request, bool]:
+        """Put the user's item with an empty index, unless it exists; True when it was made."""
+        item = {**self._user_key(user), ENTRIES_ATTRIBUTE: _EMPTY, GENERATION_ATTRIBUTE: {"N": "0"}}
+        try:
+            yield _Call(
+                "put_item",
+                {
+                    "TableName": self.table,
+                    "Item": item,
+                    "ConditionExpression": "attribute_not_exists(#i)",
+                    "ExpressionAttributeNames": {"#i": self.idx},
+                },
+            )
+        except _Conflict:
+            return False
+        return True
+
+    def _repair_steps(self, user: str) -> Steps[_Request, None]:
+        """Give a user's item, written behind the store's back, an index map and a number
+        generation where it lacks them: what was unreadable is dropped, never raised."""
+        for expression, condition in (
+            ("SET #e = :empty", f"NOT {_HAS_INDEX}"),
+            ("SET #g = :zero", "NOT attribute_type(#g, :number)"),
+        ):
+            request = self._user_update(
+                user,
+                expression,
+                {},
+                {":empty": _EMPTY, ":zero": {"N": "0"}},
+                condition=condition,
+                returning="NONE",
+            )
+            try:
+                yield _Call("update_item", request)
+            except (_Conflict, _Busy):
+                continue  # nothing to repair (or a binding in flight: the next try tells)
+            self._corrupt_index(self._user_key(user), ValueError(f"repaired with {expression!r}"))
 
     def _user_write(self, request: dict[str, Any]) -> Steps[_Request, dict[str, Any] | None]:
         """An UpdateItem of a user's item: what it returned, or None when its condition failed.
@@ -696,7 +770,7 @@ class DynamoDBStore(Store):
             try:
                 reply = yield _Call("update_item", request)
                 return dict(reply.get("Attributes") or {})
-            except _Conflict:
+            except (_Conflict, _NoIndex):
                 return None
             except _Busy:
                 yield _Pause(_backoff(attempt))
@@ -752,7 +826,7 @@ class DynamoDBStore(Store):
 
     def _prune_steps(self, user_key: dict[str, Any], dead: list[str]) -> Steps[_Request, None]:
         """Remove the entries of sessions found dead. A dead key never comes back (ids are
-        random and used once), so the removal needs no condition but the map's existence."""
+        random and used once), so the removal needs no condition but the index's shape."""
         for start in range(0, len(dead), _PRUNE_KEYS):
             chunk = dead[start : start + _PRUNE_KEYS]
             names = {"#e": ENTRIES_ATTRIBUTE, **{f"#k{n}": key for n, key in enumerate(chunk)}}
@@ -761,8 +835,9 @@ class DynamoDBStore(Store):
                     "TableName": self.table,
                     "Key": user_key,
                     "UpdateExpression": "REMOVE " + ", ".join(f"#e.#k{n}" for n in range(len(chunk))),
-                    "ConditionExpression": "attribute_exists(#e)",
+                    "ConditionExpression": _HAS_INDEX,
                     "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": {":map": _TYPE_VALUES[":map"]},
                 }
             )
 
@@ -798,6 +873,7 @@ class DynamoDBStore(Store):
         returning: str = "ALL_OLD",
     ) -> dict[str, Any]:
         every = {"#e": ENTRIES_ATTRIBUTE, "#g": GENERATION_ATTRIBUTE, **names}
+        values = {**_TYPE_VALUES, **(values or {})}
         used = expression + " " + (condition or "")
         request: dict[str, Any] = {
             "TableName": self.table,
@@ -807,8 +883,9 @@ class DynamoDBStore(Store):
             "ExpressionAttributeNames": {name: value for name, value in every.items() if _uses(used, name)},
             "ReturnValues": returning,
         }
-        if values:
-            request["ExpressionAttributeValues"] = dict(values)
+        used_values = {name: value for name, value in values.items() if _uses(used, name)}
+        if used_values:
+            request["ExpressionAttributeValues"] = used_values
         if condition is not None:
             request["ConditionExpression"] = condition
         return request
@@ -822,7 +899,7 @@ class DynamoDBStore(Store):
         entry: Entry,
         generation: int | None,
     ) -> dict[str, Any]:
-        condition = "size(#e) < :max"
+        condition = f"{_HAS_INDEX} AND size(#e) < :max"
         values = {":entry": marshal("entry", entry.to_json()), ":max": {"N": str(self.max_user_sessions)}}
         if generation is not None:
             condition += " AND #g = :gen"
@@ -868,18 +945,14 @@ class DynamoDBStore(Store):
         except (ValueError, TypeError, AttributeError, StopIteration):
             entry = None
         if entry is None:
-            from .. import codec
-
             codec.log_corrupt(f"{self.kind} user index", key, ValueError("an entry is not one"))
         return entry
 
     def _corrupt_index(self, item: Mapping[str, Any] | None, exc: Exception) -> None:
-        from .. import codec
-
         name = str((item or {}).get(self.idx, {}).get("S", ""))
         codec.log_corrupt(f"{self.kind} user index", name.removeprefix(USER_ITEM_PREFIX), exc)
 
-    def _too_large(self, whose: str, user: str) -> RecordTooLargeError:
+    def _too_large(self, whose: str) -> RecordTooLargeError:
         where = f"DynamoDB table {self.table!r}"
         if whose == "session":
             return RecordTooLargeError(f"{where}: the session is larger than DynamoDB's 400 KB item limit")
@@ -1152,8 +1225,6 @@ class DynamoDBStore(Store):
                 expires = _moment(unmarshal(item[self.ttl]))
             data = {k: unmarshal(v) for k, v in item.items() if k not in (self.idx, self.ttl)}
         except (ValueError, TypeError, OverflowError, StopIteration) as exc:
-            from .. import codec
-
             codec.log_corrupt(self.kind, id, exc)
             return None
         if self.is_expired(expires):
@@ -1230,7 +1301,6 @@ class _Outcome(enum.Enum):
     """What a cancelled binding transaction calls for."""
 
     RETRY = "retry"
-    NO_INDEX = "no index"
     REFUSED = "refused"
     BUSY = "busy"
 
