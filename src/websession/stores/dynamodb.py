@@ -600,10 +600,11 @@ class DynamoDBStore(Store):
                 # An endpoint that does not hand the item back: look.
                 item = (yield _Call("get_item", self._user_get(user))).get("Item") or {}
             entries = item.get(ENTRIES_ATTRIBUTE)
+            readable = self._generation_readable(item)
             if not (isinstance(entries, dict) and isinstance(entries.get("M"), dict)) or (
-                generation is not None and "N" not in item.get(GENERATION_ATTRIBUTE, {"N": 0})
+                generation is not None and not readable
             ):
-                yield from self._repair_steps(user)
+                yield from self._repair_steps(user, None if readable else item.get(GENERATION_ATTRIBUTE))
                 return _Outcome.RETRY
             if generation is not None and self._generation_of(item) != generation:
                 return _Outcome.REFUSED
@@ -742,21 +743,26 @@ class DynamoDBStore(Store):
             return False
         return True
 
-    def _repair_steps(self, user: str) -> Steps[_Request, None]:
-        """Give a user's item, written behind the store's back, an index map and a number
-        generation where it lacks them: what was unreadable is dropped, never raised."""
-        for expression, condition in (
-            ("SET #e = :empty", f"NOT {_HAS_INDEX}"),
-            ("SET #g = :zero", "NOT attribute_type(#g, :number)"),
-        ):
-            request = self._user_update(
-                user,
-                expression,
-                {},
-                {":empty": _EMPTY, ":zero": {"N": "0"}},
-                condition=condition,
-                returning="NONE",
+    def _repair_steps(self, user: str, generation: Any = None) -> Steps[_Request, None]:
+        """Give a user's item, written behind the store's back, an index map and a whole number
+        generation where it lacks them: what was unreadable is dropped, never raised. An
+        unreadable ``generation`` as read is replaced only if it is still there."""
+        repairs = [
+            ("SET #e = :empty", f"NOT {_HAS_INDEX}", {":empty": _EMPTY}),
+            ("SET #g = :zero", "NOT attribute_type(#g, :number)", {":zero": {"N": "0"}}),
+        ]
+        if isinstance(generation, dict) and isinstance(generation.get("N"), str):
+            # A number, but not a whole one: move on past it, so that a regenerate which read
+            # it cannot match what replaces it.
+            try:
+                after = int(float(generation["N"])) + 1
+            except (ValueError, OverflowError):
+                after = 0
+            repairs.append(
+                ("SET #g = :after", "#g = :seen", {":after": {"N": str(after)}, ":seen": generation})
             )
+        for expression, condition, values in repairs:
+            request = self._user_update(user, expression, {}, values, condition=condition, returning="NONE")
             try:
                 yield _Call("update_item", request)
             except (_Conflict, _Busy):
@@ -921,6 +927,16 @@ class DynamoDBStore(Store):
             self._corrupt_index(item, ValueError(f"{ENTRIES_ATTRIBUTE} is not a map"))
             return {}
         return dict(entries["M"])
+
+    def _generation_readable(self, item: Mapping[str, Any]) -> bool:
+        attribute = item.get(GENERATION_ATTRIBUTE)
+        if attribute is None:
+            return True  # 0, as for a user never revoked
+        try:
+            value = unmarshal(attribute)
+        except (ValueError, TypeError, AttributeError, StopIteration):
+            return False
+        return isinstance(value, int) and not isinstance(value, bool)
 
     def _generation_of(self, item: Mapping[str, Any] | None) -> int:
         attribute = (item or {}).get(GENERATION_ATTRIBUTE)
@@ -1214,8 +1230,8 @@ class DynamoDBStore(Store):
         return key
 
     def _record(self, id: str, item: Mapping[str, Any] | None) -> Record | None:
-        if not item:
-            return None
+        if not item or str(item.get(self.idx, {}).get("S", "")).startswith(USER_ITEM_PREFIX):
+            return None  # a user's index is never a session, whoever asks for it
         expires = None
         try:
             if self.ttl in item:
