@@ -21,6 +21,13 @@ it. A Remix app and a Python service can share the table.
   being unexpired, so concurrent requests never undo each other and a destroyed session is
   never brought back.
 - Items over DynamoDB's 400 KB limit raise :class:`~websession.errors.RecordTooLargeError`.
+- Users and their devices (websession.users): each signed-in user has one more item in the
+  table, keyed ``"user#" + user_digest(user)`` (no session id can take that key), holding a map
+  ``entries`` (storage key -> entry) and a number ``generation``. A sign-in is one
+  TransactWriteItems (the session's Put and the entry's Update, conditioned on the generation),
+  so it is atomic. Unbinding (take_for_user) and revoking are two requests, the index first and
+  the sessions after, which is what keeps a revoked session from living on (users-contract.md).
+  Scans, counts and purges skip user items; a purge also drops entries of dead sessions.
 
 :func:`create_dynamodb_table` creates the table and enables TTL on the ``ttl`` attribute.
 
@@ -38,11 +45,15 @@ Example (needs DynamoDB or an emulator, so not run as a doctest)::
 from __future__ import annotations
 
 import asyncio
+import enum
+import random
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar, Union
 from urllib.parse import SplitResult
 
 import boto3
@@ -50,13 +61,16 @@ from aiobotocore.session import get_session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
+from .. import codec
 from ..changes import Changes
 from ..codec import CodecLike
 from ..cookie import CookieLike, as_cookie
 from ..errors import ConfigurationError, RecordTooLargeError, SessionStoreError, StoreUnavailableError
 from ..storage import SessionStorage
 from ..urls import cookie_from_options, reject_unknown, storage_options
+from ..users import Device, Entry, Taken, user_digest
 from .base import Clock, Record, Store, touch_due, utcnow
+from .steps import Steps, arun_steps, run_steps
 
 #: DynamoDB's item size limit (attribute names and values together).
 MAX_ITEM_BYTES = 400 * 1024
@@ -79,6 +93,38 @@ _MAX_DIGITS = 38
 #: BatchWriteItem's limit of items per request, and how many times unprocessed items are sent.
 BATCH_WRITE_ITEMS = 25
 BATCH_WRITE_ATTEMPTS = 8
+#: BatchGetItem's limit of keys per request.
+BATCH_GET_ITEMS = 100
+
+#: The partition key of a user's index item is this prefix + user_digest(user): no session id
+#: or storage key (hex digits only) can take it, so no cookie can name a user item.
+USER_ITEM_PREFIX = "user#"
+#: A user item's attributes: storage key -> entry, and the revocation counter.
+ENTRIES_ATTRIBUTE = "entries"
+GENERATION_ATTRIBUTE = "generation"
+#: Sessions one user may hold at a time. A typical entry (a storage key, the sign-in time, the
+#: lifetime and a short label) takes about 100 to 250 bytes of the user item, so 1000 of them
+#: stay well under DynamoDB's 400 KB item limit; a sign-in past it is refused.
+MAX_USER_SESSIONS = 1000
+#: How many times an operation on a user item is tried while transactions conflict on it.
+USER_ATTEMPTS = 8
+#: Index entries removed by one UpdateItem (expressions are limited to 4 KB).
+_PRUNE_KEYS = 50
+
+_ONE: dict[str, Any] = {"N": "1"}
+_EMPTY: dict[str, Any] = {"M": {}}
+#: Conditions on a user item's shape. Its index must be a map to add to or remove from, and
+#: its generation a number to ADD to; an item damaged behind the store's back fails them and
+#: is repaired (never an error a request sees).
+_HAS_INDEX = "attribute_type(#e, :map)"
+_GENERATION_OK = "(attribute_not_exists(#g) OR attribute_type(#g, :number))"
+_TYPE_VALUES: dict[str, Any] = {":map": {"S": "M"}, ":number": {"S": "N"}}
+#: Cancellation reasons that go away when the transaction is sent again a little later.
+_BUSY_REASONS = frozenset(
+    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
+)
+
+T = TypeVar("T")
 
 
 # -- the value encoding ---------------------------------------------------------------------
@@ -231,6 +277,17 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+def _uses(expression: str, placeholder: str) -> bool:
+    """Whether an expression names ``placeholder`` (``#k`` is not ``#k0``)."""
+    return re.search(re.escape(placeholder) + r"(?![A-Za-z0-9_])", expression) is not None
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds to wait before try ``attempt + 1`` on a busy user item, with jitter so that
+    requests that conflicted once do not meet again."""
+    return min(1.0, 0.02 * 2.0**attempt) * random.uniform(0.5, 1.0)
+
+
 # -- the store --------------------------------------------------------------------------------
 
 
@@ -254,6 +311,9 @@ class DynamoDBStore(Store):
     atomic_take = True
     #: DynamoDB deletes expired items itself, late; expiry is also checked on read.
     native_ttl = True
+    user_index = True
+    #: At most this many sessions per user (the user item must stay under 400 KB).
+    max_user_sessions: int = MAX_USER_SESSIONS
 
     def __init__(
         self,
@@ -275,6 +335,12 @@ class DynamoDBStore(Store):
         super().__init__(default_ttl=default_ttl, clock=clock, storage_key_secret=storage_key_secret)
         if not table or not idx or not ttl or idx == ttl:
             raise ConfigurationError("table, idx and ttl must be non-empty, and idx and ttl must differ")
+        if {idx, ttl} & {ENTRIES_ATTRIBUTE, GENERATION_ATTRIBUTE}:
+            # A ttl named "generation" would let DynamoDB's TTL delete users' index items.
+            raise ConfigurationError(
+                f"idx and ttl cannot be {ENTRIES_ATTRIBUTE!r} or {GENERATION_ATTRIBUTE!r}: "
+                "users' index items use those attributes"
+            )
         self.table = table
         self.idx = idx
         self.ttl = ttl
@@ -425,6 +491,521 @@ class DynamoDBStore(Store):
             await context.__aexit__(None, None, None)
         self.close()
 
+    # -- users and their devices ---------------------------------------------------------------
+    #
+    # One item per user in the same table: ``idx`` = "user#" + user_digest(user) (no session id
+    # or storage key, both hex, can take it), with a map attribute ``entries`` (storage key ->
+    # entry) and a number ``generation``. It carries no ``ttl`` attribute, so DynamoDB's TTL
+    # never removes it (the generation must outlive the sessions). Binding is one transaction;
+    # unbinding and revoking are two steps, index first, as users-contract.md argues.
+
+    def create_for_user(
+        self,
+        data: Mapping[str, Any],
+        expires: datetime | None,
+        user: str,
+        entry: Entry,
+        generation: int | None,
+    ) -> str | None:
+        return self._run(self._bind_steps(data, expires, user, entry, generation))
+
+    def take_for_user(self, id: str, user: str) -> Taken:
+        return self._run(self._take_for_user_steps(id, user))
+
+    def sessions_of(self, user: str) -> list[Device]:
+        return self._run(self._sessions_of_steps(user))
+
+    def revoke(self, key: str, user: str) -> bool:
+        return self._run(self._revoke_steps(key, user))
+
+    def revoke_user(self, user: str, keep: str | None) -> int:
+        return self._run(self._revoke_user_steps(user, keep))
+
+    def generation(self, user: str, *, bump: bool = False) -> int:
+        return self._run(self._generation_steps(user, bump))
+
+    async def acreate_for_user(
+        self,
+        data: Mapping[str, Any],
+        expires: datetime | None,
+        user: str,
+        entry: Entry,
+        generation: int | None,
+    ) -> str | None:
+        return await self._arun(self._bind_steps(data, expires, user, entry, generation))
+
+    async def atake_for_user(self, id: str, user: str) -> Taken:
+        return await self._arun(self._take_for_user_steps(id, user))
+
+    async def asessions_of(self, user: str) -> list[Device]:
+        return await self._arun(self._sessions_of_steps(user))
+
+    async def arevoke(self, key: str, user: str) -> bool:
+        return await self._arun(self._revoke_steps(key, user))
+
+    async def arevoke_user(self, user: str, keep: str | None) -> int:
+        return await self._arun(self._revoke_user_steps(user, keep))
+
+    async def ageneration(self, user: str, *, bump: bool = False) -> int:
+        return await self._arun(self._generation_steps(user, bump))
+
+    # Each operation is written once, as steps (websession.stores.steps) that both doors run.
+
+    def _bind_steps(
+        self,
+        data: Mapping[str, Any],
+        expires: datetime | None,
+        user: str,
+        entry: Entry,
+        generation: int | None,
+    ) -> Steps[_Request, str | None]:
+        """One TransactWriteItems: the new session (if its id is free) and its entry in the
+        user's item (if the generation is still ``generation`` and the index is not full)."""
+        for attempt in range(USER_ATTEMPTS):
+            id = self.new_id()
+            try:
+                yield _Call("transact_write_items", self._bind(id, data, expires, user, entry, generation))
+                return id
+            except _Cancelled as cancelled:
+                outcome = yield from self._bind_outcome(cancelled, user, generation)
+            except _NoIndex:
+                yield from self._repair_steps(user)
+                outcome = _Outcome.RETRY
+            if outcome is _Outcome.REFUSED:
+                return None
+            if outcome is _Outcome.BUSY:
+                yield _Pause(_backoff(attempt))
+        raise StoreUnavailableError(
+            f"DynamoDB table {self.table!r}: could not bind a session to its user after "
+            f"{USER_ATTEMPTS} tries (transaction conflicts)"
+        )
+
+    def _bind_outcome(
+        self, cancelled: _Cancelled, user: str, generation: int | None
+    ) -> Steps[_Request, _Outcome]:
+        """What a cancelled binding calls for, from its two reasons (the session's Put, the
+        user's Update); makes the user's item first when that was the cause."""
+        reasons = [*cancelled.reasons, {}, {}][:2]
+        codes = [str(reason.get("Code") or "None") for reason in reasons]
+        if any(code in _BUSY_REASONS for code in codes):
+            return _Outcome.BUSY
+        for reason, whose in zip(reasons, ("session", "user index"), strict=True):
+            message = str(reason.get("Message") or "").lower()
+            if reason.get("Code") == "ValidationError" and "size" in message and "exceed" in message:
+                raise self._too_large(whose)
+        if codes[1] == "ConditionalCheckFailed":
+            item = reasons[1].get("Item")
+            if item is None:
+                if (yield from self._create_user_steps(user)):
+                    return _Outcome.RETRY  # the user's first session
+                # An endpoint that does not hand the item back: look.
+                item = (yield _Call("get_item", self._user_get(user))).get("Item") or {}
+            entries = item.get(ENTRIES_ATTRIBUTE)
+            readable = self._generation_readable(item)
+            if not (isinstance(entries, dict) and isinstance(entries.get("M"), dict)) or (
+                generation is not None and not readable
+            ):
+                yield from self._repair_steps(user, None if readable else item.get(GENERATION_ATTRIBUTE))
+                return _Outcome.RETRY
+            if generation is not None and self._generation_of(item) != generation:
+                return _Outcome.REFUSED
+            if len(entries["M"]) >= self.max_user_sessions:
+                raise self._too_large("user index")
+            return _Outcome.RETRY  # the index changed between the two: try again
+        if codes[1] in ("ValidationError", "ValueError"):
+            # No entries map to add to (moto says ValueError).
+            yield from self._repair_steps(user)
+            return _Outcome.RETRY
+        if codes[0] == "ConditionalCheckFailed":
+            return _Outcome.RETRY  # the new id was taken (128 random bits: never, in practice)
+        raise SessionStoreError(f"DynamoDB table {self.table!r}: binding cancelled: {codes}")
+
+    def _take_for_user_steps(self, id: str, user: str) -> Steps[_Request, Taken]:
+        """First remove the entry (reading it and the generation), then take the record: a
+        revocation that emptied the index first leaves no entry, and the record is deleted."""
+        key = self.storage_key(id)
+        unindex = self._user_update(user, "REMOVE #e.#k", {"#k": key}, condition=_HAS_INDEX)
+        old = yield from self._user_write(unindex)  # None: no index (or a damaged one)
+        entry = self._entry_in(old, key)
+        reply = yield _Call(
+            "delete_item", {"TableName": self.table, "Key": self._key(id), "ReturnValues": "ALL_OLD"}
+        )
+        record = self._record(id, reply.get("Attributes"))
+        generation = self._generation_of(old)
+        if entry is None:
+            return Taken(None, None, generation)  # no entry: revoked, whatever is left of it
+        return Taken(record, entry, generation)
+
+    def _sessions_of_steps(self, user: str) -> Steps[_Request, list[Device]]:
+        now = self.clock()
+        reply = yield _Call("get_item", self._user_get(user))
+        entries = self._entries_of(reply.get("Item"))
+        live = yield from self._live_steps([key for key in entries if self.is_storage_key(key)])
+        dead = [key for key in entries if key not in live]
+        if dead:  # the lazy half of index expiry
+            yield from self._prune_steps(self._user_key(user), dead)
+        devices = []
+        for key, expires in live.items():
+            entry = self._parse_entry(key, entries[key])
+            if entry is not None:
+                # An unreadable entry is not listed, but stays while its session lives, so
+                # revoke_user still ends it.
+                devices.append(entry.device(key, expires, now))
+        return sorted(devices, key=lambda device: device.created)
+
+    def _revoke_steps(self, key: str, user: str) -> Steps[_Request, bool]:
+        yield from self._shaped_write(
+            user,
+            self._user_update(
+                user,
+                "REMOVE #e.#k ADD #g :one",
+                {"#k": key},
+                {":one": _ONE},
+                condition=f"{_HAS_INDEX} AND {_GENERATION_OK}",
+            ),
+        )
+        if not self.is_storage_key(key):
+            return False  # not a key this store writes (and never a user item)
+        reply = yield _Call(
+            "delete_item", {"TableName": self.table, "Key": {self.idx: {"S": key}}, "ReturnValues": "ALL_OLD"}
+        )
+        return self._record(key, reply.get("Attributes")) is not None
+
+    def _revoke_user_steps(self, user: str, keep: str | None) -> Steps[_Request, int]:
+        """First empty the index (but for ``keep``) and bump the generation in one UpdateItem,
+        then delete the sessions it listed."""
+        old: dict[str, Any] | None = None
+        if keep is not None and self.is_storage_key(keep):
+            request = self._user_get(user, "#e.#k", {"#e": ENTRIES_ATTRIBUTE, "#k": keep})
+            kept = self._entries_of((yield _Call("get_item", request)).get("Item")).get(keep)
+            if kept is not None:
+                # An entry never changes once written, so "still there" means "still this".
+                old = yield from self._user_write(
+                    self._user_update(
+                        user,
+                        "SET #e = :kept ADD #g :one",
+                        {"#k": keep},
+                        {":kept": {"M": {keep: kept}}, ":one": _ONE},
+                        condition=f"attribute_exists(#e.#k) AND {_GENERATION_OK}",
+                    )
+                )
+        if old is None:
+            empty = self._user_update(
+                user,
+                "SET #e = :empty ADD #g :one",
+                {},
+                {":empty": _EMPTY, ":one": _ONE},
+                condition=_GENERATION_OK,
+            )
+            old = yield from self._shaped_write(user, empty)
+        doomed = [key for key in self._entries_of(old) if key != keep and self.is_storage_key(key)]
+        return (yield from self._delete_sessions_steps(doomed))
+
+    def _generation_steps(self, user: str, bump: bool) -> Steps[_Request, int]:
+        if bump:
+            request = self._user_update(
+                user,
+                "SET #e = if_not_exists(#e, :empty) ADD #g :one",
+                {},
+                {":empty": _EMPTY, ":one": _ONE},
+                condition=_GENERATION_OK,
+                returning="ALL_NEW",
+            )
+            return self._generation_of((yield from self._shaped_write(user, request)))
+        request = self._user_get(user, "#g", {"#g": GENERATION_ATTRIBUTE})
+        return self._generation_of((yield _Call("get_item", request)).get("Item"))
+
+    def _shaped_write(self, user: str, request: dict[str, Any]) -> Steps[_Request, dict[str, Any]]:
+        """An UpdateItem of a user's item whose condition checks only the item's shape (an
+        index map, a number generation): when that fails, the item is made or repaired and the
+        update sent again."""
+        for _ in range(2):
+            old = yield from self._user_write(request)
+            if old is not None:
+                return old
+            if not (yield from self._create_user_steps(user)):
+                yield from self._repair_steps(user)
+        raise SessionStoreError(f"DynamoDB table {self.table!r}: a user's index item cannot be repaired")
+
+    def _create_user_steps(self, user: str) -> Steps[_Request, bool]:
+        """Put the user's item with an empty index, unless it exists; True when it was made."""
+        item = {**self._user_key(user), ENTRIES_ATTRIBUTE: _EMPTY, GENERATION_ATTRIBUTE: {"N": "0"}}
+        try:
+            yield _Call(
+                "put_item",
+                {
+                    "TableName": self.table,
+                    "Item": item,
+                    "ConditionExpression": "attribute_not_exists(#i)",
+                    "ExpressionAttributeNames": {"#i": self.idx},
+                },
+            )
+        except _Conflict:
+            return False
+        return True
+
+    def _repair_steps(self, user: str, generation: Any = None) -> Steps[_Request, None]:
+        """Give a user's item, written behind the store's back, an index map and a whole number
+        generation where it lacks them: what was unreadable is dropped, never raised. An
+        unreadable ``generation`` as read is replaced only if it is still there."""
+        repairs = [
+            ("SET #e = :empty", f"NOT {_HAS_INDEX}", {":empty": _EMPTY}),
+            ("SET #g = :zero", "NOT attribute_type(#g, :number)", {":zero": {"N": "0"}}),
+        ]
+        if isinstance(generation, dict) and isinstance(generation.get("N"), str):
+            # A number, but not a whole one: move on past it, so that a regenerate which read
+            # it cannot match what replaces it.
+            try:
+                after = int(float(generation["N"])) + 1
+            except (ValueError, OverflowError):
+                after = 0
+            repairs.append(
+                ("SET #g = :after", "#g = :seen", {":after": {"N": str(after)}, ":seen": generation})
+            )
+        for expression, condition, values in repairs:
+            request = self._user_update(user, expression, {}, values, condition=condition, returning="NONE")
+            try:
+                yield _Call("update_item", request)
+            except (_Conflict, _Busy):
+                continue  # nothing to repair (or a binding in flight: the next try tells)
+            self._corrupt_index(self._user_key(user), ValueError(f"repaired with {expression!r}"))
+
+    def _user_write(self, request: dict[str, Any]) -> Steps[_Request, dict[str, Any] | None]:
+        """An UpdateItem of a user's item: what it returned, or None when its condition failed.
+        A transaction in flight on the item (a binding) makes it wait its turn."""
+        for attempt in range(USER_ATTEMPTS):
+            try:
+                reply = yield _Call("update_item", request)
+                return dict(reply.get("Attributes") or {})
+            except (_Conflict, _NoIndex):
+                return None
+            except _Busy:
+                yield _Pause(_backoff(attempt))
+        raise StoreUnavailableError(f"DynamoDB table {self.table!r}: a user's index stayed busy")
+
+    def _live_steps(self, keys: list[str]) -> Steps[_Request, dict[str, datetime | None]]:
+        """Which of these storage keys hold a live session, with its expiry: BatchGetItem, 100
+        keys at a time, reading the key and expiry only."""
+        live: dict[str, datetime | None] = {}
+        for start in range(0, len(keys), BATCH_GET_ITEMS):
+            requests: dict[str, Any] = {
+                self.table: {
+                    "Keys": [{self.idx: {"S": key}} for key in keys[start : start + BATCH_GET_ITEMS]],
+                    "ProjectionExpression": "#i, #t",
+                    "ExpressionAttributeNames": self._names,
+                    "ConsistentRead": True,
+                }
+            }
+            items = yield from self._batch_steps("batch_get_item", requests, "UnprocessedKeys")
+            for item in items:
+                key = str(item.get(self.idx, {}).get("S", ""))
+                record = self._record(key, item)
+                if record is not None:
+                    live[key] = record.expires
+        return live
+
+    def _delete_sessions_steps(self, keys: list[str]) -> Steps[_Request, int]:
+        """Delete the sessions under these storage keys; return how many were live."""
+        live = yield from self._live_steps(keys)
+        for start in range(0, len(keys), BATCH_WRITE_ITEMS):
+            chunk = keys[start : start + BATCH_WRITE_ITEMS]
+            requests = {self.table: [{"DeleteRequest": {"Key": {self.idx: {"S": key}}}} for key in chunk]}
+            yield from self._batch_steps("batch_write_item", requests, "UnprocessedItems")
+        return len(live)
+
+    def _batch_steps(
+        self, operation: str, requests: dict[str, Any], unprocessed: str
+    ) -> Steps[_Request, list[dict[str, Any]]]:
+        """A BatchGetItem or BatchWriteItem, sending what DynamoDB left unprocessed (throttled)
+        again with backoff."""
+        found: list[dict[str, Any]] = []
+        for attempt in range(BATCH_WRITE_ATTEMPTS):
+            reply = yield _Call(operation, {"RequestItems": requests})
+            found.extend(reply.get("Responses", {}).get(self.table, []))
+            requests = reply.get(unprocessed) or {}
+            if not requests:
+                return found
+            yield _Pause(min(2.0, 0.05 * 2**attempt))
+        raise StoreUnavailableError(
+            f"DynamoDB table {self.table!r} left items unprocessed after {BATCH_WRITE_ATTEMPTS} tries "
+            "(throttled)"
+        )
+
+    def _prune_steps(self, user_key: dict[str, Any], dead: list[str]) -> Steps[_Request, None]:
+        """Remove the entries of sessions found dead. A dead key never comes back (ids are
+        random and used once), so the removal needs no condition but the index's shape."""
+        for start in range(0, len(dead), _PRUNE_KEYS):
+            chunk = dead[start : start + _PRUNE_KEYS]
+            names = {"#e": ENTRIES_ATTRIBUTE, **{f"#k{n}": key for n, key in enumerate(chunk)}}
+            yield from self._user_write(
+                {
+                    "TableName": self.table,
+                    "Key": user_key,
+                    "UpdateExpression": "REMOVE " + ", ".join(f"#e.#k{n}" for n in range(len(chunk))),
+                    "ConditionExpression": _HAS_INDEX,
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": {":map": _TYPE_VALUES[":map"]},
+                }
+            )
+
+    def _prune_index_steps(
+        self, user_key: dict[str, Any], entries: Mapping[str, Any]
+    ) -> Steps[_Request, None]:
+        live = yield from self._live_steps([key for key in entries if self.is_storage_key(key)])
+        dead = [key for key in entries if key not in live]
+        if dead:
+            yield from self._prune_steps(user_key, dead)
+
+    # -- user items: requests and what they hold -----------------------------------------------
+
+    def _user_key(self, user: str) -> dict[str, Any]:
+        return {self.idx: {"S": USER_ITEM_PREFIX + user_digest(user)}}
+
+    def _user_get(
+        self, user: str, projection: str | None = None, names: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        request = {"TableName": self.table, "Key": self._user_key(user), "ConsistentRead": True}
+        if projection is not None:
+            request.update(ProjectionExpression=projection, ExpressionAttributeNames=dict(names or {}))
+        return request
+
+    def _user_update(
+        self,
+        user: str,
+        expression: str,
+        names: Mapping[str, str],
+        values: Mapping[str, Any] | None = None,
+        *,
+        condition: str | None = None,
+        returning: str = "ALL_OLD",
+    ) -> dict[str, Any]:
+        every = {"#e": ENTRIES_ATTRIBUTE, "#g": GENERATION_ATTRIBUTE, **names}
+        values = {**_TYPE_VALUES, **(values or {})}
+        used = expression + " " + (condition or "")
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": self._user_key(user),
+            "UpdateExpression": expression,
+            # DynamoDB refuses names and values an expression does not use.
+            "ExpressionAttributeNames": {name: value for name, value in every.items() if _uses(used, name)},
+            "ReturnValues": returning,
+        }
+        used_values = {name: value for name, value in values.items() if _uses(used, name)}
+        if used_values:
+            request["ExpressionAttributeValues"] = used_values
+        if condition is not None:
+            request["ConditionExpression"] = condition
+        return request
+
+    def _bind(
+        self,
+        id: str,
+        data: Mapping[str, Any],
+        expires: datetime | None,
+        user: str,
+        entry: Entry,
+        generation: int | None,
+    ) -> dict[str, Any]:
+        condition = f"{_HAS_INDEX} AND size(#e) < :max"
+        values = {":entry": marshal("entry", entry.to_json()), ":max": {"N": str(self.max_user_sessions)}}
+        if generation is not None:
+            condition += " AND #g = :gen"
+            values[":gen"] = {"N": str(generation)}
+        key = {"#k": self.storage_key(id)}
+        update = self._user_update(
+            user, "SET #e.#k = :entry", key, values, condition=condition, returning="NONE"
+        )
+        del update["ReturnValues"]  # not allowed in a transaction
+        update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        return {"TransactItems": [{"Put": self._put(id, data, expires)}, {"Update": update}]}
+
+    def _entries_of(self, item: Mapping[str, Any] | None) -> dict[str, Any]:
+        """A user item's entries (storage key -> stored map); {} when there are none."""
+        if not item or ENTRIES_ATTRIBUTE not in item:
+            return {}
+        entries = item[ENTRIES_ATTRIBUTE]
+        if not isinstance(entries, dict) or not isinstance(entries.get("M"), dict):
+            self._corrupt_index(item, ValueError(f"{ENTRIES_ATTRIBUTE} is not a map"))
+            return {}
+        return dict(entries["M"])
+
+    def _generation_readable(self, item: Mapping[str, Any]) -> bool:
+        attribute = item.get(GENERATION_ATTRIBUTE)
+        if attribute is None:
+            return True  # 0, as for a user never revoked
+        try:
+            value = unmarshal(attribute)
+        except (ValueError, TypeError, AttributeError, StopIteration):
+            return False
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def _generation_of(self, item: Mapping[str, Any] | None) -> int:
+        attribute = (item or {}).get(GENERATION_ATTRIBUTE)
+        if attribute is None:
+            return 0
+        try:
+            value = unmarshal(attribute)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{GENERATION_ATTRIBUTE} is {value!r}")
+        except (ValueError, TypeError, AttributeError, StopIteration) as exc:
+            self._corrupt_index(item, exc)
+            return 0
+        return value
+
+    def _entry_in(self, item: Mapping[str, Any] | None, key: str) -> Entry | None:
+        stored = self._entries_of(item).get(key)
+        return None if stored is None else self._parse_entry(key, stored)
+
+    def _parse_entry(self, key: str, stored: Any) -> Entry | None:
+        try:
+            entry = Entry.from_json(unmarshal(stored))
+        except (ValueError, TypeError, AttributeError, StopIteration):
+            entry = None
+        if entry is None:
+            codec.log_corrupt(f"{self.kind} user index", key, ValueError("an entry is not one"))
+        return entry
+
+    def _corrupt_index(self, item: Mapping[str, Any] | None, exc: Exception) -> None:
+        name = str((item or {}).get(self.idx, {}).get("S", ""))
+        codec.log_corrupt(f"{self.kind} user index", name.removeprefix(USER_ITEM_PREFIX), exc)
+
+    def _too_large(self, whose: str) -> RecordTooLargeError:
+        where = f"DynamoDB table {self.table!r}"
+        if whose == "session":
+            return RecordTooLargeError(f"{where}: the session is larger than DynamoDB's 400 KB item limit")
+        return RecordTooLargeError(
+            f"{where}: the user's index item is full (at most {self.max_user_sessions} sessions, and "
+            "DynamoDB's 400 KB item limit); the sign-in is refused",
+            solution="end some of the user's sessions (storage.revoke_user or storage.revoke), "
+            "or keep fewer or shorter labels",
+        )
+
+    # -- running steps ---------------------------------------------------------------------------
+
+    def _run(self, steps: Steps[_Request, T]) -> T:
+        client = self._sync()
+
+        def call(request: _Request) -> Any:
+            if isinstance(request, _Pause):
+                time.sleep(request.seconds)
+                return None
+            with self._errors():
+                return getattr(client, request.operation)(**request.kwargs)
+
+        return run_steps(steps, call)
+
+    async def _arun(self, steps: Steps[_Request, T]) -> T:
+        client = await self._async()
+
+        async def call(request: _Request) -> Any:
+            if isinstance(request, _Pause):
+                await asyncio.sleep(request.seconds)
+                return None
+            with self._errors():
+                return await getattr(client, request.operation)(**request.kwargs)
+
+        return await arun_steps(steps, call)
+
     # -- maintenance ---------------------------------------------------------------------------
 
     def scan(self) -> Iterator[tuple[str, Record]]:
@@ -435,7 +1016,9 @@ class DynamoDBStore(Store):
                 page = self._sync().scan(**request)
             for item in page.get("Items", []):
                 id = item.get(self.idx, {}).get("S")
-                record = self._record(str(id), item) if id else None
+                if not id or str(id).startswith(USER_ITEM_PREFIX):
+                    continue  # a user's index, not a session
+                record = self._record(str(id), item)
                 if record is not None:
                     yield str(id), record
             if "LastEvaluatedKey" not in page:
@@ -448,9 +1031,12 @@ class DynamoDBStore(Store):
         request: dict[str, Any] = {
             "TableName": self.table,
             "Select": "COUNT",
-            "FilterExpression": "attribute_not_exists(#t) OR #t > :now",
-            "ExpressionAttributeNames": {"#t": self.ttl},
-            "ExpressionAttributeValues": {":now": {"N": repr(self.clock().timestamp())}},
+            "FilterExpression": "(attribute_not_exists(#t) OR #t > :now) AND NOT begins_with(#i, :user)",
+            "ExpressionAttributeNames": self._names,
+            "ExpressionAttributeValues": {
+                ":now": {"N": repr(self.clock().timestamp())},
+                ":user": {"S": USER_ITEM_PREFIX},
+            },
             "ConsistentRead": self.consistent_read,
         }
         total = 0
@@ -524,18 +1110,19 @@ class DynamoDBStore(Store):
         )
 
     def purge_expired(self) -> int:
-        """Delete expired items now instead of waiting for DynamoDB's TTL (a full Scan).
+        """Delete expired items now instead of waiting for DynamoDB's TTL (a full Scan), and
+        drop the index entries of sessions that are gone from users' items, in the same Scan.
 
         Each delete is conditioned on the item still being expired, so a session that was
-        rolled meanwhile survives. Returns how many items were deleted.
+        rolled meanwhile survives. Returns how many session items were deleted.
         """
         now = self.clock().timestamp()
         request: dict[str, Any] = {
             "TableName": self.table,
-            "ProjectionExpression": "#i",
-            "FilterExpression": "#t <= :now",
-            "ExpressionAttributeNames": self._names,
-            "ExpressionAttributeValues": {":now": {"N": repr(now)}},
+            "ProjectionExpression": "#i, #e",
+            "FilterExpression": "#t <= :now OR begins_with(#i, :user)",
+            "ExpressionAttributeNames": {**self._names, "#e": ENTRIES_ATTRIBUTE},
+            "ExpressionAttributeValues": {":now": {"N": repr(now)}, ":user": {"S": USER_ITEM_PREFIX}},
         }
         client = self._sync()
         deleted = 0
@@ -543,11 +1130,15 @@ class DynamoDBStore(Store):
             with self._errors():
                 page = client.scan(**request)
             for item in page.get("Items", []):
+                key = {self.idx: item[self.idx]}
+                if str(item[self.idx].get("S", "")).startswith(USER_ITEM_PREFIX):
+                    self._run(self._prune_index_steps(key, self._entries_of(item)))
+                    continue
                 try:
                     with self._errors():
                         client.delete_item(
                             TableName=self.table,
-                            Key={self.idx: item[self.idx]},
+                            Key=key,
                             ConditionExpression="#t <= :now",
                             ExpressionAttributeNames={"#t": self.ttl},
                             ExpressionAttributeValues={":now": {"N": repr(now)}},
@@ -640,8 +1231,8 @@ class DynamoDBStore(Store):
         return key
 
     def _record(self, id: str, item: Mapping[str, Any] | None) -> Record | None:
-        if not item:
-            return None
+        if not item or str(item.get(self.idx, {}).get("S", "")).startswith(USER_ITEM_PREFIX):
+            return None  # a user's index is never a session, whoever asks for it
         expires = None
         try:
             if self.ttl in item:
@@ -651,8 +1242,6 @@ class DynamoDBStore(Store):
                 expires = _moment(unmarshal(item[self.ttl]))
             data = {k: unmarshal(v) for k, v in item.items() if k not in (self.idx, self.ttl)}
         except (ValueError, TypeError, OverflowError, StopIteration) as exc:
-            from .. import codec
-
             codec.log_corrupt(self.kind, id, exc)
             return None
         if self.is_expired(expires):
@@ -709,6 +1298,48 @@ class _Conflict(Exception):
     """A condition failed: the item exists (create) or is gone (update)."""
 
 
+class _Cancelled(SessionStoreError):
+    """A transaction was cancelled; ``reasons`` has one entry per action, in order."""
+
+    def __init__(self, message: str, reasons: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.reasons = reasons
+
+
+class _Busy(StoreUnavailableError):
+    """The item is part of a transaction in flight (TransactionConflictException)."""
+
+
+class _NoIndex(SessionStoreError):
+    """An update named a path inside a user item's index, and the item has no index yet."""
+
+
+class _Outcome(enum.Enum):
+    """What a cancelled binding transaction calls for."""
+
+    RETRY = "retry"
+    REFUSED = "refused"
+    BUSY = "busy"
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One request of the client: ``client.<operation>(**kwargs)``."""
+
+    operation: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Pause:
+    """Wait before trying again (time.sleep or asyncio.sleep, by door)."""
+
+    seconds: float
+
+
+_Request = Union[_Call, _Pause]  # noqa: UP007 - a runtime alias on 3.10
+
+
 class _DynamoErrors:
     """Turn botocore's errors into websession's."""
 
@@ -725,6 +1356,13 @@ class _DynamoErrors:
             message = str(error.response.get("Error", {}).get("Message", ""))
             if code == "ConditionalCheckFailedException":
                 raise _Conflict() from error
+            if code == "TransactionCanceledException":
+                reasons = list(error.response.get("CancellationReasons") or [])
+                raise _Cancelled(f"{where}: {message}", reasons) from error
+            if code == "TransactionConflictException":
+                raise _Busy(f"{where}: {error}") from error
+            if code == "ValidationException" and "document path" in message:
+                raise _NoIndex(f"{where}: {message}") from error
             if code == "ValidationException" and "size" in message and "exceeded" in message:
                 raise RecordTooLargeError(
                     f"{where}: the session is larger than DynamoDB's 400 KB item limit"

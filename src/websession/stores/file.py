@@ -7,6 +7,14 @@ applied under an exclusive lock per shard directory, so concurrent requests, in 
 other processes, never undo each other. Ids are validated before any path is built, so no
 cookie can name a file outside ``dir``.
 
+Users and their devices (websession.users): each signed-in user has one index file,
+``dir/.users/<d[:2]>/<d>.json`` where ``d`` is :func:`~websession.users.user_digest` of the user,
+holding ``{"generation": n, "entries": {storage key: entry}}``. The hidden ``.users`` directory
+is never mistaken for a shard of session files. Every change to an index is made under the lock
+of its directory, and an operation that also touches records takes the record's shard lock
+inside it (index first, then record, always in that order, so two operations never deadlock):
+binding, unbinding and revoking are each one atomic step.
+
 Example::
 
     >>> import tempfile
@@ -21,6 +29,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,6 +43,7 @@ from ..errors import ConfigurationError, SessionStoreError
 from ..ids import generate_remix_file_id, is_remix_file_id
 from ..storage import SessionStorage
 from ..urls import cookie_from_options, reject_unknown, storage_options, url_path
+from ..users import Device, Entry, Taken, user_digest
 from .base import Clock, Record, Store, touch_due, utcnow
 
 try:
@@ -42,6 +52,9 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 _LOCK_NAME = ".lock"
+#: The directory of the per-user indexes: hidden, and not four characters long, so listing the
+#: store's shards (scan, count, purge) never takes it for one.
+USERS_DIR = ".users"
 #: A temporary file this old (seconds) was left by a writer that died.
 _ABANDONED_AFTER = 3600
 
@@ -80,6 +93,7 @@ class FileStore(Store):
 
     kind = "file"
     atomic_take = True
+    user_index = True
 
     def __init__(
         self,
@@ -115,7 +129,9 @@ class FileStore(Store):
 
     def path_of(self, id: str) -> Path:
         """Where the record for a valid id lives (under its keyed hash with ``storage_key_secret``)."""
-        key = self.storage_key(id)
+        return self._key_path(self.storage_key(id))
+
+    def _key_path(self, key: str) -> Path:
         return self.dir / key[:4] / key[4:]
 
     def create(self, data: Mapping[str, Any], expires: datetime | None) -> str:
@@ -159,12 +175,175 @@ class FileStore(Store):
             path.unlink()
 
     def take(self, id: str) -> Record | None:
-        path = self.path_of(id)
+        return self._take_key(self.storage_key(id))
+
+    # -- users and their devices ------------------------------------------------------------
+
+    def index_path(self, user: str) -> Path:
+        """The index file of ``user``: ``dir/.users/<d[:2]>/<d>.json``, ``d`` its digest.
+
+        Example::
+
+            >>> import tempfile
+            >>> store = FileStore(tempfile.mkdtemp())
+            >>> store.index_path("ada").relative_to(store.dir).parts[:2]
+            ('.users', 'd1')
+        """
+        digest = user_digest(user)
+        return self.dir / USERS_DIR / digest[:2] / f"{digest}.json"
+
+    def create_for_user(
+        self,
+        data: Mapping[str, Any],
+        expires: datetime | None,
+        user: str,
+        entry: Entry,
+        generation: int | None,
+    ) -> str | None:
+        path = self.index_path(user)
         with self._locked(path.parent):
-            record = self._load(path, id)
+            index = self._load_index(path)
+            if generation is not None and index.generation != generation:
+                return None
+            id = self.create(data, expires)
+            try:
+                index.entries[self.storage_key(id)] = entry.to_json()
+                self._save_index(path, index)
+            except BaseException:
+                self.delete(id)  # an unindexed session would escape revoke_user
+                raise
+        return id
+
+    def take_for_user(self, id: str, user: str) -> Taken:
+        key = self.storage_key(id)
+        path = self.index_path(user)
+        with self._locked(path.parent):
+            index = self._load_index(path)
+            present = key in index.entries
+            stored = index.entries.pop(key, None)
+            if present:
+                self._save_index(path, index)
+            record = self._take_key(key)
+        entry = self._entry(path, key, stored) if present else None
+        if entry is None:
+            return Taken(None, None, index.generation)  # no entry: revoked, whatever is left of it
+        return Taken(record, entry, index.generation)
+
+    def sessions_of(self, user: str) -> list[Device]:
+        path = self.index_path(user)
+        now = self.clock()
+        # An index is replaced by rename, so it is read without the lock; only pruning takes it.
+        index = self._load_index(path)
+        devices: list[Device] = []
+        dead: list[str] = []
+        for key, stored in index.entries.items():
+            record = self._load(self._key_path(key), key)
+            if record is None:
+                dead.append(key)
+                continue
+            entry = self._entry(path, key, stored)
+            if entry is not None:
+                # An unreadable entry is not listed, but stays while its session lives, so
+                # revoke_user still ends it.
+                devices.append(entry.device(key, record.expires, now))
+        if dead:
+            self._prune(path, dead)
+        return sorted(devices, key=lambda device: device.created)
+
+    def revoke(self, key: str, user: str) -> bool:
+        path = self.index_path(user)
+        with self._locked(path.parent):
+            index = self._load_index(path)
+            index.generation += 1
+            index.entries.pop(key, None)
+            self._save_index(path, index)
+            if not self.is_storage_key(key):
+                return False  # not a key this store writes: no file to delete
+            return self._take_key(key) is not None
+
+    def revoke_user(self, user: str, keep: str | None) -> int:
+        path = self.index_path(user)
+        with self._locked(path.parent):
+            index = self._load_index(path)
+            index.generation += 1
+            doomed = [key for key in index.entries if key != keep]
+            index.entries = {key: value for key, value in index.entries.items() if key == keep}
+            self._save_index(path, index)
+            # Still under the index lock: a regenerate of one of these sessions waits, then finds
+            # its entry gone and its record deleted.
+            return sum(1 for key in doomed if self._take_key(key) is not None)
+
+    def generation(self, user: str, *, bump: bool = False) -> int:
+        path = self.index_path(user)
+        if not bump:
+            return self._load_index(path).generation
+        with self._locked(path.parent):
+            index = self._load_index(path)
+            index.generation += 1
+            self._save_index(path, index)
+            return index.generation
+
+    def _prune(self, path: Path, dead: list[str]) -> None:
+        """Drop the entries of sessions found dead from the index at ``path``. A dead key never
+        comes back (ids are random and used once), so no re-check is needed under the lock."""
+        with self._locked(path.parent):
+            index = self._load_index(path)
+            present = [key for key in dead if key in index.entries]
+            for key in present:
+                del index.entries[key]
+            if present:
+                self._save_index(path, index)
+
+    def _entry(self, path: Path, key: str, stored: Any) -> Entry | None:
+        entry = Entry.from_json(stored)
+        if entry is None:
+            self._corrupt_index(path, ValueError(f"the entry for {key[:8]}… is not one"))
+        return entry
+
+    def _load_index(self, path: Path) -> _UserIndex:
+        """The index at ``path``; empty when there is none. Unreadable parts are logged and
+        dropped, never raised: an unreadable file is an empty index, an entry under a name that
+        is not a storage key (it would become a path) is left out."""
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return _UserIndex()
+        except OSError as exc:
+            raise SessionStoreError(f"cannot read user index {path}: {exc}") from exc
+        try:
+            content = codec.decode_record(raw)
+            generation = content.get("generation", 0)
+            entries = content.get("entries", {})
+            if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
+                raise codec.CorruptRecordError(f"generation is {generation!r}")
+            if not isinstance(entries, dict):
+                raise codec.CorruptRecordError(f"entries is a JSON {type(entries).__name__}")
+        except ValueError as exc:
+            self._corrupt_index(path, exc)
+            return _UserIndex()
+        kept = {key: value for key, value in entries.items() if self.is_storage_key(key)}
+        if len(kept) != len(entries):
+            self._corrupt_index(path, ValueError("an entry is not under a storage key"))
+        return _UserIndex(generation, kept)
+
+    def _corrupt_index(self, path: Path, exc: Exception) -> None:
+        codec.log_corrupt(f"{self.kind} user index", path.stem, exc)
+
+    def _save_index(self, path: Path, index: _UserIndex) -> None:
+        if not index.entries and index.generation == 0:
+            # Nothing to remember: no sessions, never revoked.
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-        return record
+            return
+        self._write_bytes(path, codec.encode({"generation": index.generation, "entries": index.entries}))
+
+    def _index_files(self) -> Iterator[Path]:
+        users = self.dir / USERS_DIR
+        if not users.is_dir():
+            return
+        for shard in sorted(users.iterdir()):
+            if shard.is_dir():
+                yield from (path for path in shard.glob("*.json") if not path.name.startswith("."))
 
     def scan(self) -> Iterator[tuple[str, Record]]:
         for path, id in self._files():
@@ -188,16 +367,21 @@ class FileStore(Store):
         return True
 
     def purge_expired(self) -> int:
-        """Delete expired and unreadable records, and temporary files left by a crash;
-        return how many were removed."""
+        """Delete expired and unreadable records, and temporary files left by a crash, and
+        drop the index entries of sessions that are gone; return how many records were removed."""
         removed = 0
         for path, id in self._files():
             if self._load(path, id) is None:  # expired (already unlinked) or corrupt
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
                 removed += 1
+        for index_path in self._index_files():
+            entries = self._load_index(index_path).entries
+            dead = [key for key in entries if self._load(self._key_path(key), key) is None]
+            if dead:
+                self._prune(index_path, dead)
         cutoff = self.clock().timestamp() - _ABANDONED_AFTER
-        for tmp in self.dir.glob("*/.tmp-*"):
+        for tmp in [*self.dir.glob("*/.tmp-*"), *self.dir.glob(f"{USERS_DIR}/*/.tmp-*")]:
             with contextlib.suppress(FileNotFoundError):
                 if tmp.stat().st_mtime < cutoff:
                     tmp.unlink()
@@ -243,11 +427,22 @@ class FileStore(Store):
             return None
         return Record(data, expires)
 
+    def _take_key(self, key: str) -> Record | None:
+        """Remove the record stored under storage key ``key`` and return it if it was live."""
+        path = self._key_path(key)
+        with self._locked(path.parent):
+            record = self._load(path, key)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        return record
+
     def _write(self, path: Path, data: Mapping[str, Any], expires: datetime | None) -> None:
         content: dict[str, Any] = {"data": data}
         if expires is not None:
             content["expires"] = format_expires(expires)
-        raw = codec.encode(content)
+        self._write_bytes(path, codec.encode(content))
+
+    def _write_bytes(self, path: Path, raw: bytes) -> None:
         path.parent.mkdir(exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
@@ -265,6 +460,8 @@ class FileStore(Store):
     @contextlib.contextmanager
     def _locked(self, shard: Path) -> Iterator[None]:
         """Hold the shard's lock file exclusively: threads and processes wait their turn."""
+        if shard.parent != self.dir:
+            shard.parent.mkdir(exist_ok=True, mode=0o700)  # .users, as private as the rest
         shard.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(shard / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -273,6 +470,15 @@ class FileStore(Store):
             yield
         finally:
             os.close(fd)
+
+
+@dataclass
+class _UserIndex:
+    """A user's index as read from its file: entries are kept as stored (JSON), so an entry
+    that cannot be read is written back unchanged rather than lost."""
+
+    generation: int = 0
+    entries: dict[str, Any] = field(default_factory=dict)
 
 
 def create_file_session_storage(

@@ -1,0 +1,339 @@
+"""The file store's per-user indexes (websession.users) beyond the conformance suite: where
+they live, that listing the store never takes them for sessions, expiry, corrupt files, hashed
+keys, and the locks that make binding and revoking atomic across threads and processes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from websession import create_cookie, create_file_session_storage
+from websession.stores.base import utcnow
+from websession.stores.file import USERS_DIR, FileStore
+from websession.users import Entry, user_of
+
+from ..conformance.harness import FakeClock
+
+SECRET = "storage-key-secret-for-tests"
+
+
+def make(directory: Path, clock: Any = None, **options: Any) -> Any:
+    cookie = create_cookie("s", secrets=["k"], max_age=3600)
+    return create_file_session_storage(dir=directory, cookie=cookie, clock=clock or FakeClock(), **options)
+
+
+def pair(set_cookie: str | None) -> str:
+    assert set_cookie is not None
+    return set_cookie.split(";")[0]
+
+
+def sign_in(storage: Any, user: str = "ada", **labels: str) -> str:
+    session = storage.get_session(None)
+    session.login(user, labels=labels or None)
+    return pair(storage.commit_session(session))
+
+
+def id_of(storage: Any, header: str) -> str:
+    session = storage.get_session(header)
+    assert session.id is not None and not session.is_new
+    return str(session.id)
+
+
+def listed(storage: Any, user: str = "ada") -> list[str]:
+    return [device.key for device in storage.sessions_of(user)]
+
+
+def index_of(store: FileStore, user: str = "ada") -> dict[str, Any]:
+    content: dict[str, Any] = json.loads(store.index_path(user).read_bytes())
+    return content
+
+
+# -- layout ----------------------------------------------------------------------------------
+
+
+def test_the_index_is_a_private_json_file_under_dot_users(tmp_path: Path) -> None:
+    storage = make(tmp_path)
+    store = storage.store
+    header = sign_in(storage, device="laptop")
+    path = store.index_path("ada")
+    assert path.parent.parent == tmp_path / USERS_DIR
+    content = index_of(store)
+    key = store.storage_key(id_of(storage, header))
+    assert content["generation"] == 0 and list(content["entries"]) == [key]
+    assert Entry.from_json(content["entries"][key]) is not None
+    assert content["entries"][key]["labels"] == {"device": "laptop"}
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert oct((tmp_path / USERS_DIR).stat().st_mode & 0o777) == "0o700"
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+    assert "ada" not in path.name  # the user id never becomes a file name
+
+
+@pytest.mark.parametrize("remix_ids", [False, True], ids=["websession-ids", "remix-ids"])
+def test_scan_count_and_purge_never_take_an_index_for_a_session(tmp_path: Path, remix_ids: bool) -> None:
+    clock = FakeClock()
+    storage = make(tmp_path, clock, remix_ids=remix_ids)
+    store = storage.store
+    headers = [sign_in(storage), sign_in(storage), sign_in(storage, "grace")]
+    anonymous = storage.get_session(None)
+    anonymous["a"] = 1
+    headers.append(pair(storage.commit_session(anonymous)))
+    ids = {id_of(storage, header) for header in headers}
+    assert {id for id, _ in store.scan()} == ids
+    assert store.count() == 4
+    assert store.purge_expired() == 0
+    assert store.index_path("ada").is_file() and store.index_path("grace").is_file()
+    assert len(index_of(store)["entries"]) == 2
+    clock.advance(3601)
+    assert store.purge_expired() == 4  # the sessions, not the indexes
+    # Nothing left to remember (no sessions, never revoked): the index files go too.
+    assert not store.index_path("ada").exists() and not store.index_path("grace").exists()
+    assert list(store.scan()) == [] and store.count() == 0
+
+
+def test_purge_drops_the_entries_of_dead_sessions_and_keeps_generations(tmp_path: Path) -> None:
+    clock = FakeClock()
+    storage = make(tmp_path, clock)
+    store = storage.store
+    old = sign_in(storage)
+    clock.advance(1800)
+    young = sign_in(storage)
+    clock.advance(1801)  # the first has expired, the second has not
+    assert store.purge_expired() == 1
+    assert list(index_of(store)["entries"]) == [store.storage_key(id_of(storage, young))]
+    assert storage.get_session(old).is_new
+    storage.revoke_user("ada")
+    assert index_of(store) == {"generation": 1, "entries": {}}
+    assert store.purge_expired() == 0
+    assert index_of(store) == {"generation": 1, "entries": {}}  # the generation outlives them
+    assert store.generation("ada") == 1
+
+
+def test_sessions_of_prunes_lazily_what_was_deleted_behind_its_back(tmp_path: Path) -> None:
+    storage = make(tmp_path)
+    store = storage.store
+    gone, kept = sign_in(storage), sign_in(storage)
+    store.path_of(id_of(storage, gone)).unlink()  # `rm`, a crash, another tool
+    assert listed(storage) == [store.storage_key(id_of(storage, kept))]
+    assert list(index_of(store)["entries"]) == [store.storage_key(id_of(storage, kept))]
+
+
+def test_a_stale_generation_binds_nothing(tmp_path: Path) -> None:
+    store = make(tmp_path).store
+    assert store.generation("ada") == 0
+    assert store.generation("ada", bump=True) == 1
+    entry = Entry(store.clock())
+    assert store.create_for_user({"a": 1}, None, "ada", entry, 0) is None
+    assert store.count() == 0 and not any(True for _ in store.scan())
+    bound = store.create_for_user({"a": 1}, None, "ada", entry, 1)
+    assert bound is not None and list(index_of(store)["entries"]) == [bound]
+
+
+# -- corrupt indexes -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b"\xff\xfe",
+        b"[1, 2]",
+        b'{"generation": "7", "entries": {}}',
+        b'{"generation": -1, "entries": {}}',
+        b'{"generation": true, "entries": {}}',
+        b'{"generation": 0, "entries": ["a"]}',
+        b'{"generation": 0, "entries": null}',
+    ],
+)
+def test_an_unreadable_index_file_never_raises(
+    tmp_path: Path, raw: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = make(tmp_path)
+    store = storage.store
+    path = store.index_path("ada")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(raw)
+    with caplog.at_level(logging.WARNING, logger="websession"):
+        assert storage.sessions_of("ada") == []
+        assert store.generation("ada") == 0
+        header = sign_in(storage)  # written over with a good index
+    assert "unreadable" in caplog.text
+    assert [device.key for device in storage.sessions_of("ada")] == [
+        store.storage_key(id_of(storage, header))
+    ]
+    assert storage.revoke_user("ada") == 1 and storage.get_session(header).is_new
+    assert store.purge_expired() == 0
+
+
+def test_unreadable_entries_are_dropped_from_the_listing_but_still_revoked(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = make(tmp_path)
+    store = storage.store
+    damaged, healthy = sign_in(storage), sign_in(storage)
+    damaged_key = store.storage_key(id_of(storage, damaged))
+    content = index_of(store)
+    content["entries"][damaged_key] = "garbage"
+    store.index_path("ada").write_text(json.dumps(content))
+    with caplog.at_level(logging.WARNING, logger="websession"):
+        devices = storage.sessions_of("ada")
+    assert [device.key for device in devices] == [store.storage_key(id_of(storage, healthy))]
+    assert "unreadable" in caplog.text
+    # Still in the index, so "sign out everywhere" ends it too.
+    assert damaged_key in index_of(store)["entries"]
+    assert storage.revoke_user("ada") == 2
+    assert storage.get_session(damaged).is_new and storage.get_session(healthy).is_new
+
+
+def test_a_session_whose_entry_is_unreadable_is_not_carried_over_by_a_regenerate(tmp_path: Path) -> None:
+    storage = make(tmp_path)
+    store = storage.store
+    header = sign_in(storage)
+    key = store.storage_key(id_of(storage, header))
+    store.index_path("ada").write_text(json.dumps({"generation": 0, "entries": {key: {"created": "x"}}}))
+    session = storage.get_session(header)
+    session.regenerate()
+    set_cookie = storage.commit_session(session)
+    assert set_cookie is not None and "Expires=Thu, 01 Jan 1970" in set_cookie
+    assert store.count() == 0
+
+
+def test_index_entries_never_become_paths_outside_the_store(tmp_path: Path) -> None:
+    sessions = tmp_path / "sessions"
+    storage = make(sessions)
+    store = storage.store
+    header = sign_in(storage)
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    content = index_of(store)
+    entry = next(iter(content["entries"].values()))
+    for hostile in ["../victim", "..//victim", str(victim), "/etc", "abcd/../../victim", "ABCD" * 10]:
+        content["entries"][hostile] = entry
+    store.index_path("ada").write_text(json.dumps(content))
+    assert [device.key for device in storage.sessions_of("ada")] == [
+        store.storage_key(id_of(storage, header))
+    ]
+    assert storage.revoke_user("ada") == 1
+    assert store.purge_expired() == 0
+    assert victim.read_text() == "keep me"
+
+
+# -- hashed storage keys ---------------------------------------------------------------------
+
+
+def test_with_storage_key_secret_the_index_holds_no_session_id(tmp_path: Path) -> None:
+    storage = make(tmp_path, storage_key_secret=SECRET)
+    store = storage.store
+    headers = [sign_in(storage), sign_in(storage)]
+    ids = [id_of(storage, header) for header in headers]
+    raw = store.index_path("ada").read_bytes()
+    dump = b"".join(path.read_bytes() for path in tmp_path.rglob("*") if path.is_file())
+    for id in ids:
+        assert id.encode() not in raw and id.encode() not in dump
+        assert store.storage_key(id).encode() in raw
+    devices = storage.sessions_of("ada")
+    assert sorted(device.key for device in devices) == sorted(store.storage_key(id) for id in ids)
+    assert storage.revoke(devices[0], user="ada") is True
+    assert storage.revoke_user("ada") == 1
+    assert all(storage.get_session(header).is_new for header in headers)
+
+
+# -- locks -----------------------------------------------------------------------------------
+
+
+def test_revoke_user_holds_the_index_lock_while_it_deletes(tmp_path: Path) -> None:
+    """A sign-in of the same user waits until revoke_user has deleted every session it took
+    out of the index: the revocation is one step, whoever watches."""
+    storage = make(tmp_path)
+    store = storage.store
+    sign_in(storage)
+    deleting, release = threading.Event(), threading.Event()
+    original = store._take_key
+
+    def slow_take(key: str) -> Any:
+        deleting.set()
+        assert release.wait(30)
+        return original(key)
+
+    store._take_key = slow_take
+    revoked: list[int] = []
+    revoker = threading.Thread(target=lambda: revoked.append(store.revoke_user("ada", None)))
+    revoker.start()
+    signed_in = threading.Event()
+    other = FileStore(tmp_path, clock=store.clock)  # another worker's store on the same directory
+    binder = threading.Thread(
+        target=lambda: (other.create_for_user({}, None, "ada", Entry(store.clock()), None), signed_in.set())
+    )
+    try:
+        assert deleting.wait(30)
+        binder.start()
+        assert not signed_in.wait(0.3)  # waiting for the index lock (it cannot finish first)
+    finally:
+        release.set()
+        revoker.join(30)
+        if binder.is_alive() or signed_in.is_set():
+            binder.join(30)
+        store._take_key = original
+    assert revoked == [1] and signed_in.is_set()
+    assert len(index_of(store)["entries"]) == 1 and index_of(store)["generation"] == 1
+
+
+def _churn(directory: str, worker: int, rounds: int) -> None:
+    """One process signing in, regenerating and signing out sessions of one user."""
+    storage = make(Path(directory), clock=utcnow)
+    for n in range(rounds):
+        header = sign_in(storage, device=f"w{worker}")
+        session = storage.get_session(header)
+        session.regenerate()
+        moved = storage.commit_session(session)
+        if n % 3 == 0 and moved is not None and "Expires=Thu, 01 Jan 1970" not in moved:
+            session = storage.get_session(pair(moved))
+            session.logout()
+            storage.commit_session(session)
+
+
+def _revoker(directory: str, rounds: int) -> None:
+    store = FileStore(directory)
+    for _ in range(rounds):
+        store.revoke_user("ada", None)
+        store.sessions_of("ada")
+        store.purge_expired()
+
+
+def test_processes_binding_regenerating_and_revoking_keep_every_session_indexed(tmp_path: Path) -> None:
+    """Four processes sign in, regenerate and sign out one user's sessions while a fifth
+    revokes the user and purges, over and over. Every lock is taken index first, so none of
+    them deadlocks; and afterwards every live session bound to the user is in the user's index
+    (so the next revoke_user reaches it) and the index names no dead session."""
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_churn, args=(str(tmp_path), w, 15)) for w in range(4)]
+    workers.append(context.Process(target=_revoker, args=(str(tmp_path), 30)))
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    store = FileStore(tmp_path)
+    bound = {key for key, record in store.scan() if user_of(record.data) == "ada"}
+    indexed = set(index_of(store)["entries"]) if store.index_path("ada").exists() else set()
+    assert bound == indexed
+    assert store.revoke_user("ada", None) == len(bound)
+    assert not any(user_of(record.data) == "ada" for _, record in store.scan())
+
+
+def test_no_lock_or_temporary_file_is_left_where_a_listing_looks(tmp_path: Path) -> None:
+    storage = make(tmp_path)
+    header = sign_in(storage)
+    storage.revoke_user("ada")
+    sign_in(storage)
+    assert storage.get_session(header).is_new
+    assert [p for p in tmp_path.rglob(".tmp-*")] == []
+    assert sorted(os.listdir(storage.store.index_path("ada").parent)) == sorted(
+        [".lock", storage.store.index_path("ada").name]
+    )
