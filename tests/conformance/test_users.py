@@ -206,39 +206,47 @@ def test_an_update_racing_a_revocation_never_recreates_the_session(door: Door, i
     assert door.get(indexed, browser.header).is_new and live_count(indexed) in (0, None)
 
 
-def test_a_regenerate_racing_a_revocation_is_not_carried_over(door: Door, indexed: Any) -> None:
-    """The revocation lands between the regenerate's take and its create: the user's
-    generation changed, so the session must not live on under the new id."""
-    store = store_of(indexed)
-    browser = sign_in(door, indexed)
+def regenerate_with_a_revocation_after_the_take(
+    door: Door, storage: Any, browser: Browser, verb: str, *args: Any
+) -> str | None:
+    """Commit a regenerate of the browser's session while ``verb(*args)`` (a revocation,
+    through the same door, as another process would) lands between the take of the old record
+    and the create of the new one; return the commit's Set-Cookie."""
+    store = store_of(storage)
     name = "atake_for_user" if door.name == "async" else "take_for_user"
     original = getattr(store, name)
-
-    def revoke_in_between() -> None:
-        # A revocation from another process: it must not see the session any more.
-        assert store.revoke_user("ada", None) == 0
-
     if door.name == "async":
 
         async def take(id: str, user: str) -> Any:
             taken = await original(id, user)
             # Through the async door: a store given an async-only client has no sync one.
-            assert await store.arevoke_user("ada", None) == 0
+            await getattr(store, f"a{verb}")(*args)
             return taken
     else:
 
         def take(id: str, user: str) -> Any:
             taken = original(id, user)
-            worker = threading.Thread(target=revoke_in_between)
+            worker = threading.Thread(target=getattr(store, verb), args=args)
             worker.start()
             worker.join(30)
             return taken
 
     setattr(store, name, take)
-    session = door.get(indexed, browser.header)
-    session.regenerate()
-    set_cookie = door.commit(indexed, session)
-    setattr(store, name, original)
+    try:
+        session = door.get(storage, browser.header)
+        session.regenerate()
+        return door.commit(storage, session)
+    finally:
+        setattr(store, name, original)
+
+
+def test_a_regenerate_racing_a_revocation_is_not_carried_over(door: Door, indexed: Any) -> None:
+    """The revocation lands between the regenerate's take and its create: the user's
+    generation changed, so the session must not live on under the new id."""
+    browser = sign_in(door, indexed)
+    set_cookie = regenerate_with_a_revocation_after_the_take(
+        door, indexed, browser, "revoke_user", "ada", None
+    )
     assert set_cookie is not None and EXPIRED in set_cookie
     assert keys(door, indexed) == [] and live_count(indexed) in (0, None)
 
@@ -246,35 +254,9 @@ def test_a_regenerate_racing_a_revocation_is_not_carried_over(door: Door, indexe
 def test_a_revoked_single_session_is_not_carried_over_by_a_racing_regenerate(
     door: Door, indexed: Any
 ) -> None:
-    store = store_of(indexed)
     browser = sign_in(door, indexed)
     key = key_of(indexed, browser)
-    name = "atake_for_user" if door.name == "async" else "take_for_user"
-    original = getattr(store, name)
-
-    def revoke_in_between() -> None:
-        store.revoke(key, "ada")
-
-    if door.name == "async":
-
-        async def take(id: str, user: str) -> Any:
-            taken = await original(id, user)
-            await store.arevoke(key, "ada")
-            return taken
-    else:
-
-        def take(id: str, user: str) -> Any:
-            taken = original(id, user)
-            worker = threading.Thread(target=revoke_in_between)
-            worker.start()
-            worker.join(30)
-            return taken
-
-    setattr(store, name, take)
-    session = door.get(indexed, browser.header)
-    session.regenerate()
-    set_cookie = door.commit(indexed, session)
-    setattr(store, name, original)
+    set_cookie = regenerate_with_a_revocation_after_the_take(door, indexed, browser, "revoke", key, "ada")
     assert set_cookie is not None and EXPIRED in set_cookie
     assert keys(door, indexed) == []
 
