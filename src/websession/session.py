@@ -251,9 +251,10 @@ class Session(MutableMapping[str, Any], Generic[Data, Flash]):
             ('42', True, [1])
         """
         user = check_user_id(user_id)
-        self._login = check_labels(labels)
+        checked = check_labels(labels)
+        self.regenerate()  # first: a session that cannot move (a WebSocket's) refuses here
+        self._login = checked
         self[USER_KEY] = {"id": user}
-        self._regenerate = True
 
     def logout(self) -> None:
         """Sign the user out: the next commit removes this session from the user's index and
@@ -266,10 +267,10 @@ class Session(MutableMapping[str, Any], Generic[Data, Flash]):
             >>> session.user, dict(session), session.regenerating
             (None, {'theme': 'dark'}, True)
         """
+        self.regenerate()  # first: a session that cannot move (a WebSocket's) refuses here
         self._login = None
         if USER_KEY in self._data:
             del self[USER_KEY]
-        self._regenerate = True
 
     def destroy(self) -> None:
         """Drop all data; the next commit deletes the record and expires the cookie.

@@ -55,7 +55,8 @@ async def logout(request: Request) -> PlainTextResponse:
 
 
 async def socket(websocket: WebSocket) -> None:
-    """Commands: {"op": "set"|"del"|"commit"|"regenerate"|"destroy"|"read"|"close"|"fail"}."""
+    """Commands: {"op": "set"|"del"|"commit"|"regenerate"|"login"|"logout"|"destroy"|"read"|"close"|
+    "fail"}."""
     await websocket.accept()
     session = websocket_session(websocket)
     try:
@@ -71,6 +72,10 @@ async def socket(websocket: WebSocket) -> None:
                     await session.commit()
                 elif op == "regenerate":
                     session.regenerate()
+                elif op == "login":
+                    session.login(command["user"])
+                elif op == "logout":
+                    session.logout()
                 elif op == "destroy":
                     session.destroy()
                 elif op == "close":
@@ -219,6 +224,18 @@ def test_regenerate_raises_and_says_to_do_it_over_http(storage):
             do(ws, "set", key="a", value=1)
             do(ws, "commit")  # the session is still usable, under its id
     assert stored(storage, cookie) == {"user": "ada", "a": 1}
+
+
+def test_login_and_logout_are_refused_at_once_and_change_nothing(storage):
+    """Signing in or out moves the session to a new id: a socket cannot send its cookie."""
+    with TestClient(make_app(storage)) as client:
+        cookie = signed_in(client)
+        with client.websocket_connect("/ws") as ws:
+            for op, fields in (("login", {"user": "grace"}), ("logout", {})):
+                reply = do(ws, op, **fields)
+                assert reply["error"] == "CookieNotDeliverableError"
+            assert do(ws, "commit")["data"] == {"user": "ada"}  # nothing was half-changed
+    assert stored(storage, cookie) == {"user": "ada"}
 
 
 def test_a_new_session_with_data_cannot_be_committed_and_stores_nothing(storage, caplog):
