@@ -8,10 +8,8 @@ then drops the entry, as it drops an entry whose session has ended.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from .. import codec
-from ..users import Device, Entry
+from ..users import Entry
 
 
 def parse_entry(kind: str, key: str, text: object) -> Entry | None:
@@ -38,32 +36,12 @@ def parse_entry(kind: str, key: str, text: object) -> Entry | None:
     return None
 
 
-def live_device(kind: str, key: str, entry: Entry, expires: datetime | None, now: datetime) -> Device | None:
-    """The :class:`Device` for a live session, or None (logged) when the entry's numbers make
-    no time (a lifetime that reaches past year 1, say).
-
-    Example::
-
-        >>> from datetime import timezone
-        >>> t = datetime(2026, 1, 1, tzinfo=timezone.utc)
-        >>> live_device("sqlite", "ab" * 20, Entry(t, {}, 60), t, t).last_seen == t
-        True
-        >>> live_device("sqlite", "ab" * 20, Entry(t, {}, 1e300), t, t) is None
-        True
-    """
-    try:
-        return entry.device(key, expires, now)
-    except (ValueError, OverflowError) as exc:
-        codec.log_corrupt(kind, key, ValueError(f"its user index entry is unreadable: {exc}"))
-        return None
-
-
 def entry_text(entry: Entry) -> str:
     """The JSON text an entry is stored as.
 
     Example::
 
-        >>> from datetime import timezone
+        >>> from datetime import datetime, timezone
         >>> entry_text(Entry(datetime(1970, 1, 1, tzinfo=timezone.utc), {"ua": "x"}, None))
         '{"created":0.0,"labels":{"ua":"x"},"lifetime":null}'
     """

@@ -70,7 +70,7 @@ from ..errors import ConfigurationError, SessionStoreError, StoreUnavailableErro
 from ..storage import SessionStorage
 from ..urls import cookie_from_options, reject_unknown, storage_options
 from ..users import Device, Entry, Taken
-from ._entries import entry_text, live_device, parse_entry
+from ._entries import entry_text, parse_entry
 from .base import Clock, Record, Store, utcnow
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -603,7 +603,7 @@ class PostgresStore(Store):
         unreadable: list[str] = []
         for seq, key, text, expires in rows:
             entry = parse_entry(self.kind, key, text)
-            device = None if entry is None else live_device(self.kind, key, entry, expires, now)
+            device = None if entry is None else entry.device(key, expires, now)
             if device is None:
                 unreadable.append(key)
             else:

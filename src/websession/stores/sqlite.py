@@ -41,7 +41,7 @@ from ..errors import ConfigurationError, SessionStoreError, StoreUnavailableErro
 from ..storage import SessionStorage
 from ..urls import cookie_from_options, reject_unknown, storage_options, url_path
 from ..users import Device, Entry, Taken
-from ._entries import entry_text, live_device, parse_entry
+from ._entries import entry_text, parse_entry
 from .base import Clock, Record, Store, touch_due, utcnow
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -267,7 +267,7 @@ class SqliteStore(Store):
             except ValueError:
                 continue  # a session row websession never wrote: not listed, and read as missing
             entry = parse_entry(self.kind, key, text)
-            device = None if entry is None else live_device(self.kind, key, entry, moment, now)
+            device = None if entry is None else entry.device(key, moment, now)
             if device is None:
                 unreadable.append(key)
             else:
