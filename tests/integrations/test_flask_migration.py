@@ -262,3 +262,30 @@ def test_requests_without_the_flask_cookie_cost_nothing_more() -> None:
     response = switched.get("/me")
     assert switched.last == {} and response.headers.getlist("Set-Cookie") == []
     assert switched.storage.store.count() == 0
+
+
+def test_lazy_stays_lazy_for_a_websession_cookie_of_the_same_name() -> None:
+    """Under lazy=True a request that may carry Flask's cookie is read up front, for the
+    import; once the cookie of that name is ours, requests that never use the session read
+    nothing again."""
+    storage = create_memory_session_storage(cookie=create_cookie("session", secrets=["new"]), codec="tagged")
+    switched = Switched(storage, lazy=True)
+
+    @switched.app.get("/plain")
+    def plain() -> str:
+        return "plain"
+
+    switched.get("/me")  # imported: the cookie named "session" is ours from now on
+    assert switched.last["user"] == "ada"
+    reads: list[str] = []
+    original = storage.store.read
+
+    def counted(*args: Any) -> Any:
+        reads.append("read")
+        return original(*args)
+
+    storage.store.read = counted
+    assert switched.get("/plain").text == "plain"
+    assert reads == []
+    switched.get("/me")
+    assert switched.last["user"] == "ada" and reads == ["read"]

@@ -25,7 +25,7 @@ from websession.integrations import wsgi
 from websession.integrations.asgi import SessionMiddleware
 from websession.integrations.flask import SessionInterface
 
-from .helpers import SECRET, serve_asgi, stored
+from .helpers import SECRET, serve_asgi, session_id_of, stored
 
 # -- ASGI -----------------------------------------------------------------------------------------
 
@@ -601,3 +601,108 @@ def test_a_lazy_session_first_loaded_in_a_stream_is_committed_late(storage, coun
         assert client.get("/lazy-stream").text == "ab"
         assert counting_store.calls == ["read", "update"]
         assert client.get("/peek").json() == {"user": "ada", "streamed": True}
+
+
+# -- review follow-ups: lazy Flask streams, cookie_options, errors, pathsend ----------------------
+
+
+def test_flask_a_lazy_session_first_used_by_a_stream_is_committed_late(storage):
+    client = make_flask(storage, lazy=True).test_client()
+    client.get("/start")
+    response = client.get("/stream")  # the body is the first to use the session
+    assert response.text == "ab"
+    response.close()
+    assert client.get("/peek").json == {"user": "ada", "streamed": True}
+
+
+def test_flask_a_late_commit_gets_the_requests_cookie_options(storage, caplog):
+    """cookie_options reads the request; by the late commit, stream_with_context has popped
+    the request context, so the request seen at save time is the one it gets."""
+    seen: list[str] = []
+
+    def options(request):
+        seen.append(request.host)
+        return {"max_age": 7200}
+
+    client = make_flask(storage, cookie_options=options).test_client()
+    cookie = client.get("/start").headers["Set-Cookie"]
+    with caplog.at_level(logging.WARNING, logger="websession"):
+        response = client.get("/stream")
+        assert response.text == "ab"
+        response.close()
+    assert caplog.text == ""
+    assert client.get("/peek").json == {"user": "ada", "streamed": True}
+    assert seen and set(seen) == {"localhost"}
+    record = storage.store.read(session_id_of(storage, cookie), None)
+    assert 7000 < (record.expires - storage.clock()).total_seconds() <= 7200
+
+
+def test_a_late_change_that_no_longer_encodes_is_logged_not_raised(storage, caplog):
+    """A background task that puts a set into a list read earlier: the late commit cannot
+    encode it; the response has gone, so it is logged, never raised into the server."""
+
+    async def view(request: Request) -> PlainTextResponse:
+        cart = request.session["cart"]
+
+        def later() -> None:
+            cart.append({1, 2})
+
+        return PlainTextResponse("ok", background=BackgroundTask(later))
+
+    async def fill(request: Request) -> PlainTextResponse:
+        request.session["cart"] = []
+        return PlainTextResponse("ok")
+
+    app = Starlette(
+        routes=[Route("/fill", fill), Route("/view", view)],
+        middleware=[Middleware(SessionMiddleware, storage=storage)],
+    )
+    with TestClient(app) as client, caplog.at_level(logging.WARNING, logger="websession"):
+        client.get("/fill")
+        assert client.get("/view").text == "ok"
+    assert "/view" in caplog.text
+
+
+def test_a_pathsend_response_still_commits_its_background_changes(storage):
+    """Servers that send files with the http.response.pathsend extension end the body with
+    that message instead of a last http.response.body."""
+    inner = make_app(storage)
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == "/file":
+
+            async def pathsend(scope, receive, send):
+                scope["session"]["sent"] = "file"  # changed before the response starts
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+                await send({"type": "http.response.pathsend", "path": __file__})
+                scope["session"]["after"] = True  # a background task's change
+
+            return await SessionMiddleware(pathsend, storage=storage)(scope, receive, send)
+        return await inner(scope, receive, send)
+
+    sent: list[dict] = []
+
+    async def run() -> None:
+        messages = iter([{"type": "http.request", "body": b"", "more_body": False}])
+
+        async def receive():
+            return next(messages)
+
+        async def send(message):
+            sent.append(message)
+
+        cookie = None
+        for path in ("/start", "/file"):
+            headers = [] if cookie is None else [(b"cookie", cookie)]
+            scope = {"type": "http", "method": "GET", "path": path, "headers": headers, "query_string": b""}
+            messages = iter([{"type": "http.request", "body": b"", "more_body": False}])
+            await app(scope, receive, send)
+            for message in sent:
+                for name, value in message.get("headers", []):
+                    if name == b"set-cookie":
+                        cookie = value.split(b";")[0]
+        assert cookie is not None
+        record = storage.store.read(session_id_of(storage, cookie.decode()), None)
+        assert record.data == {"user": "ada", "sent": "file", "after": True}
+
+    asyncio.run(run())

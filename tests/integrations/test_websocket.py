@@ -616,3 +616,18 @@ def test_concurrent_sockets_over_uvicorn_lose_no_change(sqlite_storage):
         assert errors == []
         data = client.get("/peek").json()
     assert data == {"user": "ada", **{f"{n}{i}": i for n in "abc" for i in range(rounds)}}
+
+
+def test_a_socket_commit_keeps_the_lifetime_cookie_options_give(storage):
+    """cookie_options' max_age is the record's lifetime over HTTP; a commit over the socket
+    must not shorten it to the storage's default."""
+    month = 30 * 86400
+    with TestClient(make_app(storage, cookie_options=lambda scope: {"max_age": month})) as client:
+        cookie = signed_in(client)
+        with client.websocket_connect("/ws") as ws:
+            do(ws, "set", key="theme", value="dark")
+            do(ws, "commit")
+    session_id = storage.cookie.read(f"{storage.cookie.name}={cookie}").value
+    record = storage.store.read(session_id, None)
+    assert record.data == {"user": "ada", "theme": "dark"}
+    assert (record.expires - storage.clock()).total_seconds() > month - 60

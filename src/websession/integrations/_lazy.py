@@ -105,10 +105,11 @@ def fill(session: LazySession, found: Session) -> None:
     ordinary session. A session already loaded is left as it is (the first load wins)."""
     if type(session) is not LazySession:
         return
-    # The class first: the copies below then go through no hook (half the cost).
-    object.__setattr__(session, "__class__", LoadedSession)
+    # The state first, past the hooks (object.__setattr__), and the class last: a thread that
+    # touches the session meanwhile still loads (and finds it loaded), never a half-copied one.
     for slot in Session.__slots__:
-        setattr(session, slot, getattr(found, slot))
+        object.__setattr__(session, slot, getattr(found, slot))
+    object.__setattr__(session, "__class__", LoadedSession)
 
 
 def load_error(session: object) -> Exception | None:

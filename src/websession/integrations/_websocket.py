@@ -31,9 +31,10 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any, Protocol
+
+import anyio
 
 from ..changes import Changes
 from ..errors import CookieNotDeliverableError
@@ -78,17 +79,26 @@ class WebSocketSession(Session[Data, Flash]):
         websession.errors.CookieNotDeliverableError: regenerate() needs a new session cookie, ...
     """
 
-    __slots__ = ("_committing", "_gave_up", "_lock", "_storage", "path")
+    __slots__ = ("_committing", "_gave_up", "_lock", "_overrides", "_storage", "path")
 
-    def __init__(self, session: Session[Data, Flash], storage: AnyStorage, path: str = "") -> None:
+    def __init__(
+        self,
+        session: Session[Data, Flash],
+        storage: AnyStorage,
+        path: str = "",
+        overrides: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(session.data, session.id, record=session.record, codec=session.codec)
         self.stale_cookie = session.stale_cookie
         self.resign = session.resign
         self.binding = session.binding
         self._storage = storage
+        #: The handshake's cookie option overrides (the middleware's ``cookie_options``): a
+        #: ``max_age`` there is the record's lifetime at every commit, as over HTTP.
+        self._overrides = dict(overrides or {})
         #: The path of the socket, for log lines.
         self.path = path
-        self._lock: asyncio.Lock | None = None
+        self._lock: anyio.Lock | None = None
         self._committing: Changes | None = None
         self._gave_up = False
 
@@ -111,7 +121,7 @@ class WebSocketSession(Session[Data, Flash]):
         be reached; then nothing was written, and the changes stay pending for the next commit.
         """
         if self._lock is None:
-            self._lock = asyncio.Lock()
+            self._lock = anyio.Lock()  # asyncio or trio, as the server runs
         # One commit at a time: two tasks of one socket must not apply the same changes twice.
         async with self._lock:
             end_if_emptied(self)
@@ -124,7 +134,7 @@ class WebSocketSession(Session[Data, Flash]):
             try:
                 # The Set-Cookie it may return (rolling, re-signing) has nowhere to go; the id,
                 # and so the browser's cookie, stays valid.
-                await self._storage.acommit_session(self)
+                await self._storage.acommit_session(self, **self._overrides)
             finally:
                 self._committing = None
 

@@ -76,6 +76,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+#: The messages that carry (the end of) an HTTP response body: pathsend and zerocopysend are
+#: the ASGI extensions some servers offer for files.
+_BODY_MESSAGES = frozenset({"http.response.body", "http.response.pathsend", "http.response.zerocopysend"})
+
 #: The scope key under which the middleware leaves its storage, for helpers that need it
 #: (``destroy``-style calls, the FastAPI ``StorageDep``).
 STORAGE_SCOPE_KEY = "websession.storage"
@@ -369,7 +373,7 @@ class SessionMiddleware:
                 # Late changes may follow, even to a lazy session first loaded by the body.
                 committed = permitted
                 message = self._with_headers(message, set_cookie, scope)
-            elif committed and message["type"] == "http.response.body":
+            elif committed and message["type"] in _BODY_MESSAGES:
                 if message.get("more_body", False):
                     streamed = True
                 else:
@@ -399,24 +403,26 @@ class SessionMiddleware:
         Errors are logged: the response has gone, so they cannot become a 503."""
         if not is_loaded(session):
             return  # never touched, even late: nothing to commit (and no load on the loop)
-        end_if_emptied(session)
-        if not has_pending(session):
-            return
         path = scope.get("path", "")
-        reason = needs_new_cookie(session, self.storage)
-        if reason is not None:
-            log_not_saved(reason, path)
-            return
         try:
+            end_if_emptied(session)
+            if not has_pending(session):
+                return
+            reason = needs_new_cookie(session, self.storage)
+            if reason is not None:
+                log_not_saved(reason, path)
+                return
             # Its Set-Cookie (rolling) cannot be sent any more; the id, and so the cookie, is unchanged.
             await self.storage.acommit_session(session, **self._overrides(scope))
-        except Exception as exc:
+        except Exception as exc:  # a value that no longer encodes, a store error, cookie_options
             log_late_failure(exc, path)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send, session: Session) -> None:
         """Run a WebSocket app with a :class:`WebSocketSession`, committing what is left when
         the socket closes: the client disconnects, the app closes it, or the app returns."""
-        socket_session: WebSocketSession = WebSocketSession(session, self.storage, scope.get("path", ""))
+        socket_session: WebSocketSession = WebSocketSession(
+            session, self.storage, scope.get("path", ""), self._overrides(scope)
+        )
         scope[self.scope_key] = socket_session
 
         async def receive_closing() -> Message:

@@ -58,7 +58,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Optional, cast
 
 from flask import request as current_request
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
@@ -273,7 +273,7 @@ class SessionInterface(FlaskSessionInterface):
     def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
         carried = self._carried(request)
         legacy = self.flask_cookie_sessions
-        if self.lazy and (legacy is None or legacy.get_cookie_name(app) not in request.cookies):
+        if self.lazy and (legacy is None or not self._carries_flask_cookie(app, request, legacy)):
             return LazyFlaskSession.deferred(_Loader(self, carried).load)
         try:
             session = self.storage.get_session(carried)
@@ -284,6 +284,18 @@ class SessionInterface(FlaskSessionInterface):
         if self.flask_cookie_sessions is not None:
             self._migrate(app, request, flask_session, self.flask_cookie_sessions)
         return flask_session
+
+    def _carries_flask_cookie(
+        self, app: Flask, request: Request, legacy: SecureCookieSessionInterface
+    ) -> bool:
+        """Whether the request may hold a Flask cookie session to import: under lazy=True such a
+        request is read up front. A cookie of the same name that is ours is not one."""
+        name = legacy.get_cookie_name(app)
+        if name not in request.cookies:
+            return False
+        if name != self.storage.cookie.name:
+            return True
+        return self.storage.cookie.read(request.headers.get("Cookie")) is None
 
     def _migrate(
         self, app: Flask, request: Request, session: FlaskSession, legacy: SecureCookieSessionInterface
@@ -327,14 +339,18 @@ class SessionInterface(FlaskSessionInterface):
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, FlaskSession):
             return
+        if not commits(response.status_code, self.commit_on_error):
+            return
+        # The request, for cookie_options at a late commit: by then stream_with_context has
+        # popped the request context.
+        request: Request = cast(Any, current_request)._get_current_object()
+        self._commit_streamed_later(app, session, request, response)
         if not is_loaded(session):
-            # Lazy and never used: never read, nothing to commit.
+            # Lazy and never used (so far: a streamed body may still): never read, nothing to commit.
             if session.accessed:
                 _vary_on(response, self.header or "Cookie")
             return
-        if not commits(response.status_code, self.commit_on_error):
-            return
-        overrides = self._prepare(app, session)
+        overrides = self._prepare(app, session, request)
         try:
             set_cookie = self.storage.commit_session(session, **overrides)
         except StoreUnavailableError as exc:
@@ -346,10 +362,16 @@ class SessionInterface(FlaskSessionInterface):
             self._expire_flask_cookie(app, response)
         if session.accessed or set_cookie is not None:
             _vary_on(response, self.header or "Cookie")
+
+    def _commit_streamed_later(
+        self, app: Flask, session: FlaskSession, request: Request, response: Response
+    ) -> None:
+        """A streamed body runs after this save (stream_with_context): commit what it changes
+        once it was sent in full, even to a lazy session it is the first to use."""
         if response.is_streamed and not response.direct_passthrough:
-            # A streamed body runs after this save (stream_with_context): commit what it changes.
-            path = current_request.path
-            response.response = _LateCommit(response.response, lambda: self._commit_late(app, session, path))
+            response.response = _LateCommit(
+                response.response, lambda: self._commit_late(app, session, request)
+            )
 
     def _send_id(self, response: Response, set_cookie: str | None) -> None:
         """Set-Cookie, or in header mode the header itself, only when its value changes."""
@@ -362,41 +384,37 @@ class SessionInterface(FlaskSessionInterface):
         if value != (current_request.headers.get(self.header) or ""):
             response.headers[self.header] = value
 
-    def _requested_overrides(self) -> dict[str, Any]:
+    def _requested_overrides(self, request: Request) -> dict[str, Any]:
         """This response's cookie option overrides from ``cookie_options``, checked."""
         if self.cookie_options is None:
             return {}
-        return cookie_overrides(self.storage, self.cookie_options(current_request))
+        return cookie_overrides(self.storage, self.cookie_options(request))
 
-    def _prepare(self, app: Flask, session: FlaskSession) -> dict[str, Any]:
+    def _prepare(self, app: Flask, session: FlaskSession, request: Request) -> dict[str, Any]:
         """Ready a session for its commit; return the cookie overrides it needs."""
         end_if_emptied(session)
-        overrides = {**self._overrides(app, session), **self._requested_overrides()}
+        overrides = {**self._overrides(app, session), **self._requested_overrides(request)}
         if session._force and not session.destroyed:
             session._force_save()
         session._force = False
         return overrides
 
-    def _commit_late(self, app: Flask, session: FlaskSession, path: str) -> None:
+    def _commit_late(self, app: Flask, session: FlaskSession, request: Request) -> None:
         """Commit what the streamed body changed, when the browser's cookie can stay as it is;
         else log why it was not saved. Errors are logged: the headers have gone."""
         if not is_loaded(session):
             return  # never touched: nothing to commit, and no store read for it now
         try:
-            overrides = self._prepare(app, session)
-        except Exception as exc:  # cookie_options may fail outside a request context
-            log_late_failure(exc, path)
-            return
-        if not has_pending(session):
-            return
-        reason = needs_new_cookie(session, self.storage)
-        if reason is not None:
-            log_not_saved(reason, path)
-            return
-        try:
+            overrides = self._prepare(app, session, request)
+            if not has_pending(session):
+                return
+            reason = needs_new_cookie(session, self.storage)
+            if reason is not None:
+                log_not_saved(reason, request.path)
+                return
             self.storage.commit_session(session, **overrides)
-        except Exception as exc:
-            log_late_failure(exc, path)
+        except Exception as exc:  # a value that no longer encodes, a store error, cookie_options
+            log_late_failure(exc, request.path)
 
     def _overrides(self, app: Flask, session: FlaskSession) -> dict[str, Any]:
         """A permanent session lives for PERMANENT_SESSION_LIFETIME, as in Flask."""

@@ -307,16 +307,16 @@ class _Call:
         session = self.session
         if not is_loaded(session):
             return  # never touched: nothing to commit
-        end_if_emptied(session)
-        if not has_pending(session):
-            return
-        reason = needs_new_cookie(session, self.middleware.storage)
-        if reason is not None:
-            log_not_saved(reason, self.path)
-            return
         try:
+            end_if_emptied(session)
+            if not has_pending(session):
+                return
+            reason = needs_new_cookie(session, self.middleware.storage)
+            if reason is not None:
+                log_not_saved(reason, self.path)
+                return
             self.middleware.storage.commit_session(session, **self.middleware._overrides(self.environ))
-        except Exception as exc:
+        except Exception as exc:  # a value that no longer encodes, a store error, cookie_options
             log_late_failure(exc, self.path)
 
 
