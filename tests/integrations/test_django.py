@@ -527,3 +527,37 @@ def test_device_labels_come_from_the_setting(client):
     [device] = storage.sessions_of(ada_pk())
     assert dict(device.labels) == {"device": "Firefox on Linux"}
     storage.revoke_user(ada_pk())
+
+
+@pytest.mark.parametrize("door", ["sync", "async"])
+def test_cycle_key_keeps_a_signed_in_session_in_the_index(client, door):
+    """A password change (update_session_auth_hash) cycles the key of a signed-in session: the
+    new key stays in the user's index, so revoke_user still reaches it."""
+    storage = get_storage()
+    storage.revoke_user(ada_pk())
+    client.post("/login", {"username": "ada", "password": "lovelace"})
+    [before] = storage.sessions_of(ada_pk())
+    session = SessionStore(sessionid(client))
+    assert "_auth_user_id" in dict(session.items())
+    if door == "sync":
+        session.cycle_key()
+    else:
+        asyncio.run(session.acycle_key())
+    session.save()
+    [after] = storage.sessions_of(ada_pk())
+    assert after.key == storage.store.storage_key(session.session_id) != before.key
+    assert after.created == before.created
+    assert storage.revoke_user(ada_pk()) == 1
+    assert SessionStore(session.session_key).load() == {}
+
+
+def test_cycle_key_after_a_revocation_signs_the_session_out(client):
+    storage = get_storage()
+    storage.revoke_user(ada_pk())
+    client.post("/login", {"username": "ada", "password": "lovelace"})
+    session = SessionStore(sessionid(client))
+    assert "_auth_user_id" in dict(session.items())  # read at the start of the request, as Django does
+    storage.revoke_user(ada_pk())  # "sign out everywhere" lands while this request runs
+    session.cycle_key()
+    assert session.session_key is None and dict(session.items()) == {}
+    assert storage.sessions_of(ada_pk()) == []

@@ -47,6 +47,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from asgiref.sync import sync_to_async
 from django import conf
 from django.contrib.auth.signals import user_logged_in
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
@@ -253,6 +254,12 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         if found is None:
             self.create()
             return
+        user = self._bound_user()
+        if user is not None:
+            # A signed-in session (a password change's update_session_auth_hash): it moves
+            # with its index entry, and only if no revocation of its user landed meanwhile.
+            self._move_bound(user, None)
+            return
         taken = self.storage.store.take(found[0])
         base = {} if taken is None else taken.data
         removed = frozenset(self._seen) - frozenset(data)
@@ -288,30 +295,57 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         return user_of(record.data)
 
     def _save_signed_in(self, user: str, labels: dict[str, str]) -> None:
-        """Move the session to a new id that is bound to ``user``: the stored record is taken
-        (with its index entry, if it had one) and recreated with this request's changes, so a
-        sign-out racing the sign-in never brings the old data back."""
+        """Move the session to a new id that is bound to ``user`` (a sign-in)."""
         self._signing_in = None
+        self._move_bound(user, labels)
+
+    def _move_bound(self, user: str, labels: dict[str, str] | None) -> None:
+        """Move the session to a new id bound to ``user``: the stored record is taken (with its
+        index entry, if it had one) and recreated with this request's changes, so a sign-out
+        racing the move never brings the old data back. ``labels`` is a sign-in's (a new
+        entry, whatever revocations came before); None is the same signed-in session moving,
+        which keeps its entry and moves only if its user was not revoked meanwhile."""
         store = self.storage.store
         data = dict(self._get_session())
         data[USER_KEY] = {"id": user}
         found = self._find(self.session_key)
+        now = store.clock()
+        created, kept_labels, generation = now, labels or {}, None
         if found is not None:
             old_user = self._bound_user()
             taken = (
                 store.take_for_user(found[0], old_user) if old_user else Taken(store.take(found[0]), None, 0)
             )
+            if labels is None:
+                if taken.record is None:
+                    self._signed_out()  # revoked (or destroyed) meanwhile
+                    return
+                generation = taken.generation
+                if taken.entry is not None:
+                    created, kept_labels = taken.entry.created, dict(taken.entry.labels)
             base = {} if taken.record is None else taken.record.data
             data = self._changes(data, frozenset(self._seen) - frozenset(data)).apply(base)
-        now = store.clock()
         expires = self._expires(None)
         lifetime = None if expires is None else (expires - now).total_seconds()
-        new_id = store.create_for_user(data, expires, user, Entry(now, labels, lifetime), None)
-        assert new_id is not None  # no generation is required of a sign-in
+        new_id = store.create_for_user(data, expires, user, Entry(created, kept_labels, lifetime), generation)
+        if new_id is None:
+            self._signed_out()  # its user was revoked while it moved: it must not live on
+            return
         self._session_key = self._key_for(new_id)
         self._session_cache = data
         self._remember(Record(dict(data), expires))
         self.modified = True
+
+    def _signed_out(self) -> None:
+        """The session was revoked: this request goes on with a fresh, empty one."""
+        self._session_cache = {}
+        self._session_key = None
+        self._remember(None)
+        self.modified = True
+
+    async def acycle_key(self) -> None:
+        """Async twin of :meth:`cycle_key` (Django's own would create and delete, unindexed)."""
+        await sync_to_async(self.cycle_key)()
 
     @classmethod
     def clear_expired(cls) -> None:
