@@ -654,7 +654,7 @@ def test_a_redis_url_gives_address_port_and_index_but_never_credentials() -> Non
         "server.port": 6380,
         "db.namespace": "3",
     }
-    assert describe(RedisStore(url="rediss+cluster://node-1"))["server.port"] == 6379
+    # A cluster URL names one node of many: no server is named (test below).
 
 
 def test_a_given_redis_client_is_described_from_its_pool() -> None:
@@ -739,3 +739,72 @@ def test_a_store_that_cannot_be_described_is_traced_without_its_address() -> Non
     store = RedisStore(url="redis://127.0.0.1:6379/0")
     store.url = "not a url at all"  # a describer that fails leaves the address out, no more
     assert describe(store) == {"db.system.name": "redis"}
+
+
+# -- review follow-ups ----------------------------------------------------------------------------
+
+
+def test_a_subclass_s_own_store_methods_still_run_when_instrumented(redis_url: str, otel: Otel) -> None:
+    """Round-trip counting must not go around a subclass's override of a store method."""
+    from websession.stores.redis import RedisStore
+
+    reads: list[str] = []
+
+    class Audited(RedisStore):
+        def read(self, id: str, touch: Any) -> Any:
+            reads.append(id)
+            return super().read(id, touch)
+
+        async def aread(self, id: str, touch: Any) -> Any:
+            reads.append(id)
+            return await super().aread(id, touch)
+
+    store = Audited(url=redis_url, prefix=f"ws-otel-test:{secrets.token_hex(4)}:")
+    storage = SessionStorage(cookie=cookie(), store=store)
+    try:
+        session = storage.get_session(None)
+        session["n"] = 1
+        header = storage.commit_session(session).split(";")[0]
+        instrument(storage, tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+        assert storage.get_session(header)["n"] == 1
+        assert asyncio.run(storage.aget_session(header))["n"] == 1
+        assert len(reads) == 2
+        storage.destroy_session(storage.get_session(header))
+    finally:
+        storage.close()
+
+
+def test_settings_written_through_the_proxy_reach_the_store(
+    memory_storage: SessionStorage, otel: Otel
+) -> None:
+    original = memory_storage.store
+    instrument(memory_storage, tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+    memory_storage.store.max_entries = 5  # type: ignore[attr-defined]
+    assert original.max_entries == 5  # type: ignore[attr-defined]
+    memory_storage.store.default_ttl = 60
+    assert original.default_ttl == 60
+
+
+def test_maintenance_sees_the_wrapped_store_s_abilities(otel: Otel) -> None:
+    from websession import create_session_storage
+    from websession.maintenance import supports_write
+
+    custom = create_session_storage(
+        cookie=cookie(),
+        create_data=lambda data, expires: "x",
+        read_data=lambda id: None,
+        update_data=lambda id, data, expires: None,
+        delete_data=lambda id: None,
+    )
+    instrument(custom, tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+    assert supports_write(custom.store) is False
+    memory = create_memory_session_storage(cookie=cookie())
+    instrument(memory, tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+    assert supports_write(memory.store) is True
+
+
+def test_a_cluster_url_names_no_single_server() -> None:
+    from websession.stores.redis import RedisStore
+
+    store = RedisStore(url="redis+cluster://10.0.0.1:7000")
+    assert "server.address" not in describe(store)

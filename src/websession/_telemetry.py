@@ -190,6 +190,23 @@ _COPIED = ("atomic_changes", "atomic_take", "native_ttl", "kind", "cheap_count",
 _COUNTABLE = frozenset({"create", "read", "update", "delete", "take"})
 
 
+#: What the proxy keeps for itself; anything else set on it goes to the wrapped store.
+_PROXY_STATE = frozenset(
+    {
+        "wrapped",
+        "instruments",
+        "unavailable",
+        "description",
+        "_operations",
+        "_counter_attributes",
+        "_span_kind",
+        "_counts",
+        "_warned",
+        *_COPIED,
+    }
+)
+
+
 class InstrumentedStore(Store):
     """``wrapped``, with a span and a duration for each create, read, update, delete and take.
 
@@ -229,6 +246,15 @@ class InstrumentedStore(Store):
         if name == "wrapped":  # not set yet (copy, pickle): never recurse
             raise AttributeError(name)
         return getattr(self.wrapped, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # The proxy's own state and what its class defines (methods a test may wrap, the
+        # properties that read through) stay here; every other setting (max_user_sessions,
+        # prefix, a subclass's own) is the wrapped store's, as reads of it are.
+        if name in _PROXY_STATE or hasattr(type(self), name):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.wrapped, name, value)
 
     # -- settings, read through ------------------------------------------------------------
 

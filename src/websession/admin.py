@@ -581,7 +581,8 @@ def purge(store: str, as_json: bool, quiet: bool) -> None:
         kind = storage.store.kind
         native = storage.store.native_ttl
         # A store with native TTL that still overrides purge_expired (DynamoDB) is purged.
-        nothing_to_do = native and type(storage.store).purge_expired is Store.purge_expired
+        own = getattr(storage.store, "wrapped", storage.store)  # a telemetry proxy's store
+        nothing_to_do = native and type(own).purge_expired is Store.purge_expired
         if nothing_to_do:
             purged = 0
         else:

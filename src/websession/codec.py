@@ -315,8 +315,9 @@ class TaggedJSON(JSONCodec):
     - a one-key dict whose key is a tag: ``" di"``, its key suffixed with ``__``.
 
     Flask reads every tag but ``" dt"``, ``" da"`` and ``" dc"`` (it returns those as the
-    one-key dicts they are stored as). Every datetime comes back equal to the one stored; an
-    aware one comes back with a fixed-offset ``tzinfo`` (the zone's name is not kept).
+    one-key dicts they are stored as). Every datetime comes back as the same instant; an aware
+    one comes back with a fixed-offset ``tzinfo`` (the zone's name is not kept), so an ambiguous
+    local time of a named zone no longer compares ``==`` to the original.
 
     Example::
 

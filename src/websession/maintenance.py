@@ -223,7 +223,8 @@ class MigrateReport:
 
 def supports_write(store: Store) -> bool:
     """Whether ``store`` can import records under given ids (it overrides ``write``)."""
-    kind = type(store)
+    own: Store = getattr(store, "wrapped", store)  # through a telemetry proxy, the store it wraps
+    kind = type(own)
     return kind.write is not Store.write or kind.write_many is not Store.write_many
 
 

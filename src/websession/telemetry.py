@@ -220,7 +220,9 @@ def _redis(store: Any) -> dict[str, Any]:
     if store.url is not None:
         from .stores.redis import redis_url
 
-        url, _cluster = redis_url(store.url)
+        url, cluster = redis_url(store.url)
+        if cluster:  # the URL names one node of many: no single server to name
+            return {}
         found = _server(url, 6379)
         index = urlsplit(url).path.strip("/")
         found["db.namespace"] = index if index.isdigit() else "0"

@@ -400,10 +400,15 @@ class RedisStore(Store):
             (None, 1)
             >>> store.close()
         """
+        if getattr(type(self), operation) is not getattr(RedisStore, operation):
+            return getattr(self, operation)(*args)  # a subclass's own method: run it, uncounted
         return self._run(counting(self._operations[operation](self, *args), trips), operation)
 
     async def acounted(self, trips: RoundTrips, operation: str, *args: Any) -> Any:
         """Async twin of :meth:`counted`."""
+        name = "a" + operation
+        if getattr(type(self), name) is not getattr(RedisStore, name):
+            return await getattr(self, name)(*args)
         return await self._arun(counting(self._operations[operation](self, *args), trips), operation)
 
     # -- users and their devices -------------------------------------------------------------
