@@ -50,7 +50,7 @@ from typing import Any
 from ..errors import ConfigurationError, StoreUnavailableError
 from ..session import Session
 from ..storage import CookieSessionStorage
-from ._lazy import LazySession, fill, is_loaded, load_error
+from ._lazy import Deferred, LazySession, fill, is_loaded, load_error
 from ._shared import (
     RETRY_AFTER,
     UNAVAILABLE_BODY,
@@ -245,6 +245,17 @@ def cookie_header(scope: Scope) -> bytes | None:
     return values[0] if len(values) == 1 else b"; ".join(values)
 
 
+def _may_have_changed(session: Session) -> bool:
+    """A cheap first look before a late commit: a loaded session with tracked changes, values
+    lent out (an in-place edit shows only in their JSON), or a regenerate or destroy pending.
+    Most requests have none, and skip the late commit's own checks altogether."""
+    if isinstance(session, Deferred):
+        return False  # never touched
+    return (
+        bool(session._set or session._removed or session._lent) or session.regenerating or session.destroyed
+    )
+
+
 def _varies_on(headers: list[tuple[bytes, bytes]], header: str) -> bool:
     vary = [value.decode("latin-1") for name, value in headers if len(name) == 4 and name.lower() == b"vary"]
     return bool(vary) and varies_on(vary, header)
@@ -315,6 +326,9 @@ class SessionMiddleware:
         self.header = None if header is None else checked_header_name(header)
         self.cookie_options = cookie_options
         self._header_key = None if header is None else header.lower().encode("latin-1")
+        # Built once: every response names the same header in Vary.
+        self._varies = self.header or "Cookie"
+        self._vary_header = (b"vary", self._varies.encode("latin-1"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -353,19 +367,24 @@ class SessionMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 set_cookie = None
-                outage = load_error(session)
-                if isinstance(outage, StoreUnavailableError) and message["status"] >= 500:
-                    # The lazy load failed and the app did not recover (an error middleware
-                    # inside ours may have made it a 500): the client gets the 503.
-                    failed = True
-                    await self._unavailable(scope, receive, send, outage)
-                    return
+                unloaded = isinstance(session, Deferred)  # lazy, and not touched so far
+                if unloaded:
+                    outage = load_error(session)
+                    if isinstance(outage, StoreUnavailableError) and message["status"] >= 500:
+                        # The lazy load failed and the app did not recover (an error middleware
+                        # inside ours may have made it a 500): the client gets the 503.
+                        failed = True
+                        await self._unavailable(scope, receive, send, outage)
+                        return
                 permitted = commits(message["status"], self.commit_on_error)
                 # A lazy session never touched was never read: there is nothing to commit.
-                if is_loaded(session) and permitted:
+                if permitted and not unloaded:
                     end_if_emptied(session)
                     try:
-                        set_cookie = await self.storage.acommit_session(session, **self._overrides(scope))
+                        if self.cookie_options is None:
+                            set_cookie = await self.storage.acommit_session(session)
+                        else:
+                            set_cookie = await self.storage.acommit_session(session, **self._overrides(scope))
                     except StoreUnavailableError as exc:
                         failed = True
                         await self._unavailable(scope, receive, send, exc)
@@ -392,7 +411,7 @@ class SessionMiddleware:
                 raise
             await self._unavailable(scope, receive, send, exc)
             return
-        if finished:
+        if finished and _may_have_changed(session):
             # Background tasks ran inside the app call, after the body. A body cut short (the
             # client went away) is a response that failed: nothing is committed late.
             await self._commit_late(scope, session)
@@ -492,9 +511,8 @@ class SessionMiddleware:
         headers = list(message.get("headers", ()))
         if id_header is not None:
             headers.append(id_header)
-        varies = self.header or "Cookie"
-        if self.vary_cookie and not _varies_on(headers, varies):
-            headers.append((b"vary", varies.encode("latin-1")))
+        if self.vary_cookie and not _varies_on(headers, self._varies):
+            headers.append(self._vary_header)
         message = dict(message)
         message["headers"] = headers
         return message
