@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from tests.stores.test_redis import Monitor
 from websession import create_cookie, create_redis_session_storage, create_upstash_session_storage
 from websession.stores.redis import RedisStore
 from websession.stores.redis_users import EMPTIED_INDEX_TTL_MS, GENERATION_FIELD, Steps, index_key
-from websession.users import USER_KEY, Entry, user_digest
+from websession.users import USER_KEY, Device, Entry, user_digest
 
 COOKIE = "__session"
 EXPIRED = "Expires=Thu, 01 Jan 1970"
@@ -530,6 +531,31 @@ def test_upstash_and_redis_share_one_index(
     assert door.get(native, browser.header).user == "ada"
     assert door.call(native, "revoke_user", "ada") == 1
     assert door.get(upstash, browser.header).is_new
+    close(door, upstash)
+    close(door, native)
+
+
+def test_revoking_a_key_no_store_writes_is_false_and_sends_nothing(
+    door: Door, upstash_server: UpstashRestServer, redis_url: str, redis_prefix: str
+) -> None:
+    """A key that names no record of these stores (a Device made up, or tampered with)."""
+    upstash = create_upstash_session_storage(
+        cookie=create_cookie(COOKIE, secrets=["s3cret"], max_age=3600),
+        url=upstash_server.url,
+        token=upstash_server.token,
+        prefix=redis_prefix,
+    )
+    native = make(redis_url, redis_prefix)
+    browser = sign_in(door, upstash)
+    now = datetime.now(timezone.utc)
+    for key in ("not a storage key!", "", GENERATION_FIELD, "ab/../cd"):
+        bogus = Device(key, created=now, last_seen=now)
+        for storage in (upstash, native):
+            mark = len(upstash_server.requests)
+            assert door.call(storage, "revoke", bogus, user="ada") is False
+            assert len(upstash_server.requests) == mark
+    assert door.get(upstash, browser.header).user == "ada"
+    assert len(door.call(upstash, "sessions_of", "ada")) == 1
     close(door, upstash)
     close(door, native)
 
