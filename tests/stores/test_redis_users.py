@@ -22,9 +22,14 @@ from tests.conformance.harness import AsyncDoor, Browser, Door, SyncDoor
 from tests.servers.redis import RedisServer
 from tests.servers.upstash import UpstashRestServer
 from tests.stores.test_redis import Monitor
-from websession import create_cookie, create_redis_session_storage, create_upstash_session_storage
+from websession import (
+    create_cookie,
+    create_cookie_session_storage,
+    create_redis_session_storage,
+    create_upstash_session_storage,
+)
 from websession.stores.redis import RedisStore
-from websession.stores.redis_users import EMPTIED_INDEX_TTL_MS, GENERATION_FIELD, Steps, index_key
+from websession.stores.redis_users import GENERATION_FIELD, Steps, index_key
 from websession.users import USER_KEY, Device, Entry, user_digest
 
 COOKIE = "__session"
@@ -253,22 +258,79 @@ def test_an_index_never_expires_while_it_lists_sessions(
     storage.close()
 
 
-def test_an_emptied_index_keeps_its_generation_a_day_then_vanishes(
-    door: Door, redis_url: str, redis_prefix: str, direct: redis.Redis
-) -> None:
-    storage = make(redis_url, redis_prefix)
-    index = index_key(redis_prefix, "ada")
+def test_a_revoked_users_generation_never_expires(any_redis: tuple[Any, Any]) -> None:
+    """Cookie storages keep their revocations in the generation, so it must outlive every
+    cookie, whichever operation leaves it alone in the index; an index that never held one
+    vanishes with its last entry."""
+    storage, direct = any_redis
+    door = SyncDoor()
+    index = index_key(storage.store.prefix, "ada")
+
+    def only_the_generation(expected: int) -> bool:
+        return direct.hgetall(index) == {GENERATION_FIELD.encode(): str(expected).encode()}
+
     browser = sign_in(door, storage)
     door.request(storage, browser, lambda s: s.logout())
     assert direct.exists(index) == 0  # never revoked: nothing to keep
-    browser = sign_in(door, storage)
-    assert door.call(storage, "revoke_user", "ada") == 1
-    assert direct.hgetall(index) == {GENERATION_FIELD.encode(): b"1"}
-    assert EMPTIED_INDEX_TTL_MS - 60_000 < direct.pttl(index) <= EMPTIED_INDEX_TTL_MS
     sign_in(door, storage)
-    assert direct.pttl(index) == -1  # listing a session again
-    assert generation(door, storage, "ada") == 1
-    close(door, storage)
+    assert storage.revoke_user("ada") == 1
+    assert only_the_generation(1) and direct.pttl(index) == -1
+    sign_in(door, storage)
+    assert storage.revoke(storage.sessions_of("ada")[0], user="ada") is True
+    assert only_the_generation(2) and direct.pttl(index) == -1
+    browser = sign_in(door, storage)
+    door.request(storage, browser, lambda s: s.logout())  # the take leaves the generation alone
+    assert only_the_generation(2) and direct.pttl(index) == -1
+    browser = sign_in(door, storage)
+    direct.delete(storage.store.key(session_id(storage, browser)))  # ended
+    assert storage.sessions_of("ada") == []  # the listing leaves the generation alone
+    assert only_the_generation(2) and direct.pttl(index) == -1
+    assert storage.store.generation("ada") == 2
+
+
+def test_a_revocation_takes_the_expiry_off_an_index(
+    redis_url: str, redis_prefix: str, direct: redis.Redis
+) -> None:
+    """An index given an expiry elsewhere (an earlier version gave emptied ones a day) keeps
+    its generation for good from the next revocation on."""
+    storage = make(redis_url, redis_prefix)
+    index = index_key(redis_prefix, "ada")
+    assert storage.revoke_user("ada") == 0
+    direct.pexpire(index, 60_000)
+    assert storage.revoke_user("ada") == 0
+    assert direct.pttl(index) == -1 and storage.store.generation("ada") == 2
+    storage.close()
+
+
+@pytest.mark.parametrize("kept_in", ["redis", "upstash"])
+def test_cookie_revocations_kept_in_the_index_never_expire(
+    request: pytest.FixtureRequest, kept_in: str, redis_url: str, redis_prefix: str, direct: redis.Redis
+) -> None:
+    """The review's case: a cookie sign-in, then both storages revoke the user; the index is
+    left holding the generation alone, which must stay, or the cookie would come back."""
+    if kept_in == "redis":
+        kept = make(redis_url, redis_prefix)
+    else:
+        server = request.getfixturevalue("upstash_server")
+        kept = create_upstash_session_storage(
+            cookie=create_cookie(COOKIE, secrets=["s3cret"]),
+            url=server.url,
+            token=server.token,
+            prefix=redis_prefix,
+        )
+    cookies = create_cookie_session_storage(
+        cookie=create_cookie("c", secrets=["k"], max_age=3600), revocation=kept
+    )
+    session = cookies.get_session(None)
+    session.login("ada")
+    header = cookies.commit_session(session).split(";")[0]
+    assert cookies.get_session(header).user == "ada"
+    assert cookies.revoke_user("ada") == 0 and kept.revoke_user("ada") == 0
+    index = index_key(redis_prefix, "ada")
+    assert direct.hgetall(index) == {GENERATION_FIELD.encode(): b"2"}
+    assert direct.pttl(index) == -1
+    assert cookies.get_session(header).user is None
+    kept.close()
 
 
 def test_a_bumped_generation_never_expires(

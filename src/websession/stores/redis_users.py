@@ -27,8 +27,8 @@ entries, then deletes the records.
 An index has no expiry while it lists sessions: rolling reads move a record's expiry without
 touching the index, so any TTL given to the index could end before a session it lists, and
 "sign out everywhere" would then miss that session. Dead entries are pruned on every sign-in
-and listing instead; an index left with nothing but its generation expires after
-:data:`EMPTIED_INDEX_TTL_MS`.
+and listing instead. Once revoked, a user's index keeps its generation for good (cookie
+storages keep their revocations in it); one never revoked vanishes with its last entry.
 
 Example::
 
@@ -56,9 +56,6 @@ T = TypeVar("T")
 GENERATION_FIELD = "#gen"
 #: What follows the prefix in an index key.
 INDEX_INFIX = "user:"
-#: How long an index that lists no session any more keeps its generation before it vanishes.
-#: A regenerate reads the generation and compares it a moment later: a day is ample.
-EMPTIED_INDEX_TTL_MS = 24 * 3600 * 1000
 #: How many fresh ids a create tries before giving up (a collision needs 128 random bits).
 CREATE_ATTEMPTS = 8
 #: On Redis Cluster, a sign-in prunes the index's dead entries once it lists more than this.
@@ -127,7 +124,9 @@ Steps = Generator[Op, Any, T]
 # -- the scripts -------------------------------------------------------------------------------
 #
 # KEYS[1] is always the index. `generation()` reads a damaged counter as 0 rather than failing
-# the request; `settle()` lets an index that lists no session vanish after a grace period.
+# the request. `bump()` also takes any expiry off the index: once it holds a generation other
+# than 0 it must never vanish, since cookie storages keep their revocations in it (an index
+# that never held one vanishes by itself with its last entry, as an empty hash does).
 
 _PRELUDE = f"""
 local function generation()
@@ -136,12 +135,8 @@ end
 local function bump()
   local gen = generation() + 1
   redis.call('HSET', KEYS[1], '{GENERATION_FIELD}', gen)
+  redis.call('PERSIST', KEYS[1])
   return gen
-end
-local function settle()
-  if redis.call('HLEN', KEYS[1]) == 1 and redis.call('HEXISTS', KEYS[1], '{GENERATION_FIELD}') == 1 then
-    redis.call('PEXPIRE', KEYS[1], {EMPTIED_INDEX_TTL_MS})
-  end
 end
 local function is_session(field)
   return field ~= '{GENERATION_FIELD}' and string.match(field, '^[%x%-]+$') ~= nil
@@ -201,10 +196,7 @@ if ttl > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
 #: another type is unreadable, and gone afterwards); returns {entry, generation, record}.
 _TAKE = """
 local entry = redis.call('HGET', KEYS[1], ARGV[1])
-if entry then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  settle()
-end
+if entry then redis.call('HDEL', KEYS[1], ARGV[1]) end
 local record = redis.pcall('{read}', KEYS[2])
 if type(record) == 'table' and record.err then record = false end
 redis.call('DEL', KEYS[2])
@@ -217,7 +209,6 @@ TAKE_HASH = _script(_TAKE.format(read="HGETALL"))
 REVOKE = _script("""
 bump()
 redis.call('HDEL', KEYS[1], ARGV[1])
-settle()
 return redis.call('DEL', KEYS[2])
 """)
 
@@ -232,7 +223,6 @@ for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
     deleted = deleted + redis.call('DEL', ARGV[2] .. field)
   end
 end
-settle()
 return deleted
 """)
 
@@ -254,16 +244,13 @@ for i = 1, #fields, 2 do
     end
   end
 end
-settle()
 return found
 """)
 
-#: Increments the generation; the index then never expires (a cookie storage's revocations
-#: must outlive its cookies). Returns the new generation.
+#: Increments the generation (for good: a cookie storage's revocations must outlive its
+#: cookies). Returns the new generation.
 BUMP = _script("""
-local gen = bump()
-redis.call('PERSIST', KEYS[1])
-return gen
+return bump()
 """)
 
 # Redis Cluster: the index alone (KEYS[1]); the records are written and deleted apart.
@@ -280,10 +267,7 @@ return redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], '{GENERATION
 #: ARGV[1] the storage key. Returns {entry, generation}.
 INDEX_TAKE = _script("""
 local entry = redis.call('HGET', KEYS[1], ARGV[1])
-if entry then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  settle()
-end
+if entry then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return {entry, generation()}
 """)
 
@@ -291,7 +275,6 @@ return {entry, generation()}
 INDEX_REVOKE = _script("""
 bump()
 redis.call('HDEL', KEYS[1], ARGV[1])
-settle()
 return 1
 """)
 
@@ -306,14 +289,12 @@ for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
     removed[#removed + 1] = field
   end
 end
-settle()
 return removed
 """)
 
 #: ARGV: storage keys whose records are gone. Removes their entries.
 INDEX_PRUNE = _script("""
 for i = 1, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
-settle()
 return 1
 """)
 
@@ -563,7 +544,6 @@ def _pairs(reply: Any) -> list[tuple[Any, Any]]:
 
 
 __all__ = [
-    "EMPTIED_INDEX_TTL_MS",
     "GENERATION_FIELD",
     "Batch",
     "Call",
