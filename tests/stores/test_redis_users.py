@@ -2,7 +2,7 @@
 conformance suite: round trips counted by the server, key names and what they hold, the
 index's expiry, maintenance that never takes an index for a session, corrupt index data,
 hashed storage keys, the remix-v3 and hash records, Upstash sharing the same index, and the
-interleavings Redis Cluster must survive."""
+interleavings and the failures between steps that Redis Cluster must survive."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -21,10 +22,16 @@ from tests.conformance.harness import AsyncDoor, Browser, Door, SyncDoor
 from tests.servers.redis import RedisServer
 from tests.servers.upstash import UpstashRestServer
 from tests.stores.test_redis import Monitor
-from websession import create_cookie, create_redis_session_storage, create_upstash_session_storage
+from websession import (
+    StoreUnavailableError,
+    create_cookie,
+    create_cookie_session_storage,
+    create_redis_session_storage,
+    create_upstash_session_storage,
+)
 from websession.stores.redis import RedisStore
-from websession.stores.redis_users import EMPTIED_INDEX_TTL_MS, GENERATION_FIELD, Steps, index_key
-from websession.users import USER_KEY, Entry, user_digest
+from websession.stores.redis_users import GENERATION_FIELD, Steps, index_key
+from websession.users import USER_KEY, Device, Entry, user_digest
 
 COOKIE = "__session"
 EXPIRED = "Expires=Thu, 01 Jan 1970"
@@ -252,22 +259,79 @@ def test_an_index_never_expires_while_it_lists_sessions(
     storage.close()
 
 
-def test_an_emptied_index_keeps_its_generation_a_day_then_vanishes(
-    door: Door, redis_url: str, redis_prefix: str, direct: redis.Redis
-) -> None:
-    storage = make(redis_url, redis_prefix)
-    index = index_key(redis_prefix, "ada")
+def test_a_revoked_users_generation_never_expires(any_redis: tuple[Any, Any]) -> None:
+    """Cookie storages keep their revocations in the generation, so it must outlive every
+    cookie, whichever operation leaves it alone in the index; an index that never held one
+    vanishes with its last entry."""
+    storage, direct = any_redis
+    door = SyncDoor()
+    index = index_key(storage.store.prefix, "ada")
+
+    def only_the_generation(expected: int) -> bool:
+        return direct.hgetall(index) == {GENERATION_FIELD.encode(): str(expected).encode()}
+
     browser = sign_in(door, storage)
     door.request(storage, browser, lambda s: s.logout())
     assert direct.exists(index) == 0  # never revoked: nothing to keep
-    browser = sign_in(door, storage)
-    assert door.call(storage, "revoke_user", "ada") == 1
-    assert direct.hgetall(index) == {GENERATION_FIELD.encode(): b"1"}
-    assert EMPTIED_INDEX_TTL_MS - 60_000 < direct.pttl(index) <= EMPTIED_INDEX_TTL_MS
     sign_in(door, storage)
-    assert direct.pttl(index) == -1  # listing a session again
-    assert generation(door, storage, "ada") == 1
-    close(door, storage)
+    assert storage.revoke_user("ada") == 1
+    assert only_the_generation(1) and direct.pttl(index) == -1
+    sign_in(door, storage)
+    assert storage.revoke(storage.sessions_of("ada")[0], user="ada") is True
+    assert only_the_generation(2) and direct.pttl(index) == -1
+    browser = sign_in(door, storage)
+    door.request(storage, browser, lambda s: s.logout())  # the take leaves the generation alone
+    assert only_the_generation(2) and direct.pttl(index) == -1
+    browser = sign_in(door, storage)
+    direct.delete(storage.store.key(session_id(storage, browser)))  # ended
+    assert storage.sessions_of("ada") == []  # the listing leaves the generation alone
+    assert only_the_generation(2) and direct.pttl(index) == -1
+    assert storage.store.generation("ada") == 2
+
+
+def test_a_revocation_takes_the_expiry_off_an_index(
+    redis_url: str, redis_prefix: str, direct: redis.Redis
+) -> None:
+    """An index given an expiry elsewhere (an earlier version gave emptied ones a day) keeps
+    its generation for good from the next revocation on."""
+    storage = make(redis_url, redis_prefix)
+    index = index_key(redis_prefix, "ada")
+    assert storage.revoke_user("ada") == 0
+    direct.pexpire(index, 60_000)
+    assert storage.revoke_user("ada") == 0
+    assert direct.pttl(index) == -1 and storage.store.generation("ada") == 2
+    storage.close()
+
+
+@pytest.mark.parametrize("kept_in", ["redis", "upstash"])
+def test_cookie_revocations_kept_in_the_index_never_expire(
+    request: pytest.FixtureRequest, kept_in: str, redis_url: str, redis_prefix: str, direct: redis.Redis
+) -> None:
+    """The review's case: a cookie sign-in, then both storages revoke the user; the index is
+    left holding the generation alone, which must stay, or the cookie would come back."""
+    if kept_in == "redis":
+        kept = make(redis_url, redis_prefix)
+    else:
+        server = request.getfixturevalue("upstash_server")
+        kept = create_upstash_session_storage(
+            cookie=create_cookie(COOKIE, secrets=["s3cret"]),
+            url=server.url,
+            token=server.token,
+            prefix=redis_prefix,
+        )
+    cookies = create_cookie_session_storage(
+        cookie=create_cookie("c", secrets=["k"], max_age=3600), revocation=kept
+    )
+    session = cookies.get_session(None)
+    session.login("ada")
+    header = cookies.commit_session(session).split(";")[0]
+    assert cookies.get_session(header).user == "ada"
+    assert cookies.revoke_user("ada") == 0 and kept.revoke_user("ada") == 0
+    index = index_key(redis_prefix, "ada")
+    assert direct.hgetall(index) == {GENERATION_FIELD.encode(): b"2"}
+    assert direct.pttl(index) == -1
+    assert cookies.get_session(header).user is None
+    kept.close()
 
 
 def test_a_bumped_generation_never_expires(
@@ -432,33 +496,56 @@ def test_cluster_keeps_index_and_records_in_different_slots(cluster: tuple[Any, 
     assert len(slots | {index_slot}) > 1  # else the interleavings below would prove nothing
 
 
-def test_cluster_revoke_user_between_the_take_and_its_record(cluster: tuple[Any, RedisStore, Any]) -> None:
-    """Sign out everywhere lands after a regenerate took the entry, before it took the record."""
+def test_cluster_revoke_user_between_the_takes_read_and_its_record(
+    cluster: tuple[Any, RedisStore, Any],
+) -> None:
+    """Sign out everywhere lands after a regenerate read the entry, before it took the record:
+    the revocation deletes the record, so there is nothing left to move."""
     storage, store, direct = cluster
     browser = sign_in(SyncDoor(), storage)
     id = session_id(storage, browser)
     counts: list[int] = []
     revoke = lambda: counts.append(store.revoke_user("ada", None))  # noqa: E731
     taken = store._run(paused(store._users.take(id, "ada"), 1, revoke), "take")
-    assert counts == [0]  # the entry was gone already: nothing for it to delete
+    assert counts == [1]
+    assert taken.record is None
+    assert live(store, direct) == [index_key(store.prefix, "ada")]  # the generation, alone
+    assert storage.sessions_of("ada") == [] and storage.get_session(browser.header).is_new
+
+
+def test_cluster_revoke_user_between_the_takes_record_and_its_entry(
+    cluster: tuple[Any, RedisStore, Any],
+) -> None:
+    """Sign out everywhere lands after a regenerate took the record, before it removed the
+    entry: the revocation finds no record to delete, but it moved the generation the new id
+    would be created under, so the move is refused."""
+    storage, store, direct = cluster
+    browser = sign_in(SyncDoor(), storage)
+    id = session_id(storage, browser)
+    counts: list[int] = []
+    revoke = lambda: counts.append(store.revoke_user("ada", None))  # noqa: E731
+    taken = store._run(paused(store._users.take(id, "ada"), 2, revoke), "take")
+    assert counts == [0]  # the take had the record already
     assert taken.record is not None and taken.entry is not None
     assert store.create_for_user(taken.record.data, None, "ada", taken.entry, taken.generation) is None
-    assert live(store, direct) == [index_key(store.prefix, "ada")]  # the generation, alone
+    assert live(store, direct) == [index_key(store.prefix, "ada")]
     assert storage.sessions_of("ada") == []
 
 
-def test_cluster_take_between_the_revocations_two_steps(cluster: tuple[Any, RedisStore, Any]) -> None:
-    """A regenerate lands after sign-out-everywhere emptied the index, before it deleted the
-    records: the take finds no entry, so it deletes the record and reports it revoked."""
+@pytest.mark.parametrize("after", [1, 2], ids=["tombstoned", "records-deleted"])
+def test_cluster_take_between_the_revocations_steps(cluster: tuple[Any, RedisStore, Any], after: int) -> None:
+    """A regenerate lands after sign-out-everywhere tombstoned the entries (and perhaps deleted
+    the records), before it removed the tombstones: a tombstone is no entry, so the take
+    deletes the record and reports it revoked."""
     storage, store, direct = cluster
     browser = sign_in(SyncDoor(), storage)
     id = session_id(storage, browser)
     takes = []
     take = lambda: takes.append(store.take_for_user(id, "ada"))  # noqa: E731
-    deleted = store._run(paused(store._users.revoke_user("ada", None), 1, take), "revoke_user")
+    deleted = store._run(paused(store._users.revoke_user("ada", None), after, take), "revoke_user")
     [taken] = takes
     assert taken.record is None and taken.entry is None
-    assert deleted == 0  # the take deleted it first
+    assert deleted == (0 if after == 1 else 1)  # whoever came first deleted it
     assert live(store, direct) == [index_key(store.prefix, "ada")]
     assert storage.get_session(browser.header).is_new
 
@@ -475,16 +562,20 @@ def test_cluster_revoke_user_between_the_create_and_its_entry(cluster: tuple[Any
     assert live(store, direct) == [index_key(store.prefix, "ada")]
 
 
-def test_cluster_revoke_one_between_the_take_and_its_record(cluster: tuple[Any, RedisStore, Any]) -> None:
+@pytest.mark.parametrize("after", [1, 2], ids=["before-the-record", "before-the-entry"])
+def test_cluster_revoke_one_in_the_middle_of_a_take(cluster: tuple[Any, RedisStore, Any], after: int) -> None:
     storage, store, direct = cluster
     browser = sign_in(SyncDoor(), storage)
     id = session_id(storage, browser)
     key = store.storage_key(id)
     revoked: list[bool] = []
     revoke = lambda: revoked.append(store.revoke(key, "ada"))  # noqa: E731
-    taken = store._run(paused(store._users.take(id, "ada"), 1, revoke), "take")
-    # The revocation missed the entry (taken) but deleted the record: nothing left to move.
-    assert revoked == [True] and taken.record is None
+    taken = store._run(paused(store._users.take(id, "ada"), after, revoke), "take")
+    if after == 1:  # the revocation deleted the record: nothing left to move
+        assert revoked == [True] and taken.record is None
+    else:  # the take had it, but the generation moved: the move is refused
+        assert revoked == [False] and taken.record is not None and taken.entry is not None
+        assert store.create_for_user(taken.record.data, None, "ada", taken.entry, taken.generation) is None
     assert live(store, direct) == [index_key(store.prefix, "ada")]
     assert storage.get_session(browser.header).is_new
 
@@ -510,6 +601,200 @@ def test_cluster_listing_prunes_ended_sessions(cluster: tuple[Any, RedisStore, A
     assert len(direct.hkeys(index_key(store.prefix, "ada"))) == 2
 
 
+# -- Redis Cluster: a failure between an operation's steps -----------------------------------------
+
+
+@pytest.fixture
+def on_cluster(door: Door, redis_cluster_url: str) -> Iterator[tuple[Any, RedisStore, Any]]:
+    """A storage on Redis Cluster used through ``door``, and a direct client."""
+    storage = make(redis_cluster_url, f"users:{uuid.uuid4().hex[:8]}:")
+    direct = redis.cluster.RedisCluster.from_url(redis_cluster_url.replace("redis+cluster", "redis"))
+    yield storage, storage.store, direct
+    close(door, storage)
+    direct.close()
+
+
+def fail_once(
+    monkeypatch: pytest.MonkeyPatch, matches: Callable[[Any], bool], *, executed: bool = False
+) -> list[Any]:
+    """Make the first command the store sends that ``matches`` fail as a timeout or a failover
+    does: the command never reaches the server, or (``executed``) it runs and its reply is lost.
+    Returns the list the failed command is put in, so a test can check that it happened."""
+    import websession.stores.redis as module
+
+    failed: list[Any] = []
+    send, asend = module._send, module._asend
+
+    def fails(op: Any) -> bool:
+        if failed or not matches(op):
+            return False
+        failed.append(op)
+        return True
+
+    def failing(client: Any, op: Any) -> Any:
+        if not fails(op):
+            return send(client, op)
+        if executed:
+            send(client, op)
+        raise redis.exceptions.TimeoutError("injected: no reply")
+
+    async def afailing(client: Any, op: Any) -> Any:
+        if not fails(op):
+            return await asend(client, op)
+        if executed:
+            await asend(client, op)
+        raise redis.exceptions.TimeoutError("injected: no reply")
+
+    monkeypatch.setattr(module, "_send", failing)
+    monkeypatch.setattr(module, "_asend", afailing)
+    return failed
+
+
+def command(name: str) -> Callable[[Any], bool]:
+    """Matches the command ``name``, alone or in a pipeline."""
+    import websession.stores.redis as module
+
+    def matches(op: Any) -> bool:
+        if isinstance(op, module._Command):
+            return bool(op.args[0] == name)
+        return isinstance(op, module._Batch) and op.calls[0][0] == name
+
+    return matches
+
+
+@pytest.mark.parametrize("executed", [False, True], ids=["request-lost", "reply-lost"])
+@pytest.mark.parametrize("finish", ["retry", "listing"])
+def test_cluster_a_revoke_user_that_fails_midway_raises_and_is_finished_later(
+    door: Door,
+    on_cluster: tuple[Any, RedisStore, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    executed: bool,
+    finish: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The records' deletes fail after the index step: the call raises, and a retry (or the
+    next listing) deletes the records the first try left, so none of them stays signed in."""
+    storage, store, direct = on_cluster
+    browsers = [sign_in(door, storage) for _ in range(3)]
+    other = sign_in(door, storage, "grace")
+    failed = fail_once(monkeypatch, command("DEL"), executed=executed)
+    with pytest.raises(StoreUnavailableError):
+        door.call(storage, "revoke_user", "ada")
+    assert failed
+    if finish == "retry":
+        assert door.call(storage, "revoke_user", "ada") == (0 if executed else 3)
+    else:
+        with caplog.at_level(logging.WARNING, logger="websession"):
+            assert door.call(storage, "sessions_of", "ada") == []
+        assert caplog.text == ""  # a tombstone is no corrupt entry
+    assert [door.get(storage, b.header).is_new for b in browsers] == [True] * 3
+    assert door.get(storage, other.header).user == "grace"
+    assert direct.hkeys(index_key(store.prefix, "ada")) == [GENERATION_FIELD.encode()]
+    indexes = [index_key(store.prefix, user) for user in ("ada", "grace")]
+    assert live(store, direct) == sorted([*indexes, store.key(session_id(storage, other))])
+
+
+@pytest.mark.parametrize("finish", ["retry", "listing"])
+def test_cluster_a_revoke_that_fails_midway_raises_and_is_finished_later(
+    door: Door, on_cluster: tuple[Any, RedisStore, Any], monkeypatch: pytest.MonkeyPatch, finish: str
+) -> None:
+    storage, store, direct = on_cluster
+    laptop, phone = sign_in(door, storage), sign_in(door, storage)
+    keys = [store.storage_key(session_id(storage, b)) for b in (laptop, phone)]
+    [device] = [d for d in door.call(storage, "sessions_of", "ada") if d.key == keys[0]]
+    failed = fail_once(monkeypatch, command("DEL"))
+    with pytest.raises(StoreUnavailableError):
+        door.call(storage, "revoke", device, user="ada")
+    assert failed
+    if finish == "retry":
+        assert door.call(storage, "revoke", device, user="ada") is True
+    else:
+        assert [d.key for d in door.call(storage, "sessions_of", "ada")] == keys[1:]
+    assert door.get(storage, laptop.header).is_new and door.get(storage, phone.header).user == "ada"
+    assert set(direct.hkeys(index_key(store.prefix, "ada"))) == {GENERATION_FIELD.encode(), keys[1].encode()}
+
+
+def test_cluster_a_session_whose_revocation_failed_midway_cannot_move(
+    door: Door, on_cluster: tuple[Any, RedisStore, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Until a retry finishes the revocation, its sessions still read (the read path never
+    looks at the index), but none can be carried over to a new id: a tombstone is no entry."""
+    storage, store, direct = on_cluster
+    browser = sign_in(door, storage)
+    fail_once(monkeypatch, command("DEL"))
+    with pytest.raises(StoreUnavailableError):
+        door.call(storage, "revoke_user", "ada")
+    door.request(storage, browser, lambda s: s.regenerate())
+    assert browser.header is None  # the cookie was expired: revoked, not moved
+    assert live(store, direct) == [index_key(store.prefix, "ada")]
+    assert door.call(storage, "revoke_user", "ada") == 0
+
+
+def test_cluster_a_revocation_left_unfinished_ends_even_the_session_a_retry_keeps(
+    door: Door, on_cluster: tuple[Any, RedisStore, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tombstone is a revocation already decided: "sign out everywhere else" after a failed
+    "sign out everywhere" still ends the current session, which the first call revoked."""
+    storage, store, direct = on_cluster
+    here, there = sign_in(door, storage), sign_in(door, storage)
+    fail_once(monkeypatch, command("DEL"))
+    with pytest.raises(StoreUnavailableError):
+        door.call(storage, "revoke_user", "ada")
+    assert door.call(storage, "revoke_user", "ada", keep=door.get(storage, here.header)) == 2
+    assert door.get(storage, here.header).is_new and door.get(storage, there.header).is_new
+    assert live(store, direct) == [index_key(store.prefix, "ada")]
+
+
+#: How a signed-in session's take (its record leaves with its entry) is started.
+TAKES: dict[str, Callable[[Any], None]] = {
+    "regenerate": lambda s: s.regenerate(),
+    "logout": lambda s: s.logout(),
+    "destroy": lambda s: s.destroy(),
+}
+
+
+@pytest.mark.parametrize("take", list(TAKES))
+def test_cluster_a_take_that_fails_before_the_record_leaves_the_session_indexed(
+    door: Door, on_cluster: tuple[Any, RedisStore, Any], monkeypatch: pytest.MonkeyPatch, take: str
+) -> None:
+    """The record's GETDEL fails: nothing moved, and the session, still signed in, is still
+    listed, so a revocation still ends it."""
+    storage, store, _ = on_cluster
+    browser = sign_in(door, storage, device="laptop")
+    key = store.storage_key(session_id(storage, browser))
+    failed = fail_once(monkeypatch, command("GETDEL"))
+    with pytest.raises(StoreUnavailableError):
+        door.request(storage, browser, TAKES[take])
+    assert failed
+    assert door.get(storage, browser.header).user == "ada"
+    assert [device.key for device in door.call(storage, "sessions_of", "ada")] == [key]
+    assert door.call(storage, "revoke_user", "ada") == 1
+    assert door.get(storage, browser.header).is_new
+
+
+@pytest.mark.parametrize("fails", ["GETDEL reply", "HDEL"])
+@pytest.mark.parametrize("take", list(TAKES))
+def test_cluster_a_take_that_fails_after_the_record_leaves_nothing_signed_in(
+    door: Door,
+    on_cluster: tuple[Any, RedisStore, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    take: str,
+    fails: str,
+) -> None:
+    """The record was taken, then the reply or the entry's removal failed: the session is
+    gone (signed out, never half-moved), and its stale entry leaves at the next listing."""
+    storage, store, direct = on_cluster
+    browser = sign_in(door, storage)
+    name, executed = ("GETDEL", True) if fails == "GETDEL reply" else ("HDEL", False)
+    failed = fail_once(monkeypatch, command(name), executed=executed)
+    with pytest.raises(StoreUnavailableError):
+        door.request(storage, browser, TAKES[take])
+    assert failed
+    assert door.get(storage, browser.header).is_new
+    assert door.call(storage, "sessions_of", "ada") == []
+    assert live(store, direct) == []  # the stale entry pruned; never revoked, so no generation
+
+
 # -- Upstash runs the same scripts on the same keys -------------------------------------------------
 
 
@@ -530,6 +815,31 @@ def test_upstash_and_redis_share_one_index(
     assert door.get(native, browser.header).user == "ada"
     assert door.call(native, "revoke_user", "ada") == 1
     assert door.get(upstash, browser.header).is_new
+    close(door, upstash)
+    close(door, native)
+
+
+def test_revoking_a_key_no_store_writes_is_false_and_sends_nothing(
+    door: Door, upstash_server: UpstashRestServer, redis_url: str, redis_prefix: str
+) -> None:
+    """A key that names no record of these stores (a Device made up, or tampered with)."""
+    upstash = create_upstash_session_storage(
+        cookie=create_cookie(COOKIE, secrets=["s3cret"], max_age=3600),
+        url=upstash_server.url,
+        token=upstash_server.token,
+        prefix=redis_prefix,
+    )
+    native = make(redis_url, redis_prefix)
+    browser = sign_in(door, upstash)
+    now = datetime.now(timezone.utc)
+    for key in ("not a storage key!", "", GENERATION_FIELD, "ab/../cd"):
+        bogus = Device(key, created=now, last_seen=now)
+        for storage in (upstash, native):
+            mark = len(upstash_server.requests)
+            assert door.call(storage, "revoke", bogus, user="ada") is False
+            assert len(upstash_server.requests) == mark
+    assert door.get(upstash, browser.header).user == "ada"
+    assert len(door.call(upstash, "sessions_of", "ada")) == 1
     close(door, upstash)
     close(door, native)
 
@@ -586,13 +896,22 @@ def test_cluster_round_trips(cluster: tuple[Any, RedisStore, Any], monkeypatch: 
     assert sent == ["GETEX"]
     del sent[:]
     door.request(storage, browser, lambda s: s.regenerate())
-    assert sent == ["GETEX", "Eval", "GETDEL", "SET", "Eval"]
+    assert sent == ["GETEX", "HMGET", "GETDEL", "HDEL", "SET", "Eval"]
     del sent[:]
     assert len(storage.sessions_of("ada")) == 1
     assert sent == ["HGETALL", "Batch"]
     del sent[:]
     assert storage.revoke_user("ada") == 1
-    assert sent == ["Eval", "Batch"]
+    assert sent == ["Eval", "Batch", "HDEL"]  # tombstones, records, tombstones
+    browsers = [sign_in(door, storage) for _ in range(2)]
+    session = storage.get_session(browsers[0].header)
+    del sent[:]
+    assert storage.revoke(session) is True
+    assert sent == ["Eval", "DEL", "HDEL"]
+    storage.store._run(storage.store._delete(session_id(storage, browsers[1])), "delete")  # ended
+    del sent[:]
+    assert storage.sessions_of("ada") == []
+    assert sent == ["HGETALL", "Batch", "HDEL"]  # the ended session's entry leaves
 
 
 def test_cluster_hash_layout(redis_cluster_url: str) -> None:

@@ -4,8 +4,9 @@ Keys, beside the records under ``prefix + storage key``:
 
 ``prefix + "user:" + user_digest(user)``
     A hash: one field per signed-in session, named by its storage key (the id, or its keyed
-    hash with ``storage_key_secret``), holding the :class:`~websession.users.Entry` as JSON;
-    and the field ``"#gen"``, the user's generation (a storage key is hex, so never ``#gen``).
+    hash with ``storage_key_secret``), holding the :class:`~websession.users.Entry` as JSON
+    (or, on Redis Cluster, for a moment, the :data:`TOMBSTONE` of a revoked session); and the
+    field ``"#gen"``, the user's generation (a storage key is hex, so never ``#gen``).
     The key is no id and no 64-hex digest, so ``scan``/``count`` never take it for a session.
 
 Every operation is a generator of commands (sans I/O, as in :mod:`.steps`): the Redis store
@@ -18,17 +19,24 @@ from inside the script (their names cannot be declared up front without a second
 and a race); a single server allows that, Redis Cluster does not.
 
 On Redis Cluster the index and each record live in different hash slots, so no step spans
-them. Each operation is ordered so that no interleaving lets a revoked session live on
-(docs/stores/redis.md): a create writes the record, then adds the entry only if the
-generation is unchanged (else deletes the record); a take first removes the entry and reads
-the generation, then takes the record; a revocation first bumps the generation and removes the
-entries, then deletes the records.
+them. Each operation is ordered so that neither an interleaving nor a failure between two
+steps lets a revoked session live on (docs/stores/redis.md):
+
+- a create writes the record, then adds the entry only if the generation is unchanged (else
+  deletes the record);
+- a take reads the entry and the generation, takes the record, then removes the entry (a
+  failure before the take leaves the session listed; after it, an entry whose record is gone,
+  which listings prune);
+- a revocation bumps the generation and puts tombstones in place of the entries, deletes the
+  records, then removes the tombstones. A tombstone counts as no entry for a take and is not
+  listed; a failed revocation raises, and retrying it (or listing the user's sessions)
+  deletes the records its tombstones name, then the tombstones.
 
 An index has no expiry while it lists sessions: rolling reads move a record's expiry without
 touching the index, so any TTL given to the index could end before a session it lists, and
 "sign out everywhere" would then miss that session. Dead entries are pruned on every sign-in
-and listing instead; an index left with nothing but its generation expires after
-:data:`EMPTIED_INDEX_TTL_MS`.
+and listing instead. Once revoked, a user's index keeps its generation for good (cookie
+storages keep their revocations in it); one never revoked vanishes with its last entry.
 
 Example::
 
@@ -54,11 +62,12 @@ T = TypeVar("T")
 
 #: The index field that holds the user's generation; storage keys are hex, never this.
 GENERATION_FIELD = "#gen"
+#: What a revocation on Redis Cluster leaves in place of an entry until the record is deleted
+#: (never an entry's JSON, which is an object): the session is revoked, and whoever finds
+#: this deletes its record, then the field.
+TOMBSTONE = "#revoked"
 #: What follows the prefix in an index key.
 INDEX_INFIX = "user:"
-#: How long an index that lists no session any more keeps its generation before it vanishes.
-#: A regenerate reads the generation and compares it a moment later: a day is ample.
-EMPTIED_INDEX_TTL_MS = 24 * 3600 * 1000
 #: How many fresh ids a create tries before giving up (a collision needs 128 random bits).
 CREATE_ATTEMPTS = 8
 #: On Redis Cluster, a sign-in prunes the index's dead entries once it lists more than this.
@@ -127,7 +136,9 @@ Steps = Generator[Op, Any, T]
 # -- the scripts -------------------------------------------------------------------------------
 #
 # KEYS[1] is always the index. `generation()` reads a damaged counter as 0 rather than failing
-# the request; `settle()` lets an index that lists no session vanish after a grace period.
+# the request. `bump()` also takes any expiry off the index: once it holds a generation other
+# than 0 it must never vanish, since cookie storages keep their revocations in it (an index
+# that never held one vanishes by itself with its last entry, as an empty hash does).
 
 _PRELUDE = f"""
 local function generation()
@@ -136,12 +147,8 @@ end
 local function bump()
   local gen = generation() + 1
   redis.call('HSET', KEYS[1], '{GENERATION_FIELD}', gen)
+  redis.call('PERSIST', KEYS[1])
   return gen
-end
-local function settle()
-  if redis.call('HLEN', KEYS[1]) == 1 and redis.call('HEXISTS', KEYS[1], '{GENERATION_FIELD}') == 1 then
-    redis.call('PEXPIRE', KEYS[1], {EMPTIED_INDEX_TTL_MS})
-  end
 end
 local function is_session(field)
   return field ~= '{GENERATION_FIELD}' and string.match(field, '^[%x%-]+$') ~= nil
@@ -201,10 +208,7 @@ if ttl > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
 #: another type is unreadable, and gone afterwards); returns {entry, generation, record}.
 _TAKE = """
 local entry = redis.call('HGET', KEYS[1], ARGV[1])
-if entry then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  settle()
-end
+if entry then redis.call('HDEL', KEYS[1], ARGV[1]) end
 local record = redis.pcall('{read}', KEYS[2])
 if type(record) == 'table' and record.err then record = false end
 redis.call('DEL', KEYS[2])
@@ -217,7 +221,6 @@ TAKE_HASH = _script(_TAKE.format(read="HGETALL"))
 REVOKE = _script("""
 bump()
 redis.call('HDEL', KEYS[1], ARGV[1])
-settle()
 return redis.call('DEL', KEYS[2])
 """)
 
@@ -232,7 +235,6 @@ for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
     deleted = deleted + redis.call('DEL', ARGV[2] .. field)
   end
 end
-settle()
 return deleted
 """)
 
@@ -254,16 +256,13 @@ for i = 1, #fields, 2 do
     end
   end
 end
-settle()
 return found
 """)
 
-#: Increments the generation; the index then never expires (a cookie storage's revocations
-#: must outlive its cookies). Returns the new generation.
+#: Increments the generation (for good: a cookie storage's revocations must outlive its
+#: cookies). Returns the new generation.
 BUMP = _script("""
-local gen = bump()
-redis.call('PERSIST', KEYS[1])
-return gen
+return bump()
 """)
 
 # Redis Cluster: the index alone (KEYS[1]); the records are written and deleted apart.
@@ -277,44 +276,29 @@ redis.call('PERSIST', KEYS[1])
 return redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], '{GENERATION_FIELD}')
 """)
 
-#: ARGV[1] the storage key. Returns {entry, generation}.
-INDEX_TAKE = _script("""
-local entry = redis.call('HGET', KEYS[1], ARGV[1])
-if entry then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  settle()
-end
-return {entry, generation()}
-""")
-
-#: ARGV[1] the storage key. Bumps the generation and removes the entry.
-INDEX_REVOKE = _script("""
+#: ARGV[1] the storage key. Bumps the generation and puts a tombstone in place of the entry
+#: (there or not: the record goes either way).
+INDEX_REVOKE = _script(f"""
 bump()
-redis.call('HDEL', KEYS[1], ARGV[1])
-settle()
+redis.call('HSET', KEYS[1], ARGV[1], '{TOMBSTONE}')
 return 1
 """)
 
-#: ARGV[1] the storage key to keep ('' for none). Bumps the generation, removes every other
-#: entry, and returns the storage keys removed.
-INDEX_REVOKE_USER = _script("""
+#: ARGV[1] the storage key to keep ('' for none). Bumps the generation, puts a tombstone in
+#: place of every other entry, and returns the storage keys of all tombstones, those an earlier
+#: revocation left unfinished included (even the one to keep: it was revoked already).
+INDEX_REVOKE_USER = _script(f"""
 bump()
-local removed = {}
-for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if field ~= ARGV[1] and is_session(field) then
-    redis.call('HDEL', KEYS[1], field)
-    removed[#removed + 1] = field
+local revoked = {{}}
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local field, value = fields[i], fields[i + 1]
+  if is_session(field) and (field ~= ARGV[1] or value == '{TOMBSTONE}') then
+    if value ~= '{TOMBSTONE}' then redis.call('HSET', KEYS[1], field, '{TOMBSTONE}') end
+    revoked[#revoked + 1] = field
   end
 end
-settle()
-return removed
-""")
-
-#: ARGV: storage keys whose records are gone. Removes their entries.
-INDEX_PRUNE = _script("""
-for i = 1, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
-settle()
-return 1
+return revoked
 """)
 
 
@@ -418,17 +402,22 @@ class UserIndex:
         key = self.store.storage_key(id)
         if self.cluster:
             assert self.take_record is not None
-            # The entry first: a revocation that already removed it made this session dead,
-            # and one that comes later bumps the generation the new id is created under.
-            found, gen = yield Eval(INDEX_TAKE, (index,), (key,))
+            # The entry is read first and removed last. A revocation that tombstoned it before
+            # the read made this session dead; one that comes after bumps the generation the
+            # new id is created under. Until the record is taken the entry stays, so a failure
+            # in between leaves the session listed and revocable; after it, the entry names a
+            # record that is gone, which the next listing prunes.
+            found, gen = yield Call(("HMGET", index, key, GENERATION_FIELD))
             record = yield from self.take_record(id)
+            if found is not None:
+                yield Call(("HDEL", index, key))
         else:
             script = TAKE_HASH if self.layout == "hash" else TAKE_STRING
             found, gen, value = yield Eval(script, (index, self.prefix + key), (key,))
             data = self.decode(id, value) if value else None
             record = None if data is None else Record(data)
         generation = _integer(gen)
-        if found is None:
+        if found is None or _is_tombstone(found):
             return Taken(None, None, generation)  # no entry: revoked, and its record is gone too
         entry = self._entry(key, found)
         if entry is None:
@@ -452,10 +441,13 @@ class UserIndex:
     def sessions_apart(self, index: str) -> Steps[list[Device]]:
         """The listing on Redis Cluster: the index, the records' PTTLs pipelined by node, then
         the entries of records that are gone removed (such records never come back: a new
-        session always gets a new id)."""
+        session always gets a new id). Tombstones a failed revocation left are not listed:
+        their records are deleted, then they are removed, finishing that revocation."""
         reply = yield Call(("HGETALL", index))
         entries = [(_text(field), raw) for field, raw in _pairs(reply)]
         entries = [(key, raw) for key, raw in entries if self._is_session(key)]
+        revoked = [key for key, raw in entries if _is_tombstone(raw)]
+        entries = [(key, raw) for key, raw in entries if not _is_tombstone(raw)]
         found: list[tuple[str, Any, int]] = []
         dead: list[str] = []
         for start in range(0, len(entries), CLUSTER_BATCH):
@@ -466,14 +458,16 @@ class UserIndex:
                     dead.append(key)
                 else:
                     found.append((key, raw, _integer(pttl)))
-        if dead:
-            yield Eval(INDEX_PRUNE, (index,), tuple(dead))
+        yield from self._delete_apart(revoked)
+        yield from self._remove_entries(index, dead + revoked)
         return self._devices(found)
 
     def _devices(self, found: list[tuple[str, Any, int]]) -> list[Device]:
         now = self.store.clock()
         devices = []
         for key, raw, pttl in found:
+            if _is_tombstone(raw):
+                continue  # revoked: its record is on its way out
             entry = self._entry(key, raw)
             if entry is not None:  # an unreadable entry is not listed; revocations still reach it
                 expires = None if pttl < 0 else now + timedelta(milliseconds=pttl)
@@ -487,8 +481,11 @@ class UserIndex:
         if not self._is_session(key):
             return False  # not a key this store writes: nothing to delete under it
         if self.cluster:
+            # Tombstone, record, tombstone: a failure after the first step raises, and the
+            # tombstone keeps the job for a retry (or the next listing) to finish.
             yield Eval(INDEX_REVOKE, (index,), (key,))
             deleted = yield Call(("DEL", self.prefix + key))
+            yield Call(("HDEL", index, key))
         else:
             deleted = yield Eval(REVOKE, (index, self.prefix + key), (key,))
         return _integer(deleted) > 0
@@ -497,13 +494,11 @@ class UserIndex:
         index = index_key(self.prefix, user)
         if not self.cluster:
             return _integer((yield Eval(REVOKE_USER, (index,), (keep or "", self.prefix))))
-        removed = yield Eval(INDEX_REVOKE_USER, (index,), (keep or "",))
-        keys = [_text(key) for key in removed or ()]
-        deleted = 0
-        for start in range(0, len(keys), CLUSTER_BATCH):
-            chunk = keys[start : start + CLUSTER_BATCH]
-            replies = yield Batch(tuple(("DEL", self.prefix + key) for key in chunk))
-            deleted += sum(_integer(reply) for reply in replies)
+        # As revoke: the tombstones of a failed try are still there for the next to finish.
+        revoked = yield Eval(INDEX_REVOKE_USER, (index,), (keep or "",))
+        keys = [_text(key) for key in revoked or ()]
+        deleted = yield from self._delete_apart(keys)
+        yield from self._remove_entries(index, keys)
         return deleted
 
     def generation(self, user: str, *, bump: bool) -> Steps[int]:
@@ -513,6 +508,20 @@ class UserIndex:
         return _integer((yield Call(("HGET", index, GENERATION_FIELD))))
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _delete_apart(self, keys: list[str]) -> Steps[int]:
+        """Delete the records under ``keys`` on Redis Cluster, pipelined by node; how many were."""
+        deleted = 0
+        for start in range(0, len(keys), CLUSTER_BATCH):
+            chunk = keys[start : start + CLUSTER_BATCH]
+            replies = yield Batch(tuple(("DEL", self.prefix + key) for key in chunk))
+            deleted += sum(_integer(reply) for reply in replies)
+        return deleted
+
+    def _remove_entries(self, index: str, keys: list[str]) -> Steps[None]:
+        """Remove the fields ``keys`` (entries or tombstones) whose records are gone for good."""
+        for start in range(0, len(keys), CLUSTER_BATCH):
+            yield Call(("HDEL", index, *keys[start : start + CLUSTER_BATCH]))
 
     def _is_session(self, key: str) -> bool:
         return key != GENERATION_FIELD and _STORAGE_KEY.fullmatch(key) is not None
@@ -527,6 +536,10 @@ class UserIndex:
             problem = codec.CorruptRecordError("its user index entry is not an entry")
             codec.log_corrupt(self.store.kind, key, problem)
         return entry
+
+
+def _is_tombstone(raw: Any) -> bool:
+    return isinstance(raw, (str, bytes)) and raw in (TOMBSTONE, TOMBSTONE.encode())
 
 
 def _bytes(reply: Any) -> bytes:
@@ -563,8 +576,8 @@ def _pairs(reply: Any) -> list[tuple[Any, Any]]:
 
 
 __all__ = [
-    "EMPTIED_INDEX_TTL_MS",
     "GENERATION_FIELD",
+    "TOMBSTONE",
     "Batch",
     "Call",
     "Eval",

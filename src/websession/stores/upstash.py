@@ -746,7 +746,11 @@ class UpstashStore(Store):
 def _over_rest(steps: redis_users.Steps[T]) -> Steps[Command, T]:
     """Run the Redis store's index steps as REST commands: a script by its SHA, sent whole
     after ``NOSCRIPT`` (which also caches it); bytes as the UTF-8 text they are."""
-    op = next(steps)
+    try:
+        op = next(steps)
+    except StopIteration as done:  # answered without a command (a key no store writes)
+        answer: T = done.value
+        return answer
     while True:
         if isinstance(op, redis_users.Call):
             reply = yield [_argument(arg) for arg in op.args]
