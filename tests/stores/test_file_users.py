@@ -348,6 +348,65 @@ def test_with_storage_key_secret_the_index_holds_no_session_id(tmp_path: Path) -
 # -- locks -----------------------------------------------------------------------------------
 
 
+def fail_a_delete(monkeypatch: pytest.MonkeyPatch, after: int = 0) -> None:
+    """Make the record deletion after ``after`` successful ones fail (a disk error)."""
+    take = FileStore._take_key
+    done: list[str] = []
+
+    def failing(self: FileStore, key: str) -> Any:
+        if len(done) == after:
+            done.append(key)
+            raise OSError("EIO")
+        done.append(key)
+        return take(self, key)
+
+    monkeypatch.setattr(FileStore, "_take_key", failing)
+
+
+@pytest.mark.parametrize("verb", ["revoke_user", "revoke"])
+def test_a_revocation_that_fails_raises_and_retrying_it_completes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, verb: str
+) -> None:
+    """The records are deleted before the index is written: a failure on the way leaves
+    every session it did not delete in the index, so the retry reaches them."""
+    storage = make(tmp_path)
+    store = storage.store
+    headers = [sign_in(storage), sign_in(storage), sign_in(storage)]
+    fail_a_delete(monkeypatch, after=1 if verb == "revoke_user" else 0)
+    with pytest.raises(OSError, match="EIO"):
+        if verb == "revoke_user":
+            storage.revoke_user("ada")
+        else:
+            storage.revoke(store.storage_key(id_of(storage, headers[0])), user="ada")
+    monkeypatch.undo()
+    alive = [header for header in headers if not storage.get_session(header).is_new]
+    assert sorted(listed(storage)) == sorted(store.storage_key(id_of(storage, h)) for h in alive)
+    if verb == "revoke_user":
+        assert storage.revoke_user("ada") == len(alive) == 2
+        assert all(storage.get_session(header).is_new for header in headers)
+    else:
+        assert storage.revoke(store.storage_key(id_of(storage, headers[0])), user="ada") is True
+        assert storage.get_session(headers[0]).is_new and len(listed(storage)) == 2
+
+
+@pytest.mark.parametrize("change", ["regenerate", "logout"])
+def test_a_take_that_fails_leaves_the_session_indexed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    storage = make(tmp_path)
+    store = storage.store
+    header = sign_in(storage)
+    session = storage.get_session(header)
+    session.regenerate() if change == "regenerate" else session.logout()
+    fail_a_delete(monkeypatch)
+    with pytest.raises(OSError, match="EIO"):
+        storage.commit_session(session)
+    monkeypatch.undo()
+    assert storage.get_session(header).user == "ada"
+    assert listed(storage) == [store.storage_key(id_of(storage, header))]  # still revocable
+    assert storage.revoke_user("ada") == 1 and storage.get_session(header).is_new
+
+
 def test_revoke_user_holds_the_index_lock_while_it_deletes(tmp_path: Path) -> None:
     """A sign-in of the same user waits until revoke_user has deleted every session it took
     out of the index: the revocation is one step, whoever watches."""

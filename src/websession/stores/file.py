@@ -222,11 +222,13 @@ class FileStore(Store):
         path = self.index_path(user)
         with self._locked(path.parent):
             index = self._load_index(path)
+            # The record before the entry: if either fails, the session is gone or still
+            # indexed, never alive out of revoke_user's reach.
+            record = self._take_key(key)
             present = key in index.entries
             stored = index.entries.pop(key, None)
             if present:
                 self._save_index(path, index)
-            record = self._take_key(key)
         entry = self._entry(path, key, stored) if present else None
         if entry is None:
             return Taken(None, None, index.generation)  # no entry: revoked, whatever is left of it
@@ -258,24 +260,28 @@ class FileStore(Store):
         path = self.index_path(user)
         with self._locked(path.parent):
             index = self._load_index(path)
+            # Not a key this store writes: no file to delete. The record goes before the entry,
+            # so a failure leaves it indexed, for the retry to reach.
+            taken = self._take_key(key) if self.is_storage_key(key) else None
             index.generation += 1
             index.entries.pop(key, None)
             self._save_index(path, index)
-            if not self.is_storage_key(key):
-                return False  # not a key this store writes: no file to delete
-            return self._take_key(key) is not None
+            return taken is not None
 
     def revoke_user(self, user: str, keep: str | None) -> int:
         path = self.index_path(user)
         with self._locked(path.parent):
             index = self._load_index(path)
-            index.generation += 1
+            # The records first, the index after, all under the index lock: a regenerate of one
+            # of these sessions waits, then finds its entry gone and its record deleted, and a
+            # failure on the way leaves every session not yet deleted in the index, for the
+            # retry to reach (a revocation raises, and retrying it completes it).
             doomed = [key for key in index.entries if key != keep]
+            ended = sum(1 for key in doomed if self._take_key(key) is not None)
+            index.generation += 1
             index.entries = {key: value for key, value in index.entries.items() if key == keep}
             self._save_index(path, index)
-            # Still under the index lock: a regenerate of one of these sessions waits, then finds
-            # its entry gone and its record deleted.
-            return sum(1 for key in doomed if self._take_key(key) is not None)
+            return ended
 
     def generation(self, user: str, *, bump: bool = False) -> int:
         path = self.index_path(user)
