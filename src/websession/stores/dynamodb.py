@@ -25,9 +25,12 @@ it. A Remix app and a Python service can share the table.
   table, keyed ``"user#" + user_digest(user)`` (no session id can take that key), holding a map
   ``entries`` (storage key -> entry) and a number ``generation``. A sign-in is one
   TransactWriteItems (the session's Put and the entry's Update, conditioned on the generation),
-  so it is atomic. Unbinding (take_for_user) and revoking are two requests, the index first and
-  the sessions after, which is what keeps a revoked session from living on (users-contract.md).
-  Scans, counts and purges skip user items; a purge also drops entries of dead sessions.
+  so it is atomic. Unbinding (take_for_user) deletes the session, then its entry. Revoking
+  moves the entries into a tombstone attribute (``revoked#<random>``) while it bumps the
+  generation, deletes the sessions, then drops the tombstone: neither a race nor a failure
+  between two requests leaves a live session outside the index, and a revocation that failed
+  halfway raises and is finished by a retry or the user's next listing. Scans, counts and
+  purges skip user items; a purge also drops entries of dead sessions.
 
 :func:`create_dynamodb_table` creates the table and enables TTL on the ``ttl`` attribute.
 
