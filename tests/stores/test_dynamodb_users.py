@@ -26,7 +26,7 @@ from websession import (
     create_dynamodb_session_storage,
 )
 from websession.stores import dynamodb
-from websession.stores.dynamodb import USER_ITEM_PREFIX, DynamoDBStore, unmarshal
+from websession.stores.dynamodb import TOMBSTONE_PREFIX, USER_ITEM_PREFIX, DynamoDBStore, unmarshal
 from websession.users import Entry, user_digest
 
 from ..conformance.harness import AsyncDoor, Browser, Door, FakeClock, SyncDoor
@@ -188,6 +188,36 @@ def cancelled(*codes: str, message: str = "") -> ClientError:
     )
 
 
+def unavailable(operation: str) -> ClientError:
+    """What DynamoDB answers when it cannot serve a request (the store raises
+    StoreUnavailableError); what a BatchWriteItem throttled past its retries amounts to."""
+    return ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, operation)
+
+
+def fail_the_deletes(client: Recording) -> None:
+    """Fail the next deletion of sessions: a DeleteItem (one session) or a BatchWriteItem."""
+    client.failures["delete_item"] = [unavailable("DeleteItem")]
+    client.failures["batch_write_item"] = [unavailable("BatchWriteItem")]
+
+
+def between_the_steps_of_a_revocation(client: Recording, action: Callable[[], None]) -> None:
+    """Run ``action`` once, after a revocation's index step and before it deletes sessions
+    (a DeleteItem for one session, a BatchGetItem then BatchWriteItem for more)."""
+    done: list[bool] = []
+
+    def once() -> None:
+        if not done:
+            done.append(True)
+            action()
+
+    client.before("delete_item", once)
+    client.before("batch_get_item", once)
+
+
+def tombstones(client: Any, table: str, user: str = "ada") -> list[str]:
+    return [name for name in user_item(client, table, user) if name.startswith(TOMBSTONE_PREFIX)]
+
+
 # -- layout and listing --------------------------------------------------------------------
 
 
@@ -270,25 +300,39 @@ def test_round_trips_of_each_operation(door: Door, storage: Any) -> None:
         "get_item",
         "update_item",
     ]
+    # A move takes the session, then its entry, then binds the new id.
     assert spent(lambda: door.request(storage, browser, lambda s: s.regenerate())) == [
         "get_item",
-        "update_item",
         "delete_item",
+        "update_item",
         "transact_write_items",
     ]
     assert spent(lambda: door.call(storage, "sessions_of", "ada")) == ["get_item", "batch_get_item"]
     device = door.call(storage, "sessions_of", "ada")[0]
-    assert spent(lambda: door.call(storage, "revoke", device, user="ada")) == ["update_item", "delete_item"]
+    # Revocations: tombstone the entries, delete the sessions, drop the tombstone.
+    assert spent(lambda: door.call(storage, "revoke", device, user="ada")) == [
+        "update_item",
+        "delete_item",
+        "update_item",
+    ]
+    sign_in(door, storage)
     assert spent(lambda: door.call(storage, "revoke_user", "ada")) == [
         "update_item",
         "batch_get_item",
         "batch_write_item",
+        "update_item",
+    ]
+    again = sign_in(door, storage)
+    assert spent(lambda: door.call(storage, "revoke_user", "ada")) == [
+        "update_item",
+        "delete_item",
+        "update_item",
     ]
     again = sign_in(door, storage)
     assert spent(lambda: door.request(storage, again, lambda s: s.logout())) == [
         "get_item",
-        "update_item",
         "delete_item",
+        "update_item",
         "put_item",
     ]
 
@@ -296,38 +340,55 @@ def test_round_trips_of_each_operation(door: Door, storage: Any) -> None:
 # -- the two-step operations, interleaved ----------------------------------------------------
 
 
+def takes_entry_removal(kwargs: dict[str, Any]) -> bool:
+    """take_for_user's second request: the UpdateItem that removes the entry."""
+    return bool(kwargs.get("UpdateExpression") == "REMOVE #e.#k")
+
+
 def test_revoke_user_between_the_two_steps_of_a_regenerates_take(
     door: Door, storage: Any, other: Any
 ) -> None:
-    """take_for_user has removed the entry (and read the generation) but not yet deleted the
-    record when another process revokes the user: the revocation cannot see the session, but
-    the generation it moved stops the regenerate from binding it under a new id."""
+    """take_for_user has deleted the record but not yet removed the entry when another
+    process revokes the user: the revocation finds the record gone, and the take finds the
+    entry gone, so the regenerate ends the session instead of moving it."""
     browser = sign_in(door, storage)
-    key = key_of(storage, browser)
     client = recording(door, storage)
     revoked: list[int] = []
     client.before(
-        "delete_item",
-        lambda: revoked.append(other.revoke_user("ada", None)),
-        when=lambda kwargs: kwargs["Key"]["_idx"]["S"] == key,
+        "update_item", lambda: revoked.append(other.revoke_user("ada", None)), when=takes_entry_removal
     )
     session = door.get(storage, browser.header)
     session.regenerate()
     set_cookie = door.commit(storage, session)
-    assert revoked == [0]  # the entry had already left the index
+    assert revoked == [0]  # the record had already been taken
     assert set_cookie is not None and EXPIRED in set_cookie
     assert door.get(storage, browser.header).is_new
     assert keys(door, storage) == [] and storage.store.count() == 0
     assert other.generation("ada") == 1
 
 
+def test_revoke_user_between_a_regenerates_take_and_its_new_binding(
+    door: Door, storage: Any, other: Any
+) -> None:
+    """The take is complete (entry and generation read) when another process revokes the
+    user: the generation it moved refuses the binding of the new id."""
+    browser = sign_in(door, storage)
+    client = recording(door, storage)
+    revoked: list[int] = []
+    client.before("transact_write_items", lambda: revoked.append(other.revoke_user("ada", None)))
+    session = door.get(storage, browser.header)
+    session.regenerate()
+    set_cookie = door.commit(storage, session)
+    assert revoked == [0]  # the session had already left the index
+    assert set_cookie is not None and EXPIRED in set_cookie
+    assert keys(door, storage) == [] and storage.store.count() == 0
+
+
 def test_revoke_between_the_two_steps_of_a_regenerates_take(door: Door, storage: Any, other: Any) -> None:
     browser = sign_in(door, storage)
     key = key_of(storage, browser)
     client = recording(door, storage)
-    client.before(
-        "delete_item", lambda: other.revoke(key, "ada"), when=lambda kwargs: kwargs["Key"]["_idx"]["S"] == key
-    )
+    client.before("update_item", lambda: other.revoke(key, "ada"), when=takes_entry_removal)
     session = door.get(storage, browser.header)
     session.regenerate()
     set_cookie = door.commit(storage, session)
@@ -335,13 +396,14 @@ def test_revoke_between_the_two_steps_of_a_regenerates_take(door: Door, storage:
     assert keys(door, storage) == [] and storage.store.count() == 0
 
 
-def test_a_regenerate_between_the_two_steps_of_revoke_user(
-    door: Door, storage: Any, other: Any, dynamodb_client: Any, dynamodb_test_table: str
+@pytest.mark.parametrize("sessions", [1, 2], ids=["one-delete", "batch"])
+def test_a_regenerate_between_the_steps_of_revoke_user(
+    door: Door, storage: Any, other: Any, dynamodb_client: Any, dynamodb_test_table: str, sessions: int
 ) -> None:
-    """revoke_user has emptied the index but not yet deleted the sessions when another
-    process regenerates one of them: its take finds no entry, so it deletes the record and
-    ends the session instead of moving it."""
-    browsers = [sign_in(door, storage), sign_in(door, storage)]
+    """revoke_user has moved the index into its tombstone but not yet deleted the sessions
+    when another process regenerates one of them: its take finds no entry, so it deletes the
+    record and ends the session instead of moving it."""
+    browsers = [sign_in(door, storage) for _ in range(sessions)]
     elsewhere = SessionStorage(cookie=COOKIE, store=other)
     moved: list[str | None] = []
 
@@ -350,20 +412,20 @@ def test_a_regenerate_between_the_two_steps_of_revoke_user(
         session.regenerate()
         moved.append(elsewhere.commit_session(session))
 
-    client = recording(door, storage)
-    client.before("batch_get_item", regenerate)
+    between_the_steps_of_a_revocation(recording(door, storage), regenerate)
     door.call(storage, "revoke_user", "ada")
     assert len(moved) == 1 and moved[0] is not None and EXPIRED in moved[0]
     assert all(door.get(storage, b.header).is_new for b in browsers)
     assert session_keys(dynamodb_client, dynamodb_test_table) == set()
     assert keys(door, storage) == []
+    assert tombstones(dynamodb_client, dynamodb_test_table) == []
 
 
-def test_a_sign_in_between_the_two_steps_of_revoke_user_stays_revocable(
+def test_a_sign_in_between_the_steps_of_revoke_user_stays_revocable(
     door: Door, storage: Any, other: Any
 ) -> None:
-    """A sign-in that lands after the index was emptied is a new session, after the
-    revocation: it lives, and it is in the index, so the next revocation reaches it."""
+    """A sign-in that lands after the index was moved into the tombstone is a new session,
+    after the revocation: it lives, and it is in the index, so the next revocation reaches it."""
     sign_in(door, storage)
     elsewhere = SessionStorage(cookie=COOKIE, store=other)
     late = Browser("__session")
@@ -373,13 +435,29 @@ def test_a_sign_in_between_the_two_steps_of_revoke_user_stays_revocable(
         session.login("ada")
         late.receive(elsewhere.commit_session(session))
 
-    client = recording(door, storage)
-    client.before("batch_get_item", sign_in_elsewhere)
+    between_the_steps_of_a_revocation(recording(door, storage), sign_in_elsewhere)
     assert door.call(storage, "revoke_user", "ada") == 1
     assert door.get(storage, late.header).user == "ada"
     assert keys(door, storage) == [key_of(storage, late)]
     assert door.call(storage, "revoke_user", "ada") == 1
     assert door.get(storage, late.header).is_new
+
+
+def test_a_listing_between_the_steps_of_revoke_user_finishes_it_too(
+    door: Door, storage: Any, other: Any, dynamodb_client: Any, dynamodb_test_table: str
+) -> None:
+    """Another process lists the user's devices while the revocation is under way: it sees
+    the tombstone and finishes the revocation itself; the two finishings do not collide."""
+    browsers = [sign_in(door, storage), sign_in(door, storage)]
+    listed: list[list[Any]] = []
+    between_the_steps_of_a_revocation(
+        recording(door, storage), lambda: listed.append(other.sessions_of("ada"))
+    )
+    door.call(storage, "revoke_user", "ada")
+    assert listed == [[]]
+    assert all(door.get(storage, b.header).is_new for b in browsers)
+    assert session_keys(dynamodb_client, dynamodb_test_table) == set()
+    assert tombstones(dynamodb_client, dynamodb_test_table) == []
 
 
 # -- damaged user items ----------------------------------------------------------------------
@@ -508,14 +586,27 @@ def test_dynamodbs_item_limit_in_a_binding_is_a_clear_error(
     door: Door, storage: Any, codes: tuple[str, str], match: str
 ) -> None:
     """What DynamoDB answers when an item would pass 400 KB (moto does not enforce the limit
-    on updates, so the answer is played back)."""
+    on updates, so the answer is played back). A full user item is tidied and tried once
+    more first; a session too large is refused at once."""
     client = recording(door, storage)
     client.failures["transact_write_items"] = [
         cancelled(*codes, message="Item size to update has exceeded the maximum allowed size")
-    ]
+    ] * 2
     with pytest.raises(RecordTooLargeError, match=match):
         sign_in(door, storage)
+    assert client.calls.count("transact_write_items") == (2 if codes[1] == "ValidationError" else 1)
     assert storage.store.count() == 0
+
+
+def test_a_user_item_over_the_limit_is_tidied_and_the_sign_in_tried_again(door: Door, storage: Any) -> None:
+    client = recording(door, storage)
+    client.failures["transact_write_items"] = [
+        cancelled(
+            "None", "ValidationError", message="Item size to update has exceeded the maximum allowed size"
+        )
+    ]
+    browser = sign_in(door, storage)
+    assert keys(door, storage) == [key_of(storage, browser)]
 
 
 def test_transaction_conflicts_are_retried(door: Door, storage: Any) -> None:
@@ -580,3 +671,157 @@ def test_sessions_of_and_revoke_user_read_past_one_batch(door: Door, storage: An
     assert len(keys(door, storage)) == 105
     assert door.call(storage, "revoke_user", "ada") == 105
     assert all(store.read(id, None) is None for id in ids if id is not None)
+
+
+# -- a failure between the steps ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("finish", ["revoke_user", "sessions_of"])
+def test_a_revoke_user_whose_deletes_fail_raises_and_is_finished_later(
+    door: Door, storage: Any, dynamodb_client: Any, dynamodb_test_table: str, finish: str
+) -> None:
+    """The index step succeeded, the deletes failed: the revocation raises, its sessions are no
+    longer listed nor movable, and the next revoke_user or sessions_of deletes them."""
+    browsers = [sign_in(door, storage), sign_in(door, storage)]
+    client = recording(door, storage)
+    fail_the_deletes(client)
+    with pytest.raises(StoreUnavailableError):
+        door.call(storage, "revoke_user", "ada")
+    client.failures.clear()
+    assert tombstones(dynamodb_client, dynamodb_test_table) != []
+    # A revoked session that regenerates meanwhile ends instead of moving.
+    door.request(storage, browsers[0], lambda s: s.regenerate())
+    assert browsers[0].header is None
+    if finish == "revoke_user":
+        assert door.call(storage, "revoke_user", "ada") == 1  # the one the regenerate left
+    else:
+        assert keys(door, storage) == []
+    assert door.get(storage, browsers[1].header).is_new
+    assert session_keys(dynamodb_client, dynamodb_test_table) == set()
+    assert tombstones(dynamodb_client, dynamodb_test_table) == []
+    assert user_item(dynamodb_client, dynamodb_test_table)["entries"] == {"M": {}}
+
+
+def test_a_revoke_user_that_keeps_one_session_keeps_it_when_finished_later(
+    door: Door, storage: Any, dynamodb_client: Any, dynamodb_test_table: str
+) -> None:
+    here, there = sign_in(door, storage), sign_in(door, storage)
+    client = recording(door, storage)
+    fail_the_deletes(client)
+    with pytest.raises(StoreUnavailableError):
+        door.call(storage, "revoke_user", "ada", keep=door.get(storage, here.header))
+    client.failures.clear()
+    assert keys(door, storage) == [key_of(storage, here)]  # and it finished the revocation
+    assert door.get(storage, there.header).is_new
+    assert door.get(storage, here.header).user == "ada"
+    assert tombstones(dynamodb_client, dynamodb_test_table) == []
+
+
+@pytest.mark.parametrize("finish", ["revoke", "sessions_of", "revoke_user"])
+def test_a_revoke_whose_delete_fails_raises_and_is_finished_later(
+    door: Door, storage: Any, dynamodb_client: Any, dynamodb_test_table: str, finish: str
+) -> None:
+    doomed, other = sign_in(door, storage), sign_in(door, storage)
+    key = key_of(storage, doomed)
+    client = recording(door, storage)
+    fail_the_deletes(client)
+    with pytest.raises(StoreUnavailableError):
+        door.call(storage, "revoke", key, user="ada")
+    client.failures.clear()
+    if finish == "revoke":
+        assert door.call(storage, "revoke", key, user="ada") is True
+        assert keys(door, storage) == [key_of(storage, other)]
+    elif finish == "sessions_of":
+        assert keys(door, storage) == [key_of(storage, other)]
+    else:
+        assert door.call(storage, "revoke_user", "ada") == 2
+    assert door.get(storage, doomed.header).is_new
+    assert tombstones(dynamodb_client, dynamodb_test_table) == []
+
+
+@pytest.mark.parametrize("step", ["delete_item", "update_item"])
+@pytest.mark.parametrize("change", ["regenerate", "logout"])
+def test_a_failed_take_never_leaves_a_live_session_outside_the_index(
+    door: Door, storage: Any, dynamodb_client: Any, dynamodb_test_table: str, step: str, change: str
+) -> None:
+    """Whichever of take_for_user's two requests fails, the session is either gone or still
+    indexed (so revoke_user reaches it): never alive and out of reach."""
+    browser = sign_in(door, storage)
+    key = key_of(storage, browser)
+    client = recording(door, storage)
+    client.failures[step] = [unavailable(step)]
+    session = door.get(storage, browser.header)
+    session.regenerate() if change == "regenerate" else session.logout()
+    with pytest.raises(StoreUnavailableError):
+        door.commit(storage, session)
+    if door.get(storage, browser.header).user == "ada":
+        assert keys(door, storage) == [key]  # still listed, still revocable
+    door.call(storage, "revoke_user", "ada")
+    assert door.get(storage, browser.header).is_new
+    assert session_keys(dynamodb_client, dynamodb_test_table) == set()
+    assert keys(door, storage) == []
+
+
+def test_tombstones_are_not_counted_against_the_index_and_are_cleared_when_full(
+    door: Door, storage: Any, dynamodb_client: Any, dynamodb_test_table: str
+) -> None:
+    storage.store.max_user_sessions = 2
+    for _ in range(2):
+        sign_in(door, storage)
+    client = recording(door, storage)
+    fail_the_deletes(client)
+    with pytest.raises(StoreUnavailableError):
+        door.call(storage, "revoke_user", "ada")
+    client.failures.clear()
+    browsers = [sign_in(door, storage), sign_in(door, storage)]  # the index is empty again
+    assert tombstones(dynamodb_client, dynamodb_test_table) != []
+    with pytest.raises(RecordTooLargeError):
+        sign_in(door, storage)  # full: it finishes the revocation, then refuses
+    assert tombstones(dynamodb_client, dynamodb_test_table) == []
+    assert session_keys(dynamodb_client, dynamodb_test_table) == {key_of(storage, b) for b in browsers}
+
+
+def test_ended_sessions_do_not_fill_the_index(
+    door: Door, storage: Any, dynamodb_client: Any, dynamodb_test_table: str, clock: FakeClock
+) -> None:
+    """DynamoDB's TTL deletes session items but never their entries: a sign-in that finds the
+    index full drops the entries of ended sessions and tries once more."""
+    storage.store.max_user_sessions = 3
+    for _ in range(3):
+        sign_in(door, storage)
+    clock.advance(7200)
+    browser = sign_in(door, storage)
+    assert keys(door, storage) == [key_of(storage, browser)]
+    assert list(user_item(dynamodb_client, dynamodb_test_table)["entries"]["M"]) == [key_of(storage, browser)]
+
+
+@pytest.mark.parametrize("generation", [{"S": "x"}, {"N": "1.5"}], ids=["text", "fraction"])
+def test_revoke_user_keeps_the_session_to_keep_when_the_generation_is_damaged(
+    door: Door, storage: Any, dynamodb_client: Any, dynamodb_test_table: str, generation: dict[str, str]
+) -> None:
+    here, there = sign_in(door, storage), sign_in(door, storage)
+    dynamodb_client.update_item(
+        TableName=dynamodb_test_table,
+        Key={"_idx": {"S": USER_ITEM_PREFIX + user_digest("ada")}},
+        UpdateExpression="SET generation = :damaged",
+        ExpressionAttributeValues={":damaged": generation},
+    )
+    assert door.call(storage, "revoke_user", "ada", keep=door.get(storage, here.header)) == 1
+    assert door.get(storage, here.header).user == "ada" and door.get(storage, there.header).is_new
+    assert keys(door, storage) == [key_of(storage, here)]
+    assert isinstance(unmarshal(user_item(dynamodb_client, dynamodb_test_table)["generation"]), int)
+
+
+def test_a_purge_finishes_a_revocation_that_failed_halfway(
+    door: Door, storage: Any, dynamodb_client: Any, dynamodb_test_table: str
+) -> None:
+    browsers = [sign_in(door, storage), sign_in(door, storage)]
+    client = recording(door, storage)
+    fail_the_deletes(client)
+    with pytest.raises(StoreUnavailableError):
+        door.call(storage, "revoke_user", "ada")
+    client.failures.clear()
+    assert storage.store.purge_expired() == 0  # it counts expired sessions, not revoked ones
+    assert all(door.get(storage, b.header).is_new for b in browsers)
+    assert session_keys(dynamodb_client, dynamodb_test_table) == set()
+    assert tombstones(dynamodb_client, dynamodb_test_table) == []

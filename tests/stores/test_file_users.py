@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from websession import create_cookie, create_file_session_storage
+from websession import create_cookie, create_cookie_session_storage, create_file_session_storage
+from websession.stores._entries import FRESH_GENERATIONS
 from websession.stores.base import utcnow
 from websession.stores.file import USERS_DIR, FileStore
 from websession.users import Entry, user_of
@@ -138,37 +139,137 @@ def test_a_stale_generation_binds_nothing(tmp_path: Path) -> None:
 # -- corrupt indexes -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [
-        b"{not json",
-        b"\xff\xfe",
-        b"[1, 2]",
-        b'{"generation": "7", "entries": {}}',
-        b'{"generation": -1, "entries": {}}',
-        b'{"generation": true, "entries": {}}',
-        b'{"generation": 0, "entries": ["a"]}',
-        b'{"generation": 0, "entries": null}',
-    ],
-)
+UNREADABLE = [
+    b"{not json",
+    b"\xff\xfe",
+    b"[1, 2]",
+    b'{"generation": "7", "entries": {}}',
+    b'{"generation": -1, "entries": {}}',
+    b'{"generation": true, "entries": {}}',
+    b'{"generation": 0, "entries": ["a"]}',
+    b'{"generation": 0, "entries": null}',
+]
+
+
+def damage(store: FileStore, raw: bytes, user: str = "ada") -> Path:
+    path = store.index_path(user)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(raw)
+    return path
+
+
+def set_aside(store: FileStore, user: str = "ada") -> list[Path]:
+    path = store.index_path(user)
+    return sorted(path.parent.glob(path.name + ".corrupt-*"))
+
+
+@pytest.mark.parametrize("raw", UNREADABLE)
 def test_an_unreadable_index_file_never_raises(
     tmp_path: Path, raw: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     storage = make(tmp_path)
     store = storage.store
-    path = store.index_path("ada")
-    path.parent.mkdir(parents=True)
-    path.write_bytes(raw)
+    damage(store, raw)
     with caplog.at_level(logging.WARNING, logger="websession"):
         assert storage.sessions_of("ada") == []
-        assert store.generation("ada") == 0
-        header = sign_in(storage)  # written over with a good index
-    assert "unreadable" in caplog.text
+        header = sign_in(storage)
+    assert "unreadable" in caplog.text and "set aside" in caplog.text
+    [aside] = set_aside(store)
+    assert aside.read_bytes() == raw  # kept for whoever looks into it
+    assert oct(aside.stat().st_mode & 0o777) == "0o600"
+    assert index_of(store)["generation"] >= FRESH_GENERATIONS
     assert [device.key for device in storage.sessions_of("ada")] == [
         store.storage_key(id_of(storage, header))
     ]
     assert storage.revoke_user("ada") == 1 and storage.get_session(header).is_new
     assert store.purge_expired() == 0
+    assert set_aside(store) == [aside]  # read once, recovered once
+    assert store.count() == 0
+
+
+@pytest.mark.parametrize(
+    "first", ["sessions_of", "generation", "sign_in", "regenerate", "revoke_user", "purge"]
+)
+def test_an_unreadable_index_ends_the_sessions_it_listed(tmp_path: Path, first: str) -> None:
+    """The sessions the damaged file listed are out of revoke_user's reach, so the first
+    operation that meets the damage ends every session bound to that user (and only those),
+    and moves the generation past any value the file could have held."""
+    storage = make(tmp_path)
+    store = storage.store
+    laptop, phone, other = sign_in(storage), sign_in(storage), sign_in(storage, "grace")
+    anonymous = storage.get_session(None)
+    anonymous["a"] = 1
+    stranger = pair(storage.commit_session(anonymous))
+    damage(store, b"{not json")
+    if first == "sessions_of":
+        assert storage.sessions_of("ada") == []
+    elif first == "generation":
+        assert store.generation("ada") >= FRESH_GENERATIONS
+    elif first == "sign_in":
+        assert storage.get_session(sign_in(storage)).user == "ada"
+    elif first == "regenerate":
+        session = storage.get_session(laptop)
+        session.regenerate()
+        set_cookie = storage.commit_session(session)
+        assert set_cookie is not None and "Expires=Thu, 01 Jan 1970" in set_cookie
+    elif first == "revoke_user":
+        assert storage.revoke_user("ada") == 0  # already ended by the recovery
+    else:
+        assert store.purge_expired() == 0
+    assert storage.get_session(laptop).is_new and storage.get_session(phone).is_new
+    assert storage.get_session(other).user == "grace" and storage.get_session(stranger)["a"] == 1
+    assert len(set_aside(store)) == 1 and store.generation("ada") >= FRESH_GENERATIONS
+
+
+def test_an_unreadable_index_never_revives_a_revoked_cookie(tmp_path: Path) -> None:
+    """A cookie storage keeping its revocations in a file store: reading a damaged index as
+    generation 0 would bring back every cookie signed in before the first revocation."""
+    generations = make(tmp_path)
+    storage = create_cookie_session_storage(cookie=create_cookie("c", secrets=["k"]), revocation=generations)
+    revoked = sign_in(storage)
+    storage.revoke_user("ada")
+    current = sign_in(storage)
+    assert storage.get_session(revoked).is_new and storage.get_session(current).user == "ada"
+    damage(generations.store, b"{not json")
+    assert storage.get_session(revoked).is_new
+    assert storage.get_session(current).is_new  # its generation is unknown now: ended too
+    after = sign_in(storage)
+    assert storage.get_session(after).user == "ada"
+
+
+@pytest.mark.parametrize("failing", ["ending-a-session", "writing-the-fresh-index"])
+def test_a_recovery_that_fails_halfway_is_started_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """The sessions are ended before the fresh index replaces the damaged file: a failure
+    on the way leaves the file as it was, to be recovered again by the next operation, never
+    a readable index with sessions of the user still alive outside it."""
+    storage = make(tmp_path)
+    store = storage.store
+    headers = [sign_in(storage), sign_in(storage)]
+    path = damage(store, b"{not json")
+    if failing == "ending-a-session":
+
+        def unreadable_disk(self: FileStore, key: str) -> None:
+            raise OSError("EIO")
+
+        monkeypatch.setattr(FileStore, "_take_key", unreadable_disk)
+    else:
+        write = FileStore._write_bytes
+
+        def refuse_the_index(self: FileStore, target: Path, raw: bytes) -> None:
+            if target == path:
+                raise OSError("disk full")
+            write(self, target, raw)
+
+        monkeypatch.setattr(FileStore, "_write_bytes", refuse_the_index)
+    with pytest.raises(OSError):
+        storage.sessions_of("ada")
+    assert path.read_bytes() == b"{not json" and len(set_aside(store)) == 1
+    monkeypatch.undo()
+    assert storage.sessions_of("ada") == []
+    assert all(storage.get_session(header).is_new for header in headers)
+    assert store.generation("ada") >= FRESH_GENERATIONS and len(set_aside(store)) == 2
 
 
 def test_unreadable_entries_are_dropped_from_the_listing_but_still_revoked(
@@ -245,6 +346,65 @@ def test_with_storage_key_secret_the_index_holds_no_session_id(tmp_path: Path) -
 
 
 # -- locks -----------------------------------------------------------------------------------
+
+
+def fail_a_delete(monkeypatch: pytest.MonkeyPatch, after: int = 0) -> None:
+    """Make the record deletion after ``after`` successful ones fail (a disk error)."""
+    take = FileStore._take_key
+    done: list[str] = []
+
+    def failing(self: FileStore, key: str) -> Any:
+        if len(done) == after:
+            done.append(key)
+            raise OSError("EIO")
+        done.append(key)
+        return take(self, key)
+
+    monkeypatch.setattr(FileStore, "_take_key", failing)
+
+
+@pytest.mark.parametrize("verb", ["revoke_user", "revoke"])
+def test_a_revocation_that_fails_raises_and_retrying_it_completes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, verb: str
+) -> None:
+    """The records are deleted before the index is written: a failure on the way leaves
+    every session it did not delete in the index, so the retry reaches them."""
+    storage = make(tmp_path)
+    store = storage.store
+    headers = [sign_in(storage), sign_in(storage), sign_in(storage)]
+    fail_a_delete(monkeypatch, after=1 if verb == "revoke_user" else 0)
+    with pytest.raises(OSError, match="EIO"):
+        if verb == "revoke_user":
+            storage.revoke_user("ada")
+        else:
+            storage.revoke(store.storage_key(id_of(storage, headers[0])), user="ada")
+    monkeypatch.undo()
+    alive = [header for header in headers if not storage.get_session(header).is_new]
+    assert sorted(listed(storage)) == sorted(store.storage_key(id_of(storage, h)) for h in alive)
+    if verb == "revoke_user":
+        assert storage.revoke_user("ada") == len(alive) == 2
+        assert all(storage.get_session(header).is_new for header in headers)
+    else:
+        assert storage.revoke(store.storage_key(id_of(storage, headers[0])), user="ada") is True
+        assert storage.get_session(headers[0]).is_new and len(listed(storage)) == 2
+
+
+@pytest.mark.parametrize("change", ["regenerate", "logout"])
+def test_a_take_that_fails_leaves_the_session_indexed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    storage = make(tmp_path)
+    store = storage.store
+    header = sign_in(storage)
+    session = storage.get_session(header)
+    session.regenerate() if change == "regenerate" else session.logout()
+    fail_a_delete(monkeypatch)
+    with pytest.raises(OSError, match="EIO"):
+        storage.commit_session(session)
+    monkeypatch.undo()
+    assert storage.get_session(header).user == "ada"
+    assert listed(storage) == [store.storage_key(id_of(storage, header))]  # still revocable
+    assert storage.revoke_user("ada") == 1 and storage.get_session(header).is_new
 
 
 def test_revoke_user_holds_the_index_lock_while_it_deletes(tmp_path: Path) -> None:

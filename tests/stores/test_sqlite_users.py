@@ -11,7 +11,12 @@ from typing import Any
 
 import pytest
 
-from websession import SessionStoreError, create_cookie, create_sqlite_session_storage
+from websession import (
+    SessionStoreError,
+    create_cookie,
+    create_cookie_session_storage,
+    create_sqlite_session_storage,
+)
 from websession.ids import generate_id
 from websession.stores.sqlite import SqliteStore
 from websession.users import Entry
@@ -145,6 +150,71 @@ def test_revocations_from_two_stores_on_one_file_race_safely(tmp_path: Path) -> 
     for thread in threads:
         thread.join(60)
     assert stores[0].generation("ada") == 200
+
+
+# -- a corrupt generation --------------------------------------------------------------------
+
+#: Values of the INTEGER generation column that websession never writes (SQLite keeps text,
+#: blobs and fractions as they are).
+CORRUPT_GENERATIONS = ["seven", "", 1.5, b"\x07"]
+
+
+def corrupt_generation(store: SqliteStore, value: Any, user: str = "ada") -> None:
+    store.generation(user, bump=True)  # the row exists
+    raw(store.path, f"UPDATE {store.generations_table} SET generation = ? WHERE user_id = ?", value, user)
+
+
+@pytest.mark.parametrize("value", CORRUPT_GENERATIONS, ids=repr)
+def test_a_corrupt_generation_is_logged_never_raised_and_replaced_by_the_next_revocation(
+    storage: Any, value: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    store: SqliteStore = storage.store
+    header = sign_in(storage, device="laptop")
+    corrupt_generation(store, value)
+    with caplog.at_level(logging.WARNING, logger="websession"):
+        assert store.generation("ada") == -1  # a value no session was ever stamped with
+    assert "generation" in caplog.text and "unreadable" in caplog.text
+    session = storage.get_session(header)
+    session.regenerate()  # a move reads the generation twice: both times -1, so it moves
+    header = header_of(storage.commit_session(session))
+    assert storage.get_session(header).user == "ada"
+    assert [device.labels for device in storage.sessions_of("ada")] == [{"device": "laptop"}]
+    phone = sign_in(storage, device="phone")
+    session = storage.get_session(phone)
+    session.logout()
+    storage.commit_session(session)
+    assert storage.revoke_user("ada") == 1 and storage.get_session(header).is_new
+    # The revocation wrote a readable generation, unlike any the corrupt one could hide.
+    [(stored,)] = raw(store.path, f"SELECT generation FROM {store.generations_table}")
+    assert isinstance(stored, int) and stored >= 2**52
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="websession"):
+        assert store.generation("ada") == stored
+        assert store.generation("ada", bump=True) == stored + 1
+    assert caplog.text == ""
+
+
+def test_a_corrupt_generation_never_revives_a_revoked_cookie(tmp_path: Path) -> None:
+    """A cookie storage keeping its revocations in SQLite: a cookie signed in at generation 0
+    and revoked stays revoked when the generation row is damaged (reading it as 0 would bring
+    it back), and a revocation after the damage still signs out what was signed in during it."""
+    generations = create_sqlite_session_storage(path=tmp_path / "g.db", cookie=COOKIE)
+    storage = create_cookie_session_storage(cookie=COOKIE, revocation=generations)
+    store: SqliteStore = generations.store
+    try:
+        revoked = sign_in(storage)
+        storage.revoke_user("ada")
+        assert storage.get_session(revoked).is_new
+        raw(store.path, f"UPDATE {store.generations_table} SET generation = 'garbage'")
+        assert storage.get_session(revoked).is_new
+        during = sign_in(storage)
+        assert storage.get_session(during).user == "ada"
+        storage.revoke_user("ada")
+        assert storage.get_session(during).is_new and storage.get_session(revoked).is_new
+        after = sign_in(storage)
+        assert storage.get_session(after).user == "ada"
+    finally:
+        generations.close()
 
 
 # -- storage_key_secret ----------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Reading user index entries back from SQL rows, for the SQLite and PostgreSQL stores.
+"""Reading user index data back from where stores keep it: entries from SQL rows (SQLite
+and PostgreSQL), and what replaces a generation that cannot be read (SQLite, files).
 
 An entry is stored as the JSON text of :meth:`Entry.to_json`. What comes back from a table
 may have been written by anyone, so every way it can be wrong (not JSON, not an entry, a
@@ -8,8 +9,33 @@ then drops the entry, as it drops an entry whose session has ended.
 
 from __future__ import annotations
 
+import secrets
+
 from .. import codec
 from ..users import Entry
+
+#: What a generation that cannot be read is read as, until a revocation replaces it:
+#: generations start at 0 and only grow, so no session was signed in at -1 before the damage
+#: (a cookie signed in at 0 and revoked stays revoked, as it would not if this were 0).
+UNREADABLE_GENERATION = -1
+
+#: Generations a store writes over one it cannot read start here: far past any count of
+#: revocations, and below 2**53, so a JavaScript app sharing cookies reads them exactly.
+FRESH_GENERATIONS = 2**52
+
+
+def fresh_generation() -> int:
+    """A generation to write over one that cannot be read: its old value is unknown, so the
+    new one must differ from any value it could have had, and from any earlier replacement
+    (51 random bits above :data:`FRESH_GENERATIONS`). Every session signed in before is then
+    revoked, which is what a revocation (the only writer of generations) means to do.
+
+    Example::
+
+        >>> FRESH_GENERATIONS <= fresh_generation() < 2**53
+        True
+    """
+    return FRESH_GENERATIONS + secrets.randbelow(2**51)
 
 
 def parse_entry(kind: str, key: str, text: object) -> Entry | None:

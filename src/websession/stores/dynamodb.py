@@ -25,9 +25,12 @@ it. A Remix app and a Python service can share the table.
   table, keyed ``"user#" + user_digest(user)`` (no session id can take that key), holding a map
   ``entries`` (storage key -> entry) and a number ``generation``. A sign-in is one
   TransactWriteItems (the session's Put and the entry's Update, conditioned on the generation),
-  so it is atomic. Unbinding (take_for_user) and revoking are two requests, the index first and
-  the sessions after, which is what keeps a revoked session from living on (users-contract.md).
-  Scans, counts and purges skip user items; a purge also drops entries of dead sessions.
+  so it is atomic. Unbinding (take_for_user) deletes the session, then its entry. Revoking
+  moves the entries into a tombstone attribute (``revoked#<random>``) while it bumps the
+  generation, deletes the sessions, then drops the tombstone: neither a race nor a failure
+  between two requests leaves a live session outside the index, and a revocation that failed
+  halfway raises and is finished by a retry or the user's next listing. Scans, counts and
+  purges skip user items; a purge also drops entries of dead sessions.
 
 :func:`create_dynamodb_table` creates the table and enables TTL on the ``ttl`` attribute.
 
@@ -48,6 +51,7 @@ import asyncio
 import enum
 import random
 import re
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -102,6 +106,13 @@ USER_ITEM_PREFIX = "user#"
 #: A user item's attributes: storage key -> entry, and the revocation counter.
 ENTRIES_ATTRIBUTE = "entries"
 GENERATION_ATTRIBUTE = "generation"
+#: A revocation cannot delete sessions in the request that unindexes them, so it moves their
+#: entries into a tombstone, an attribute of the user item named this prefix + a random name
+#: (storage key -> entry), in the same UpdateItem that bumps the generation; then it deletes
+#: the sessions, then removes the tombstone. A tombstone left by a revocation that failed
+#: halfway is finished by the user's next revoke, revoke_user or sessions_of (or by a sign-in
+#: that finds the index full, or a purge).
+TOMBSTONE_PREFIX = "revoked#"
 #: Sessions one user may hold at a time. A typical entry (a storage key, the sign-in time, the
 #: lifetime and a short label) takes about 100 to 250 bytes of the user item, so 1000 of them
 #: stay well under DynamoDB's 400 KB item limit; a sign-in past it is refused.
@@ -335,11 +346,13 @@ class DynamoDBStore(Store):
         super().__init__(default_ttl=default_ttl, clock=clock, storage_key_secret=storage_key_secret)
         if not table or not idx or not ttl or idx == ttl:
             raise ConfigurationError("table, idx and ttl must be non-empty, and idx and ttl must differ")
-        if {idx, ttl} & {ENTRIES_ATTRIBUTE, GENERATION_ATTRIBUTE}:
+        if {idx, ttl} & {ENTRIES_ATTRIBUTE, GENERATION_ATTRIBUTE} or any(
+            name.startswith(TOMBSTONE_PREFIX) for name in (idx, ttl)
+        ):
             # A ttl named "generation" would let DynamoDB's TTL delete users' index items.
             raise ConfigurationError(
-                f"idx and ttl cannot be {ENTRIES_ATTRIBUTE!r} or {GENERATION_ATTRIBUTE!r}: "
-                "users' index items use those attributes"
+                f"idx and ttl cannot be {ENTRIES_ATTRIBUTE!r} or {GENERATION_ATTRIBUTE!r}, nor "
+                f"start with {TOMBSTONE_PREFIX!r}: users' index items use those attributes"
             )
         self.table = table
         self.idx = idx
@@ -496,8 +509,10 @@ class DynamoDBStore(Store):
     # One item per user in the same table: ``idx`` = "user#" + user_digest(user) (no session id
     # or storage key, both hex, can take it), with a map attribute ``entries`` (storage key ->
     # entry) and a number ``generation``. It carries no ``ttl`` attribute, so DynamoDB's TTL
-    # never removes it (the generation must outlive the sessions). Binding is one transaction;
-    # unbinding and revoking are two steps, index first, as users-contract.md argues.
+    # never removes it (the generation must outlive the sessions). Binding is one transaction.
+    # The others take several requests, ordered so that a failure between any two leaves no
+    # live session outside the index: unbinding deletes the session, then its entry; revoking
+    # moves the entries into a tombstone, deletes the sessions, then drops the tombstone.
 
     def create_for_user(
         self,
@@ -560,7 +575,12 @@ class DynamoDBStore(Store):
         generation: int | None,
     ) -> Steps[_Request, str | None]:
         """One TransactWriteItems: the new session (if its id is free) and its entry in the
-        user's item (if the generation is still ``generation`` and the index is not full)."""
+        user's item (if the generation is still ``generation`` and the index is not full).
+
+        A full index is tidied once before the sign-in is refused: DynamoDB's TTL deletes
+        session items but never their entries, and a revocation that failed halfway leaves a
+        tombstone that takes room in the item."""
+        tidied = False
         for attempt in range(USER_ATTEMPTS):
             id = self.new_id()
             try:
@@ -575,6 +595,11 @@ class DynamoDBStore(Store):
                 return None
             if outcome is _Outcome.BUSY:
                 yield _Pause(_backoff(attempt))
+            if outcome is _Outcome.FULL:
+                if tidied:
+                    raise self._too_large("user index")
+                yield from self._tidy_steps(self._user_key(user))
+                tidied = True
         raise StoreUnavailableError(
             f"DynamoDB table {self.table!r}: could not bind a session to its user after "
             f"{USER_ATTEMPTS} tries (transaction conflicts)"
@@ -592,7 +617,9 @@ class DynamoDBStore(Store):
         for reason, whose in zip(reasons, ("session", "user index"), strict=True):
             message = str(reason.get("Message") or "").lower()
             if reason.get("Code") == "ValidationError" and "size" in message and "exceed" in message:
-                raise self._too_large(whose)
+                if whose == "session":
+                    raise self._too_large(whose)
+                return _Outcome.FULL
         if codes[1] == "ConditionalCheckFailed":
             item = reasons[1].get("Item")
             if item is None:
@@ -610,7 +637,7 @@ class DynamoDBStore(Store):
             if generation is not None and self._generation_of(item) != generation:
                 return _Outcome.REFUSED
             if len(entries["M"]) >= self.max_user_sessions:
-                raise self._too_large("user index")
+                return _Outcome.FULL
             return _Outcome.RETRY  # the index changed between the two: try again
         if codes[1] in ("ValidationError", "ValueError"):
             # No entries map to add to (moto says ValueError).
@@ -621,16 +648,21 @@ class DynamoDBStore(Store):
         raise SessionStoreError(f"DynamoDB table {self.table!r}: binding cancelled: {codes}")
 
     def _take_for_user_steps(self, id: str, user: str) -> Steps[_Request, Taken]:
-        """First remove the entry (reading it and the generation), then take the record: a
-        revocation that emptied the index first leaves no entry, and the record is deleted."""
+        """First take the record, then remove the entry (reading it and the generation).
+
+        If the second request fails, what is left is an entry without a session, which
+        sessions_of drops; the other order would leave a live session out of revoke_user's
+        reach. A revocation that lands between the two has already unindexed the session: the
+        entry is missing, so the record taken is reported as None and never moves. One that
+        lands after sees the generation move on under the move's create_for_user."""
         key = self.storage_key(id)
-        unindex = self._user_update(user, "REMOVE #e.#k", {"#k": key}, condition=_HAS_INDEX)
-        old = yield from self._user_write(unindex)  # None: no index (or a damaged one)
-        entry = self._entry_in(old, key)
         reply = yield _Call(
             "delete_item", {"TableName": self.table, "Key": self._key(id), "ReturnValues": "ALL_OLD"}
         )
         record = self._record(id, reply.get("Attributes"))
+        unindex = self._user_update(user, "REMOVE #e.#k", {"#k": key}, condition=_HAS_INDEX)
+        old = yield from self._user_write(unindex)  # None: no index (or a damaged one)
+        entry = self._entry_in(old, key)
         generation = self._generation_of(old)
         if entry is None:
             return Taken(None, None, generation)  # no entry: revoked, whatever is left of it
@@ -638,8 +670,11 @@ class DynamoDBStore(Store):
 
     def _sessions_of_steps(self, user: str) -> Steps[_Request, list[Device]]:
         now = self.clock()
-        reply = yield _Call("get_item", self._user_get(user))
-        entries = self._entries_of(reply.get("Item"))
+        item = (yield _Call("get_item", self._user_get(user))).get("Item")
+        entries = self._entries_of(item)
+        tombstones = self._tombstones_of(item)
+        if tombstones:  # a revocation that failed halfway: finish it
+            yield from self._finish_steps(self._user_key(user), tombstones, set(entries))
         live = yield from self._live_steps([key for key in entries if self.is_storage_key(key)])
         dead = [key for key in entries if key not in live]
         if dead:  # the lazy half of index expiry
@@ -654,52 +689,104 @@ class DynamoDBStore(Store):
         return sorted(devices, key=lambda device: device.created)
 
     def _revoke_steps(self, key: str, user: str) -> Steps[_Request, bool]:
-        yield from self._shaped_write(
-            user,
-            self._user_update(
-                user,
-                "REMOVE #e.#k ADD #g :one",
-                {"#k": key},
-                {":one": _ONE},
-                condition=f"{_HAS_INDEX} AND {_GENERATION_OK}",
-            ),
+        """Unindex the session into a tombstone and bump the generation in one UpdateItem, then
+        delete the session (and those of any tombstone left behind), then the tombstones."""
+        names = {"#k": key}
+        values: dict[str, Any] = {":one": _ONE}
+        expression = "REMOVE #e.#k ADD #g :one"
+        tombstone = None
+        if self.is_storage_key(key):  # anything else is no session (and never a user item)
+            tombstone = names["#r"] = self._new_tombstone()
+            values[":gone"] = {"M": {key: {"NULL": True}}}
+            expression = "SET #r = :gone " + expression
+        condition = f"{_HAS_INDEX} AND {_GENERATION_OK}"
+        old = yield from self._shaped_write(
+            user, self._user_update(user, expression, names, values, condition=condition)
         )
-        if not self.is_storage_key(key):
-            return False  # not a key this store writes (and never a user item)
-        reply = yield _Call(
-            "delete_item", {"TableName": self.table, "Key": {self.idx: {"S": key}}, "ReturnValues": "ALL_OLD"}
-        )
-        return self._record(key, reply.get("Attributes")) is not None
+        tombstones = self._tombstones_of(old)
+        if tombstone is not None:
+            tombstones[tombstone] = [key]
+        indexed = set(self._entries_of(old)) - {key}
+        ended = yield from self._finish_steps(self._user_key(user), tombstones, indexed)
+        return key in ended
 
     def _revoke_user_steps(self, user: str, keep: str | None) -> Steps[_Request, int]:
-        """First empty the index (but for ``keep``) and bump the generation in one UpdateItem,
-        then delete the sessions it listed."""
+        """First move the index (but for ``keep``) into a tombstone and bump the generation in
+        one UpdateItem, then delete the sessions it held (and those of any tombstone left
+        behind), then the tombstones."""
+        tombstone = self._new_tombstone()
+        names = {"#r": tombstone}
         old: dict[str, Any] | None = None
+        indexed: set[str] = set()
         if keep is not None and self.is_storage_key(keep):
-            request = self._user_get(user, "#e.#k", {"#e": ENTRIES_ATTRIBUTE, "#k": keep})
-            kept = self._entries_of((yield _Call("get_item", request)).get("Item")).get(keep)
+            names_read = {"#e": ENTRIES_ATTRIBUTE, "#k": keep, "#g": GENERATION_ATTRIBUTE}
+            item = (yield _Call("get_item", self._user_get(user, "#e.#k, #g", names_read))).get("Item") or {}
+            if not self._generation_readable(item):
+                # Repaired first, so that the update below fails only when the kept entry is
+                # gone (and the session with it), never to revoke the session to keep.
+                yield from self._repair_steps(user, item.get(GENERATION_ATTRIBUTE))
+            kept = self._entries_of(item).get(keep)
             if kept is not None:
                 # An entry never changes once written, so "still there" means "still this".
                 old = yield from self._user_write(
                     self._user_update(
                         user,
-                        "SET #e = :kept ADD #g :one",
-                        {"#k": keep},
+                        "SET #r = #e, #e = :kept ADD #g :one",
+                        {**names, "#k": keep},
                         {":kept": {"M": {keep: kept}}, ":one": _ONE},
                         condition=f"attribute_exists(#e.#k) AND {_GENERATION_OK}",
                     )
                 )
+                indexed = {keep} if old is not None else set()
         if old is None:
+            # The tombstone takes the entries' place: the item does not grow.
             empty = self._user_update(
                 user,
-                "SET #e = :empty ADD #g :one",
-                {},
+                "SET #r = #e, #e = :empty ADD #g :one",
+                names,
                 {":empty": _EMPTY, ":one": _ONE},
-                condition=_GENERATION_OK,
+                condition=f"{_HAS_INDEX} AND {_GENERATION_OK}",
             )
             old = yield from self._shaped_write(user, empty)
-        doomed = [key for key in self._entries_of(old) if key != keep and self.is_storage_key(key)]
-        return (yield from self._delete_sessions_steps(doomed))
+        tombstones = {**self._tombstones_of(old), tombstone: list(self._entries_of(old))}
+        ended = yield from self._finish_steps(self._user_key(user), tombstones, indexed)
+        return len(ended)
+
+    def _finish_steps(
+        self, user_key: dict[str, Any], tombstones: Mapping[str, list[str]], indexed: set[str]
+    ) -> Steps[_Request, set[str]]:
+        """Delete the sessions of these tombstones, then the tombstones; return the storage
+        keys of the sessions that were live.
+
+        A key still in the index (``indexed``, as read with the tombstones) is skipped: it is
+        the session a revoke_user kept. No other key can be in both, since a key leaves the
+        index for good (ids are used once)."""
+        doomed = {key for keys in tombstones.values() for key in keys}
+        doomed = {key for key in doomed - indexed if self.is_storage_key(key)}
+        ended = yield from self._delete_sessions_steps(sorted(doomed))
+        names = list(tombstones)
+        for start in range(0, len(names), _PRUNE_KEYS):
+            chunk = names[start : start + _PRUNE_KEYS]
+            yield from self._user_write(
+                {
+                    "TableName": self.table,
+                    "Key": user_key,
+                    "UpdateExpression": "REMOVE " + ", ".join(f"#r{n}" for n in range(len(chunk))),
+                    "ExpressionAttributeNames": {f"#r{n}": name for n, name in enumerate(chunk)},
+                }
+            )
+        return ended
+
+    def _tidy_steps(self, user_key: dict[str, Any]) -> Steps[_Request, None]:
+        """Finish the tombstones of a user item and drop the entries of ended sessions."""
+        item = (
+            yield _Call("get_item", {"TableName": self.table, "Key": user_key, "ConsistentRead": True})
+        ).get("Item")
+        entries = self._entries_of(item)
+        tombstones = self._tombstones_of(item)
+        if tombstones:
+            yield from self._finish_steps(user_key, tombstones, set(entries))
+        yield from self._prune_index_steps(user_key, entries)
 
     def _generation_steps(self, user: str, bump: bool) -> Steps[_Request, int]:
         if bump:
@@ -804,14 +891,19 @@ class DynamoDBStore(Store):
                     live[key] = record.expires
         return live
 
-    def _delete_sessions_steps(self, keys: list[str]) -> Steps[_Request, int]:
-        """Delete the sessions under these storage keys; return how many were live."""
+    def _delete_sessions_steps(self, keys: list[str]) -> Steps[_Request, set[str]]:
+        """Delete the sessions under these storage keys; return those that were live."""
+        if len(keys) == 1:  # one DeleteItem says whether it was live
+            [key] = keys
+            request = {"TableName": self.table, "Key": {self.idx: {"S": key}}, "ReturnValues": "ALL_OLD"}
+            reply = yield _Call("delete_item", request)
+            return {key} if self._record(key, reply.get("Attributes")) is not None else set()
         live = yield from self._live_steps(keys)
         for start in range(0, len(keys), BATCH_WRITE_ITEMS):
             chunk = keys[start : start + BATCH_WRITE_ITEMS]
             requests = {self.table: [{"DeleteRequest": {"Key": {self.idx: {"S": key}}}} for key in chunk]}
             yield from self._batch_steps("batch_write_item", requests, "UnprocessedItems")
-        return len(live)
+        return set(live)
 
     def _batch_steps(
         self, operation: str, requests: dict[str, Any], unprocessed: str
@@ -928,6 +1020,23 @@ class DynamoDBStore(Store):
             self._corrupt_index(item, ValueError(f"{ENTRIES_ATTRIBUTE} is not a map"))
             return {}
         return dict(entries["M"])
+
+    def _tombstones_of(self, item: Mapping[str, Any] | None) -> dict[str, list[str]]:
+        """A user item's tombstones: attribute name -> the storage keys it holds."""
+        found: dict[str, list[str]] = {}
+        for name, value in (item or {}).items():
+            if not name.startswith(TOMBSTONE_PREFIX):
+                continue
+            keys = value.get("M") if isinstance(value, dict) else None
+            if not isinstance(keys, dict):
+                self._corrupt_index(item, ValueError(f"{name} is not a map"))
+                keys = {}
+            found[name] = list(keys)
+        return found
+
+    @staticmethod
+    def _new_tombstone() -> str:
+        return TOMBSTONE_PREFIX + secrets.token_hex(8)
 
     def _generation_readable(self, item: Mapping[str, Any]) -> bool:
         attribute = item.get(GENERATION_ATTRIBUTE)
@@ -1111,7 +1220,8 @@ class DynamoDBStore(Store):
 
     def purge_expired(self) -> int:
         """Delete expired items now instead of waiting for DynamoDB's TTL (a full Scan), and
-        drop the index entries of sessions that are gone from users' items, in the same Scan.
+        tidy the users' items the same Scan meets: drop the entries of sessions that are gone,
+        and finish revocations that failed halfway.
 
         Each delete is conditioned on the item still being expired, so a session that was
         rolled meanwhile survives. Returns how many session items were deleted.
@@ -1119,9 +1229,9 @@ class DynamoDBStore(Store):
         now = self.clock().timestamp()
         request: dict[str, Any] = {
             "TableName": self.table,
-            "ProjectionExpression": "#i, #e",
+            "ProjectionExpression": "#i",
             "FilterExpression": "#t <= :now OR begins_with(#i, :user)",
-            "ExpressionAttributeNames": {**self._names, "#e": ENTRIES_ATTRIBUTE},
+            "ExpressionAttributeNames": self._names,
             "ExpressionAttributeValues": {":now": {"N": repr(now)}, ":user": {"S": USER_ITEM_PREFIX}},
         }
         client = self._sync()
@@ -1132,7 +1242,7 @@ class DynamoDBStore(Store):
             for item in page.get("Items", []):
                 key = {self.idx: item[self.idx]}
                 if str(item[self.idx].get("S", "")).startswith(USER_ITEM_PREFIX):
-                    self._run(self._prune_index_steps(key, self._entries_of(item)))
+                    self._run(self._tidy_steps(key))  # reads the whole item: its tombstones too
                     continue
                 try:
                     with self._errors():
@@ -1320,6 +1430,7 @@ class _Outcome(enum.Enum):
     RETRY = "retry"
     REFUSED = "refused"
     BUSY = "busy"
+    FULL = "full"
 
 
 @dataclass(frozen=True)

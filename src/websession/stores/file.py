@@ -13,7 +13,9 @@ holding ``{"generation": n, "entries": {storage key: entry}}``. The hidden ``.us
 is never mistaken for a shard of session files. Every change to an index is made under the lock
 of its directory, and an operation that also touches records takes the record's shard lock
 inside it (index first, then record, always in that order, so two operations never deadlock):
-binding, unbinding and revoking are each one atomic step.
+binding, unbinding and revoking are each one atomic step. An index file that cannot be read
+is set aside as ``<name>.corrupt-<time>`` and its user treated as revoked: every session
+bound to the user is ended and the generation moves past any value the file could have held.
 
 Example::
 
@@ -43,7 +45,8 @@ from ..errors import ConfigurationError, SessionStoreError
 from ..ids import generate_remix_file_id, is_remix_file_id
 from ..storage import SessionStorage
 from ..urls import cookie_from_options, reject_unknown, storage_options, url_path
-from ..users import Device, Entry, Taken, user_digest
+from ..users import Device, Entry, Taken, user_digest, user_of
+from ._entries import fresh_generation
 from .base import Clock, Record, Store, touch_due, utcnow
 
 try:
@@ -219,11 +222,13 @@ class FileStore(Store):
         path = self.index_path(user)
         with self._locked(path.parent):
             index = self._load_index(path)
+            # The record before the entry: if either fails, the session is gone or still
+            # indexed, never alive out of revoke_user's reach.
+            record = self._take_key(key)
             present = key in index.entries
             stored = index.entries.pop(key, None)
             if present:
                 self._save_index(path, index)
-            record = self._take_key(key)
         entry = self._entry(path, key, stored) if present else None
         if entry is None:
             return Taken(None, None, index.generation)  # no entry: revoked, whatever is left of it
@@ -232,8 +237,9 @@ class FileStore(Store):
     def sessions_of(self, user: str) -> list[Device]:
         path = self.index_path(user)
         now = self.clock()
-        # An index is replaced by rename, so it is read without the lock; only pruning takes it.
-        index = self._load_index(path)
+        # An index is replaced by rename, so it is read without the lock; only pruning (or a
+        # damaged file) takes it.
+        index = self._peek_index(path)
         devices: list[Device] = []
         dead: list[str] = []
         for key, stored in index.entries.items():
@@ -254,29 +260,33 @@ class FileStore(Store):
         path = self.index_path(user)
         with self._locked(path.parent):
             index = self._load_index(path)
+            # Not a key this store writes: no file to delete. The record goes before the entry,
+            # so a failure leaves it indexed, for the retry to reach.
+            taken = self._take_key(key) if self.is_storage_key(key) else None
             index.generation += 1
             index.entries.pop(key, None)
             self._save_index(path, index)
-            if not self.is_storage_key(key):
-                return False  # not a key this store writes: no file to delete
-            return self._take_key(key) is not None
+            return taken is not None
 
     def revoke_user(self, user: str, keep: str | None) -> int:
         path = self.index_path(user)
         with self._locked(path.parent):
             index = self._load_index(path)
-            index.generation += 1
+            # The records first, the index after, all under the index lock: a regenerate of one
+            # of these sessions waits, then finds its entry gone and its record deleted, and a
+            # failure on the way leaves every session not yet deleted in the index, for the
+            # retry to reach (a revocation raises, and retrying it completes it).
             doomed = [key for key in index.entries if key != keep]
+            ended = sum(1 for key in doomed if self._take_key(key) is not None)
+            index.generation += 1
             index.entries = {key: value for key, value in index.entries.items() if key == keep}
             self._save_index(path, index)
-            # Still under the index lock: a regenerate of one of these sessions waits, then finds
-            # its entry gone and its record deleted.
-            return sum(1 for key in doomed if self._take_key(key) is not None)
+            return ended
 
     def generation(self, user: str, *, bump: bool = False) -> int:
         path = self.index_path(user)
         if not bump:
-            return self._load_index(path).generation
+            return self._peek_index(path).generation
         with self._locked(path.parent):
             index = self._load_index(path)
             index.generation += 1
@@ -301,9 +311,24 @@ class FileStore(Store):
         return entry
 
     def _load_index(self, path: Path) -> _UserIndex:
-        """The index at ``path``; empty when there is none. Unreadable parts are logged and
-        dropped, never raised: an unreadable file is an empty index, an entry under a name that
-        is not a storage key (it would become a path) is left out."""
+        """The index at ``path``, read under its directory's lock; empty when there is none. A
+        file that cannot be read is recovered first (:meth:`_recover_index`), never raised."""
+        index = self._read_index(path)
+        return index if index is not None else self._recover_index(path)
+
+    def _peek_index(self, path: Path) -> _UserIndex:
+        """The index at ``path``, read without the lock (an index is replaced by rename): a
+        damaged file takes the lock, to be recovered once."""
+        index = self._read_index(path)
+        if index is None:
+            with self._locked(path.parent):
+                index = self._load_index(path)
+        return index
+
+    def _read_index(self, path: Path) -> _UserIndex | None:
+        """The index at ``path`` (empty when there is none), or None when the file cannot be
+        read. An entry under a name that is not a storage key (it would become a path) is
+        logged and left out."""
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
@@ -311,20 +336,64 @@ class FileStore(Store):
         except OSError as exc:
             raise SessionStoreError(f"cannot read user index {path}: {exc}") from exc
         try:
-            content = codec.decode_record(raw)
-            generation = content.get("generation", 0)
-            entries = content.get("entries", {})
-            if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
-                raise codec.CorruptRecordError(f"generation is {generation!r}")
-            if not isinstance(entries, dict):
-                raise codec.CorruptRecordError(f"entries is a JSON {type(entries).__name__}")
-        except ValueError as exc:
-            self._corrupt_index(path, exc)
-            return _UserIndex()
+            generation, entries = _parse_index(raw)
+        except ValueError:
+            return None
         kept = {key: value for key, value in entries.items() if self.is_storage_key(key)}
         if len(kept) != len(entries):
             self._corrupt_index(path, ValueError("an entry is not under a storage key"))
         return _UserIndex(generation, kept)
+
+    def _recover_index(self, path: Path) -> _UserIndex:
+        """Replace the unreadable index at ``path`` (its directory's lock held) by a fresh one.
+
+        The file is unreadable, so which sessions it listed and which generation it held are
+        unknown. Reading it as empty would leave those sessions signed in out of revoke_user's
+        reach, and a generation back at 0 would let cookies revoked long ago in again (a file
+        store can keep a cookie storage's revocations). So the user is treated as revoked:
+        the file is copied aside as ``<name>.corrupt-<time>`` for whoever looks into it, every
+        session bound to that user is ended, found by reading the store's session files (once,
+        for this rare event), and only then a fresh index, with a generation it cannot have
+        held, replaces the file: if a step fails, the file is still there, unreadable, and the
+        next operation on that user starts over."""
+        raw = path.read_bytes()
+        try:
+            _parse_index(raw)
+            problem = "it changed while it was read"  # pragma: no cover - read under the lock
+        except ValueError as exc:
+            problem = str(exc)
+        aside = self._aside_path(path)
+        self._write_bytes(aside, raw)
+        ended = self._end_sessions_of(path.stem)
+        index = _UserIndex(fresh_generation())
+        self._save_index(path, index)
+        self._corrupt_index(
+            path,
+            ValueError(
+                f"{problem}; the file is set aside as {aside.name}, {ended} session(s) of its "
+                "user ended, and the generation moved past any value it could have held"
+            ),
+        )
+        return index
+
+    def _aside_path(self, path: Path) -> Path:
+        stamp = self.clock().astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+        n = 1
+        while aside.exists():  # under the lock: no other recovery picks the same name
+            aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+            n += 1
+        return aside
+
+    def _end_sessions_of(self, digest: str) -> int:
+        """Delete every live session bound to the user whose digest is ``digest``; how many."""
+        ended = 0
+        for path, key in self._files():
+            record = self._load(path, key)
+            user = None if record is None else user_of(record.data)
+            if user is not None and user_digest(user) == digest and self._take_key(key) is not None:
+                ended += 1
+        return ended
 
     def _corrupt_index(self, path: Path, exc: Exception) -> None:
         codec.log_corrupt(f"{self.kind} user index", path.stem, exc)
@@ -376,7 +445,7 @@ class FileStore(Store):
                     path.unlink()
                 removed += 1
         for index_path in self._index_files():
-            entries = self._load_index(index_path).entries
+            entries = self._peek_index(index_path).entries
             dead = [key for key in entries if self._load(self._key_path(key), key) is None]
             if dead:
                 self._prune(index_path, dead)
@@ -470,6 +539,18 @@ class FileStore(Store):
             yield
         finally:
             os.close(fd)
+
+
+def _parse_index(raw: bytes) -> tuple[int, dict[str, Any]]:
+    """The generation and entries of an index file; ValueError when it is not one."""
+    content = codec.decode_record(raw)
+    generation = content.get("generation", 0)
+    entries = content.get("entries", {})
+    if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
+        raise codec.CorruptRecordError(f"generation is {generation!r}")
+    if not isinstance(entries, dict):
+        raise codec.CorruptRecordError(f"entries is a JSON {type(entries).__name__}")
+    return generation, entries
 
 
 @dataclass

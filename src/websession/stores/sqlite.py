@@ -40,8 +40,8 @@ from ..cookie import CookieLike, as_cookie
 from ..errors import ConfigurationError, SessionStoreError, StoreUnavailableError
 from ..storage import SessionStorage
 from ..urls import cookie_from_options, reject_unknown, storage_options, url_path
-from ..users import Device, Entry, Taken
-from ._entries import entry_text, parse_entry
+from ..users import Device, Entry, Taken, user_digest
+from ._entries import UNREADABLE_GENERATION, entry_text, fresh_generation, parse_entry
 from .base import Clock, Record, Store, touch_due, utcnow
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -449,16 +449,30 @@ class SqliteStore(Store):
                 continue
 
     def _generation(self, db: sqlite3.Connection, user: str) -> int:
+        """The user's generation; a value websession never writes (SQLite keeps text, blobs and
+        fractions in an INTEGER column) is logged and read as -1, never raised."""
         row = db.execute(
             f"SELECT generation FROM {self.generations_table} WHERE user_id = ?", (user,)
         ).fetchone()
-        return 0 if row is None else int(row[0])
+        if row is None:
+            return 0
+        value = row[0]
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        problem = ValueError(
+            f"generation is {type(value).__name__} {value!r:.20}: read as {UNREADABLE_GENERATION} "
+            "until the next revocation replaces it"
+        )
+        codec.log_corrupt(f"{self.kind} user generation", user_digest(user), problem)
+        return UNREADABLE_GENERATION
 
     def _bump(self, db: sqlite3.Connection, user: str) -> int:
+        # A generation that cannot be read is replaced by one it cannot have been.
         db.execute(
             f"INSERT INTO {self.generations_table} (user_id, generation) VALUES (?, 1) "
-            "ON CONFLICT(user_id) DO UPDATE SET generation = generation + 1",
-            (user,),
+            "ON CONFLICT(user_id) DO UPDATE SET generation = CASE WHEN typeof(generation) = "
+            "'integer' THEN generation + 1 ELSE ? END",
+            (user, fresh_generation()),
         )
         return self._generation(db, user)
 
