@@ -29,17 +29,9 @@ from websession.stores.postgres import PostgresStore, sibling_table
 from websession.users import Entry
 
 from ..conformance.harness import AsyncDoor, Browser, Door, SyncDoor
+from .test_postgres import COOKIE, Clock, raw
 
-COOKIE = create_cookie("s", secrets=["k"], max_age=3600)
 EXPIRED = "Expires=Thu, 01 Jan 1970"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -66,12 +58,6 @@ def both(door: Door, storage: Any) -> Iterator[Any]:
     yield storage
     if isinstance(door, AsyncDoor):
         door.run(storage.aclose())
-
-
-def raw(dsn: str, query: str, *params: Any) -> Any:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        cursor = conn.execute(query, params)
-        return cursor.fetchall() if cursor.description else None
 
 
 def header_of(set_cookie: str | None) -> str:

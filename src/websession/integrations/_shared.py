@@ -4,7 +4,7 @@ response can carry a cookie for (late changes, WebSockets).
 
 Example::
 
-    >>> has_cookie_vary(["Accept-Encoding, cookie"]), has_cookie_vary(["Accept"])
+    >>> varies_on(["Accept-Encoding, cookie"], "Cookie"), varies_on(["Accept"], "Cookie")
     (True, False)
 """
 
@@ -149,11 +149,6 @@ def commits(status: int, commit_on_error: bool) -> bool:
         (True, True, False, True)
     """
     return commit_on_error or status < 500
-
-
-def has_cookie_vary(values: Iterable[str]) -> bool:
-    """Whether ``Vary`` header values already cover the Cookie header (``*`` covers all)."""
-    return varies_on(values, "cookie")
 
 
 def varies_on(values: Iterable[str], header: str) -> bool:
