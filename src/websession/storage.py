@@ -342,7 +342,7 @@ class SessionStorage(_StorageBase[Data, Flash]):
         ``session`` is a Session, a :class:`~websession.users.Device` from :meth:`sessions_of`,
         or a session id. A request racing the revocation can neither keep the session nor
         carry it over to a new id. Returns True when a session was deleted. A storage key (ids
-        hashed with ``storage_key_secret``) needs ``user=``.
+        hashed with ``storage_key_secret``, so a device's key too) needs ``user=``.
 
         Example::
 
@@ -442,6 +442,8 @@ class SessionStorage(_StorageBase[Data, Flash]):
             known = known or _record_user(value)
         elif isinstance(value, str) and self.store.is_valid_id(value):
             session_id = value
+        elif isinstance(value, Device) and not self.store.hashes_ids and self.store.is_valid_id(value.key):
+            session_id = value.key  # unhashed, a device's key is its session id
         if known is None and session_id is None:
             raise ValueError("revoking by storage key needs user=: the key does not say whose it is")
         return key, session_id, known

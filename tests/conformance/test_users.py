@@ -163,6 +163,17 @@ def test_revoke_one_device(door: Door, indexed: Any) -> None:
     assert door.call(indexed, "revoke", first, user="ada") is False
 
 
+def test_revoke_a_listed_device_without_naming_its_user(door: Door, indexed: Any) -> None:
+    laptop = sign_in(door, indexed)
+    [device] = door.call(indexed, "sessions_of", "ada")
+    if store_of(indexed).hashes_ids:
+        with pytest.raises(ValueError, match="user="):
+            door.call(indexed, "revoke", device)
+        return
+    assert door.call(indexed, "revoke", device) is True
+    assert door.get(indexed, laptop.header).is_new and keys(door, indexed) == []
+
+
 def test_revoke_by_session_id_finds_the_user(door: Door, indexed: Any) -> None:
     laptop = sign_in(door, indexed)
     session_id = door.get(indexed, laptop.header).id
