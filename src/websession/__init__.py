@@ -34,6 +34,7 @@ from .errors import (
     UserIndexUnsupportedError,
 )
 from .ids import generate_id, is_valid_id
+from .options import StorageOptions
 from .session import Session
 from .storage import CookieSessionStorage, SessionStorage
 from .stores.base import Record, Store
@@ -94,6 +95,7 @@ __all__ = [
     "SessionError",
     "SessionStorage",
     "SessionStoreError",
+    "StorageOptions",
     "Store",
     "StoreUnavailableError",
     "TaggedJSON",

@@ -50,6 +50,7 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar, Final, Union
 
 from ..changes import Changes
+from ..errors import SessionStoreError
 from ..ids import generate_id, is_valid_id
 from ..users import Device, Entry, Taken, UserIndexUnsupportedError
 from .steps import RoundTrips
@@ -100,6 +101,56 @@ def url_ttl(value: str | None) -> TtlOption:
     if value is None:
         return UNSET
     return None if value in ("", "none") else float(value)
+
+
+#: How a client library's exception becomes websession's: the exception class (called with
+#: ``"<where>: <error>"``), or a function of the error and ``where`` that returns the
+#: exception to raise, or None to let the original through.
+Translation = Union[type[SessionStoreError], Callable[[BaseException, str], Union[BaseException, None]]]  # noqa: UP007
+#: A backend's error mapping: ``(exception types, translation)`` pairs, the first match wins.
+ErrorRules = tuple[tuple[Union[type[BaseException], tuple[type[BaseException], ...]], Translation], ...]  # noqa: UP007
+
+
+class translate_errors:
+    """Re-raise a client library's exceptions as websession's, the original kept as the cause.
+
+    Each backend writes its :data:`ErrorRules` once; a store makes one instance per place (a
+    table, a path) and enters it around every call to its client. websession's own errors
+    pass through untouched. It is a class, not ``@contextmanager``, because it wraps every
+    store operation and a generator-based manager costs a few microseconds each time.
+
+    Example::
+
+        >>> from websession.errors import StoreUnavailableError
+        >>> rules = ((ConnectionError, StoreUnavailableError),)
+        >>> try:
+        ...     with translate_errors(rules, "my store"):
+        ...         raise ConnectionRefusedError("refused")
+        ... except StoreUnavailableError as error:
+        ...     print(error)
+        my store: refused
+    """
+
+    __slots__ = ("rules", "where")
+
+    def __init__(self, rules: ErrorRules, where: str) -> None:
+        self.rules = rules
+        self.where = where
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
+        if error is None or isinstance(error, SessionStoreError):
+            return
+        for kinds, translation in self.rules:
+            if isinstance(error, kinds):
+                if isinstance(translation, type):
+                    raise translation(f"{self.where}: {error}") from error
+                translated = translation(error, self.where)
+                if translated is not None:
+                    raise translated from error
+                return
 
 
 def utcnow() -> datetime:

@@ -16,18 +16,21 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult
 
 from .. import codec
 from ..changes import Changes
-from ..codec import CodecLike
-from ..cookie import CookieLike, as_cookie
+from ..cookie import CookieLike
 from ..errors import ConfigurationError
+from ..options import StorageOptions, assemble, store_arguments, url_options
 from ..storage import SessionStorage
-from ..urls import cookie_from_options, reject_unknown, storage_options
+from ..urls import cookie_from_options, reject_unknown
 from ..users import Device, Entry, Taken
 from .base import Clock, Record, Store, utcnow
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class MemoryStore(Store):
@@ -300,22 +303,13 @@ class MemoryStore(Store):
 
 
 def create_memory_session_storage(
-    *,
-    cookie: CookieLike = None,
-    max_entries: int | None = None,
-    default_ttl: float | None = None,
-    rolling: bool = True,
-    save_uninitialized: bool = False,
-    absolute_timeout: float | None = None,
-    storage_key_secret: str | bytes | None = None,
-    clock: Clock = utcnow,
-    codec: CodecLike = None,
+    *, cookie: CookieLike = None, max_entries: int | None = None, **options: Unpack[StorageOptions]
 ) -> SessionStorage:
     """Sessions kept in this process's memory (lost on restart; not shared between workers).
 
-    ``absolute_timeout`` (seconds) ends a session that long after its id was issued, however
-    active; ``storage_key_secret`` keeps records under a keyed hash of the id, so a dump of the
-    store holds no live ids (docs/security.md).
+    ``max_entries`` bounds the number of records (the least recently used one is evicted).
+    The shared options (``ttl``, ``rolling``, ``absolute_timeout``, ``storage_key_secret``,
+    ...) are :class:`~websession.options.StorageOptions`.
 
     Example::
 
@@ -324,30 +318,16 @@ def create_memory_session_storage(
         >>> storage.get_session(None).is_new
         True
     """
-    store = MemoryStore(
-        max_entries=max_entries, default_ttl=default_ttl, clock=clock, storage_key_secret=storage_key_secret
-    )
-    store.explicit_ttl = default_ttl is not None  # an explicit lifetime wins over the cookie's
-    return SessionStorage(
-        cookie=as_cookie(cookie),
-        store=store,
-        rolling=rolling,
-        save_uninitialized=save_uninitialized,
-        absolute_timeout=absolute_timeout,
-        codec=codec,
-    )
+    store = MemoryStore(max_entries=max_entries, **store_arguments(options))
+    return assemble("create_memory_session_storage", store, cookie, options)
 
 
 def open_url(url: SplitResult, options: dict[str, Any]) -> SessionStorage:
     """``memory://?max_entries=10000&ttl=3600``"""
     cookie = cookie_from_options(options)
-    shared = storage_options(options)
+    shared = url_options(options)
     max_entries = options.pop("max_entries", None)
-    ttl = options.pop("ttl", None)
     reject_unknown("memory", options)
     return create_memory_session_storage(
-        cookie=cookie,
-        max_entries=None if max_entries is None else int(max_entries),
-        default_ttl=None if ttl is None else float(ttl),
-        **shared,
+        cookie=cookie, max_entries=None if max_entries is None else int(max_entries), **shared
     )

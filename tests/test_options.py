@@ -1,0 +1,108 @@
+"""The options every storage factory shares (websession.options)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from websession import StorageOptions, create_cookie, create_memory_session_storage
+from websession.options import check_options, resolved_ttl, store_arguments, url_options
+from websession.stores.base import UNSET
+
+COOKIE = create_cookie("s", secrets=["k"], max_age=3600)
+
+
+def test_one_options_dict_configures_the_storage_and_its_store() -> None:
+    moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    shared = StorageOptions(
+        rolling=False,
+        save_uninitialized=True,
+        absolute_timeout=600,
+        storage_key_secret="k",
+        clock=lambda: moment,
+        ttl=120,
+        codec="tagged",
+    )
+    storage = create_memory_session_storage(cookie=COOKIE, **shared)
+    assert (storage.rolling, storage.save_uninitialized) == (False, True)
+    assert storage.absolute_timeout == timedelta(seconds=600)
+    assert storage.store.default_ttl == 120.0 and storage.store.explicit_ttl
+    assert storage.store.hashes_ids and storage.store.clock() == moment
+    assert type(storage.codec).__name__ == "TaggedJSON"
+    session = storage.get_session(None)
+    session["when"] = moment
+    header = storage.commit_session(session)
+    assert storage.get_session(header)["when"] == moment
+    # The explicit ttl, not the cookie's hour, is the record's lifetime.
+    (record,) = (record for _, record in storage.store.scan())
+    assert record.expires == moment + timedelta(seconds=120)
+
+
+def test_the_defaults_are_the_storage_defaults() -> None:
+    storage = create_memory_session_storage(cookie=COOKIE)
+    assert (storage.rolling, storage.save_uninitialized, storage.absolute_timeout) == (True, False, None)
+    assert storage.store.default_ttl is None and not storage.store.explicit_ttl
+    assert not storage.store.hashes_ids
+
+
+def test_default_ttl_is_the_older_spelling_of_ttl() -> None:
+    storage = create_memory_session_storage(cookie=COOKIE, default_ttl=30)
+    assert storage.store.default_ttl == 30.0 and storage.store.explicit_ttl
+    assert resolved_ttl({"default_ttl": None}, 604800) == (604800, False)
+
+
+def test_an_unknown_keyword_is_a_type_error_naming_the_factory() -> None:
+    with pytest.raises(TypeError, match=r"create_memory_session_storage\(\) .* 'roling'"):
+        create_memory_session_storage(cookie=COOKIE, roling=False)  # type: ignore[call-arg]
+
+
+def test_ttl_and_default_ttl_together_are_refused() -> None:
+    with pytest.raises(TypeError, match="not both"):
+        check_options("f", {"ttl": 1, "default_ttl": 2})
+
+
+@pytest.mark.parametrize(
+    ("options", "fallback", "expected"),
+    [
+        ({}, None, (None, False)),
+        ({}, 604800, (604800, False)),
+        ({"ttl": None}, 604800, (None, False)),
+        ({"ttl": UNSET}, 10, (10, False)),
+        ({"ttl": 5}, 604800, (5.0, True)),
+        ({"default_ttl": 5}, None, (5.0, True)),
+    ],
+)
+def test_resolved_ttl(
+    options: StorageOptions, fallback: float | None, expected: tuple[float | None, bool]
+) -> None:
+    assert resolved_ttl(options, fallback) == expected
+
+
+def test_store_arguments_take_only_what_a_store_takes() -> None:
+    arguments = store_arguments({"ttl": 9, "rolling": False, "storage_key_secret": b"s"}, 100)
+    assert set(arguments) == {"default_ttl", "clock", "storage_key_secret"}
+    assert (arguments["default_ttl"], arguments["storage_key_secret"]) == (9.0, b"s")
+
+
+def test_url_options_pop_the_shared_options_and_leave_the_rest() -> None:
+    options = {
+        "rolling": "0",
+        "save_uninitialized": "yes",
+        "ttl": "none",
+        "absolute_timeout": "86400",
+        "prefix": "app:",
+    }
+    assert url_options(options) == {
+        "rolling": False,
+        "save_uninitialized": True,
+        "ttl": None,
+        "absolute_timeout": 86400.0,
+    }
+    assert options == {"prefix": "app:"}
+    assert url_options({"rolling": True, "ttl": 7}) == {"rolling": True, "ttl": 7}
+
+
+def test_a_malformed_url_option_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        url_options({"ttl": "soon"})
