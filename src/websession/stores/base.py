@@ -47,7 +47,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Final, Union
+from typing import Any, ClassVar, Final, TypeVar, Union
 
 from ..changes import Changes
 from ..errors import SessionStoreError
@@ -56,6 +56,7 @@ from ..users import Device, Entry, Taken, UserIndexUnsupportedError
 from .steps import RoundTrips
 
 Clock = Callable[[], datetime]
+_T = TypeVar("_T")
 
 #: What a keyed storage key covers besides the id, so the same secret used elsewhere (say, to
 #: sign cookies) never produces the same MAC.
@@ -310,27 +311,48 @@ class Store(ABC):
 
     # -- the async door --------------------------------------------------------------------
 
+    #: False when the sync methods never block (the memory store): the async door then calls
+    #: them directly, because a worker thread would cost far more than the call itself.
+    blocking: ClassVar[bool] = True
+
     async def acreate(self, data: Mapping[str, Any], expires: datetime | None) -> str:
+        if not self.blocking:
+            return self.create(data, expires)
         return await asyncio.to_thread(self.create, data, expires)
 
     async def aread(self, id: str, touch: datetime | None) -> Record | None:
+        if not self.blocking:
+            return self.read(id, touch)
         return await asyncio.to_thread(self.read, id, touch)
 
     async def aupdate(
         self, id: str, changes: Changes, expires: datetime | None, seen: Record
     ) -> Record | None:
+        if not self.blocking:
+            return self.update(id, changes, expires, seen)
         return await asyncio.to_thread(self.update, id, changes, expires, seen)
 
     async def adelete(self, id: str) -> None:
+        if not self.blocking:
+            return self.delete(id)
         await asyncio.to_thread(self.delete, id)
 
     async def atake(self, id: str) -> Record | None:
+        if not self.blocking:
+            return self.take(id)
         # Through the async door's own read and delete, so stores that only hold an async
         # client need not override it.
         record = await self.aread(id, None)
         if record is not None:
             await self.adelete(id)
         return record
+
+    async def _off_loop(self, method: Callable[..., _T], *args: Any) -> _T:
+        """Call a sync method from the async door: in a worker thread, unless the store never
+        blocks."""
+        if not self.blocking:
+            return method(*args)
+        return await asyncio.to_thread(method, *args)
 
     async def aclose(self) -> None:
         self.close()
@@ -426,22 +448,22 @@ class Store(ABC):
         entry: Entry,
         generation: int | None,
     ) -> str | None:
-        return await asyncio.to_thread(self.create_for_user, data, expires, user, entry, generation)
+        return await self._off_loop(self.create_for_user, data, expires, user, entry, generation)
 
     async def atake_for_user(self, id: str, user: str) -> Taken:
-        return await asyncio.to_thread(self.take_for_user, id, user)
+        return await self._off_loop(self.take_for_user, id, user)
 
     async def asessions_of(self, user: str) -> list[Device]:
-        return await asyncio.to_thread(self.sessions_of, user)
+        return await self._off_loop(self.sessions_of, user)
 
     async def arevoke(self, key: str, user: str) -> bool:
-        return await asyncio.to_thread(self.revoke, key, user)
+        return await self._off_loop(self.revoke, key, user)
 
     async def arevoke_user(self, user: str, keep: str | None) -> int:
-        return await asyncio.to_thread(self.revoke_user, user, keep)
+        return await self._off_loop(self.revoke_user, user, keep)
 
     async def ageneration(self, user: str, *, bump: bool = False) -> int:
-        return await asyncio.to_thread(lambda: self.generation(user, bump=bump))
+        return await self._off_loop(lambda: self.generation(user, bump=bump))
 
     def _no_user_index(self) -> UserIndexUnsupportedError:
         return UserIndexUnsupportedError(f"the {self.kind} store cannot keep a per-user index atomically")

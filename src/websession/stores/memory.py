@@ -4,6 +4,11 @@ Records are kept as encoded JSON, so what comes back is a copy and what cannot b
 fails the same way as on a real store. Expiry is checked on read; ``max_entries`` bounds the
 number of records by evicting the least recently used one.
 
+What it guarantees: every operation, the user index included, runs under one lock, so
+changes are atomic and a take is atomic. What it does not: records live only as long as the
+process and are not shared between workers, and eviction under ``max_entries`` can end a
+live session.
+
 Example::
 
     >>> from websession import create_cookie, create_memory_session_storage
@@ -38,6 +43,7 @@ class MemoryStore(Store):
 
     kind = "memory"
     atomic_take = True
+    blocking = False
     cheap_count = True
     user_index = True
 
@@ -204,49 +210,6 @@ class MemoryStore(Store):
         except codec.CorruptRecordError as exc:
             codec.log_corrupt(self.kind, id, exc)
             return None
-
-    async def acreate_for_user(
-        self,
-        data: Mapping[str, Any],
-        expires: datetime | None,
-        user: str,
-        entry: Entry,
-        generation: int | None,
-    ) -> str | None:
-        return self.create_for_user(data, expires, user, entry, generation)
-
-    async def atake_for_user(self, id: str, user: str) -> Taken:
-        return self.take_for_user(id, user)
-
-    async def asessions_of(self, user: str) -> list[Device]:
-        return self.sessions_of(user)
-
-    async def arevoke(self, key: str, user: str) -> bool:
-        return self.revoke(key, user)
-
-    async def arevoke_user(self, user: str, keep: str | None) -> int:
-        return self.revoke_user(user, keep)
-
-    async def ageneration(self, user: str, *, bump: bool = False) -> int:
-        return self.generation(user, bump=bump)
-
-    # The memory store never blocks, so its async door calls the sync one directly.
-    async def acreate(self, data: Mapping[str, Any], expires: datetime | None) -> str:
-        return self.create(data, expires)
-
-    async def aread(self, id: str, touch: datetime | None) -> Record | None:
-        return self.read(id, touch)
-
-    async def aupdate(
-        self, id: str, changes: Changes, expires: datetime | None, seen: Record
-    ) -> Record | None:
-        return self.update(id, changes, expires, seen)
-
-    async def adelete(self, id: str) -> None:
-        self.delete(id)
-
-    async def atake(self, id: str) -> Record | None:
-        return self.take(id)
 
     def scan(self) -> Iterator[tuple[str, Record]]:
         with self._lock:
