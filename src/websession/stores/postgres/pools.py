@@ -112,18 +112,19 @@ class PooledStore(Store):
         self._ready = True
 
     def close(self) -> None:
+        """Close the pools the store opened; pools it was given are left to their owner."""
         with self._lock:
-            pool, self._pool = (self._pool, None) if self._own_pool else (None, self._pool)
-            self._own_pool = False
+            pool = self._pool if self._own_pool else None
+            if pool is not None:
+                self._pool, self._own_pool = None, False
         if pool is not None:
             pool.close()
 
     async def aclose(self) -> None:
-        pool, self._async_pool = (
-            (self._async_pool, None) if self._own_async_pool else (None, self._async_pool)
-        )
-        self._own_async_pool = False
+        """Async twin of :meth:`close`, which closes the async pool too."""
+        pool = self._async_pool if self._own_async_pool else None
         if pool is not None:
+            self._async_pool, self._own_async_pool = None, False
             await pool.close()
         self.close()
 

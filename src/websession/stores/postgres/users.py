@@ -30,17 +30,15 @@ from .._entries import entry_text, parse_entry
 from .jsonb import _refuse_nul, jsonb_text
 from .pools import PooledStore, atogether, together
 
+#: A new session's data, as the store is given it.
+Data = Mapping[str, Any]
+
 
 class UserIndex(PooledStore):
     """The user index operations of :class:`~websession.stores.postgres.PostgresStore`."""
 
     def create_for_user(
-        self,
-        data: Mapping[str, Any],
-        expires: datetime | None,
-        user: str,
-        entry: Entry,
-        generation: int | None,
+        self, data: Data, expires: datetime | None, user: str, entry: Entry, generation: int | None
     ) -> str | None:
         params = self._bound_params(data, expires, user, entry, generation)
         with self._connection() as conn:
@@ -94,12 +92,7 @@ class UserIndex(PooledStore):
     # -- the async door --------------------------------------------------------------------
 
     async def acreate_for_user(
-        self,
-        data: Mapping[str, Any],
-        expires: datetime | None,
-        user: str,
-        entry: Entry,
-        generation: int | None,
+        self, data: Data, expires: datetime | None, user: str, entry: Entry, generation: int | None
     ) -> str | None:
         params = self._bound_params(data, expires, user, entry, generation)
         async with self._aconnection() as conn:
@@ -154,12 +147,7 @@ class UserIndex(PooledStore):
     # -- shared by both doors --------------------------------------------------------------
 
     def _bound_params(
-        self,
-        data: Mapping[str, Any],
-        expires: datetime | None,
-        user: str,
-        entry: Entry,
-        generation: int | None,
+        self, data: Data, expires: datetime | None, user: str, entry: Entry, generation: int | None
     ) -> dict[str, Any]:
         _refuse_nul(data)
         return {
