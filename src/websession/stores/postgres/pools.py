@@ -3,8 +3,8 @@ first use, psycopg's errors turned into websession's, and statements sent togeth
 
 What PostgreSQL and psycopg guarantee here:
 
-- Connections run in autocommit, so each statement is its own transaction: it commits (or
-  fails whole) before the pool takes the connection back, and nothing is left half done.
+- The pools the store opens run in autocommit, so each statement is its own transaction: it
+  commits, or fails whole, before the connection goes back to the pool.
 - In pipeline mode (libpq 14 and later) statements sent together go in one round trip and
   run as one implicit transaction; :func:`together` falls back to an explicit transaction.
 - ``CREATE TABLE IF NOT EXISTS`` under an advisory lock: two processes starting at once both

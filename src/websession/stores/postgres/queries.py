@@ -3,8 +3,8 @@
 What PostgreSQL guarantees, and these statements rely on:
 
 - One statement is atomic, and sees the rows committed when it starts (READ COMMITTED, the
-  default, and the store's connections run in autocommit): a change set, a take, a sign-in
-  or a revocation is one statement, so a concurrent request never sees half of it.
+  default; the pools the store opens run in autocommit): a change set, a take, a sign-in or
+  a revocation is one statement, so a concurrent request never sees half of it.
 - ``UPDATE`` and ``DELETE`` lock the rows they change until the statement's transaction
   ends; a concurrent writer of the same row waits, then re-checks its ``WHERE`` against the
   committed row. So an update never brings back a session that a take or a delete removed.
