@@ -279,6 +279,8 @@ def test_without_create_table_a_missing_table_is_a_store_error(postgres_dsn: str
         with pytest.raises(SessionStoreError, match=table) as info:
             store.read("0" * 32, None)
         assert not isinstance(info.value, StoreUnavailableError)
+        assert str(info.value).startswith(f"PostgreSQL (table {table!r}): relation")
+        assert isinstance(info.value.__cause__, psycopg.errors.UndefinedTable)
         store.setup()
         assert store.read("0" * 32, None) is None
     finally:
@@ -346,6 +348,7 @@ def test_unreachable_server_is_store_unavailable() -> None:
         with pytest.raises(StoreUnavailableError) as info:
             store.read("0" * 32, None)
         assert info.value.__cause__ is not None
+        assert str(info.value).startswith("PostgreSQL (table 'websession_sessions'): ")
     finally:
         store.close()
 
@@ -390,3 +393,41 @@ def test_open_store_url(postgres_dsn: str, table: str, scheme: str) -> None:
 def test_open_store_rejects_unknown_keyword(postgres_dsn: str) -> None:
     with pytest.raises(ConfigurationError, match="does not take: colour"):
         open_store("postgresql://postgres@127.0.0.1/x", secrets=["k"], colour="blue")
+
+
+def test_url_shared_options_are_websessions_and_the_rest_goes_to_libpq() -> None:
+    storage = open_store(
+        "postgresql://app@db.internal/app?sslmode=disable&codec=tagged&absolute_timeout=600"
+        "&rolling=false&save_uninitialized=true&ttl=none&pool_timeout=2&min_size=0&touch_interval=5",
+        secrets=["k"],
+    )
+    store = storage.store
+    assert isinstance(store, PostgresStore)  # no connection yet: pools open on first use
+    assert store.dsn == "postgresql://app@db.internal/app?sslmode=disable"
+    assert storage.absolute_timeout == timedelta(seconds=600)
+    assert not storage.rolling and storage.save_uninitialized
+    assert type(storage.codec).__name__ == "TaggedJSON"
+    assert store.default_ttl is None and not store.explicit_ttl
+    assert store.pool_options == {"min_size": 0, "max_size": 10, "timeout": 2.0}
+    assert store.touch_interval == 5.0
+
+
+@pytest.mark.parametrize(
+    ("options", "default_ttl", "explicit"),
+    [
+        ({}, None, False),
+        ({"ttl": 60}, 60.0, True),
+        ({"default_ttl": 60}, 60.0, True),
+        ({"ttl": None}, None, False),
+    ],
+)
+def test_factory_ttl_spellings(options: dict, default_ttl: float | None, explicit: bool) -> None:
+    storage = create_postgres_session_storage(
+        dsn="postgresql://app@db.internal/app", cookie=COOKIE, **options
+    )
+    assert (storage.store.default_ttl, storage.store.explicit_ttl) == (default_ttl, explicit)
+
+
+def test_factory_refuses_unknown_keywords() -> None:
+    with pytest.raises(TypeError, match=r"create_postgres_session_storage\(\) got .* 'tll'"):
+        create_postgres_session_storage(dsn="postgresql://app@db.internal/app", tll=60)
