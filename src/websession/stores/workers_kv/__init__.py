@@ -7,8 +7,8 @@ the namespace.
 
 What Workers KV guarantees:
 
-- **Durable, global storage**, replicated to Cloudflare's edge, with its own expiry: nothing
-  needs purging.
+- **Global storage with its own expiry.** A value is kept until it expires or is deleted, and
+  every Cloudflare location can read it; nothing needs purging.
 - **Values up to 25 MiB** (a larger session is refused with
   :class:`~websession.errors.RecordTooLargeError` before it is sent).
 

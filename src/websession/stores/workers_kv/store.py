@@ -10,10 +10,11 @@ expiration is close (so it may have been clamped) does it also read the metadata
 returns a session whose exact expiry has passed. KV cannot change an expiration alone, so a
 rolling read that is due to move the expiry writes the value back.
 
-What KV guarantees: a write is durable and replicated worldwide, and expires by itself. What it
-does not: atomic changes (an update reads, applies the changes in Python and writes the whole
-value back, last write wins), reads that see the latest write everywhere (up to 60 s stale),
-or more than one write per key per second (429, :class:`~websession.errors.StoreUnavailableError`).
+What KV guarantees: a value is kept until it expires (by itself) or is deleted, readable from
+every location. What it does not: atomic changes (an update reads, applies the changes in
+Python and writes the whole value back: last write wins), reads that see the latest write
+everywhere (up to 60 s stale), values over 25 MiB, or more than one write per key per second
+(429, :class:`~websession.errors.StoreUnavailableError`).
 """
 
 from __future__ import annotations
