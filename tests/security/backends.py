@@ -275,7 +275,7 @@ class KVRaw(Raw):
         import httpx
 
         self.store = storage.store
-        self.client = httpx.Client(headers=storage.store._headers, timeout=10)
+        self.client = httpx.Client(headers=storage.store.rest._headers, timeout=10)
 
     def put(self, key: str, raw: Any) -> None:
         response = self.client.put(self.store._value_url(key), content=raw)

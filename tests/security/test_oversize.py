@@ -84,8 +84,8 @@ def test_dynamodb_refuses_items_over_400_kb(build: Any) -> None:
 def test_workers_kv_refuses_values_over_25_mib_before_sending(build: Any) -> None:
     storage = build(next(b for b in BACKENDS if b.name == "workers-kv"))
     sent: list[str] = []
-    original = storage.store._send
-    storage.store._send = lambda call, **kw: (sent.append(call.method), original(call, **kw))[1]
+    original = storage.store.rest.send
+    storage.store.rest.send = lambda call, **kw: (sent.append(call.method), original(call, **kw))[1]
     session = storage.get_session(None)
     session["blob"] = "x" * (MAX_VALUE_BYTES + 1)
     with pytest.raises(RecordTooLargeError):

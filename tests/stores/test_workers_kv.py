@@ -26,9 +26,9 @@ from websession import (
     open_store,
 )
 from websession.changes import Changes
-from websession.stores import workers_kv
 from websession.stores.base import Record
 from websession.stores.workers_kv import MAX_VALUE_BYTES, WorkersKVStore
+from websession.stores.workers_kv import store as kv_store
 
 
 class Clock:
@@ -229,7 +229,7 @@ def test_write_many_uses_the_bulk_endpoint_with_exact_expiries(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Miniflare writes a bulk request's keys one by one: smaller requests keep the test quick.
-    monkeypatch.setattr(workers_kv, "BULK_PAIRS", 100)
+    monkeypatch.setattr(kv_store, "BULK_PAIRS", 100)
     ids = [store.new_id() for _ in range(150)]
     soon = clock.now + timedelta(seconds=3)  # under KV's 60-second minimum: clamped, exact in metadata
     later = clock.now + timedelta(hours=2)
