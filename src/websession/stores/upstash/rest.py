@@ -76,12 +76,7 @@ class UpstashRestClient:
     """
 
     def __init__(
-        self,
-        url: str,
-        token: str,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        read_your_writes: bool = True,
+        self, url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT, read_your_writes: bool = True
     ) -> None:
         parsed = urlsplit(url)
         if parsed.scheme not in ("https", "http") or not parsed.netloc:

@@ -206,8 +206,7 @@ class UpstashStore(Store):
 
     def peek(self, id: str) -> Record | None:
         """The record and its expiry, untouched: GET and PTTL in one request."""
-        found = list(self._fetch([self.storage_key(id)]))
-        return found[0][1] if found else None
+        return next((record for _, record in self._fetch([self.storage_key(id)])), None)
 
     def write(
         self, id: str, data: Mapping[str, Any], expires: datetime | None, *, replace: bool = True
