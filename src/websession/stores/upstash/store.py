@@ -1,0 +1,286 @@
+"""The Upstash store itself: :class:`UpstashStore`, one JSON string per session in Upstash Redis.
+
+Records follow WIRE-FORMAT.md: the key is ``prefix + id`` and the value is the JSON of the
+flat session data, the layout Remix's Upstash examples use, so a JavaScript app and a Python
+service can share a database. Each operation is one request (its commands are in
+:mod:`.commands`); users and their devices are the Redis store's index scripts
+(:mod:`websession.stores.redis_users`) over the same keys, so both stores can share a database.
+
+What Upstash guarantees here: each command and each script runs atomically, so an update is
+a compare-and-set that never brings back a deleted record, a regenerate's take (``GETDEL``)
+lands wholly before or after a destroy, and records expire on the server (``native_ttl``).
+A client reads its own writes (the sync token), even from a replica of a global database.
+
+What it does not: other processes may read a replica that lags the primary, so right after a
+write elsewhere they may briefly see the older record. The maintenance methods (``scan``,
+``count``, ``write_many``) use SCAN and ``/pipeline``, which are not atomic: records written or
+expiring meanwhile may be seen or missed, and a batch is bounded by the request size limit.
+
+Example::
+
+    >>> from websession.stores.upstash import UpstashRestClient
+    >>> store = UpstashStore(UpstashRestClient("https://eu1-example.upstash.io", "AX..."))
+    >>> store, store.key("an-id")
+    (UpstashStore(UpstashRestClient('https://eu1-example.upstash.io'), prefix='session:'), 'session:an-id')
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from ... import codec
+from ...changes import Changes
+from ...users import Device, Entry, Taken
+from .. import redis_users
+from ..base import Clock, Record, Store, utcnow
+from ..steps import arun_steps, run_steps
+from . import commands
+from .commands import decode, over_rest, raw_bytes
+from .rest import Command, UpstashRestClient
+from .sdk import SdkTransport
+
+T = TypeVar("T")
+
+DEFAULT_TTL = 7 * 24 * 3600
+
+_SCAN_BATCH = 500
+#: Commands per ``/pipeline`` request in ``write_many``, and the value bytes that end a request
+#: early (Upstash limits a request's size: 1 MB on the free plan).
+WRITE_BATCH = 500
+WRITE_BATCH_BYTES = 512 * 1024
+
+
+class UpstashStore(Store):
+    """Records in Upstash Redis, one JSON string per session, changed by compare-and-set.
+
+    ``transport`` is an :class:`UpstashRestClient` or an ``upstash_redis`` client.
+    """
+
+    kind = "upstash"
+    atomic_take = True
+    native_ttl = True
+    user_index = True
+
+    def __init__(
+        self,
+        transport: Any,
+        *,
+        prefix: str = "session:",
+        default_ttl: float | None = DEFAULT_TTL,
+        clock: Clock = utcnow,
+        storage_key_secret: str | bytes | None = None,
+    ) -> None:
+        super().__init__(default_ttl=default_ttl, clock=clock, storage_key_secret=storage_key_secret)
+        if isinstance(transport, UpstashRestClient):
+            self.transport: Any = transport
+        else:
+            self.transport = SdkTransport(transport)
+        self.prefix = prefix
+        #: The same scripts as the Redis store on a single server (websession.stores.redis_users).
+        self._users = redis_users.UserIndex(
+            self, prefix, decode=lambda id, reply: decode(self, id, raw_bytes(reply)), encode=codec.dumps
+        )
+
+    def __repr__(self) -> str:
+        return f"UpstashStore({self.transport!r}, prefix={self.prefix!r})"
+
+    def key(self, id: str) -> str:
+        """The Redis key of a session id: the prefix and its storage key (the id itself, or
+        its keyed hash with ``storage_key_secret``)."""
+        return self.prefix + self.storage_key(id)
+
+    # -- the two doors ---------------------------------------------------------------------
+
+    def create(self, data: Mapping[str, Any], expires: datetime | None) -> str:
+        return run_steps(commands.create(self, data, expires), self.transport.execute)
+
+    def read(self, id: str, touch: datetime | None) -> Record | None:
+        return run_steps(commands.read(self, id, touch), self.transport.execute)
+
+    def update(self, id: str, changes: Changes, expires: datetime | None, seen: Record) -> Record | None:
+        return run_steps(commands.update(self, id, changes, expires, seen), self.transport.execute)
+
+    def delete(self, id: str) -> None:
+        run_steps(commands.delete(self, id), self.transport.execute)
+
+    def take(self, id: str) -> Record | None:
+        return run_steps(commands.take(self, id), self.transport.execute)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    async def acreate(self, data: Mapping[str, Any], expires: datetime | None) -> str:
+        return await arun_steps(commands.create(self, data, expires), self.transport.aexecute)
+
+    async def aread(self, id: str, touch: datetime | None) -> Record | None:
+        return await arun_steps(commands.read(self, id, touch), self.transport.aexecute)
+
+    async def aupdate(
+        self, id: str, changes: Changes, expires: datetime | None, seen: Record
+    ) -> Record | None:
+        return await arun_steps(commands.update(self, id, changes, expires, seen), self.transport.aexecute)
+
+    async def adelete(self, id: str) -> None:
+        await arun_steps(commands.delete(self, id), self.transport.aexecute)
+
+    async def atake(self, id: str) -> Record | None:
+        return await arun_steps(commands.take(self, id), self.transport.aexecute)
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+    # -- users and their devices: one script per operation, one request each ----------------
+
+    def create_for_user(
+        self,
+        data: Mapping[str, Any],
+        expires: datetime | None,
+        user: str,
+        entry: Entry,
+        generation: int | None,
+    ) -> str | None:
+        return self._index(self._users.create(data, expires, user, entry, generation))
+
+    def take_for_user(self, id: str, user: str) -> Taken:
+        return self._index(self._users.take(id, user))
+
+    def sessions_of(self, user: str) -> list[Device]:
+        return self._index(self._users.sessions(user))
+
+    def revoke(self, key: str, user: str) -> bool:
+        return self._index(self._users.revoke(key, user))
+
+    def revoke_user(self, user: str, keep: str | None) -> int:
+        return self._index(self._users.revoke_user(user, keep))
+
+    def generation(self, user: str, *, bump: bool = False) -> int:
+        return self._index(self._users.generation(user, bump=bump))
+
+    async def acreate_for_user(
+        self,
+        data: Mapping[str, Any],
+        expires: datetime | None,
+        user: str,
+        entry: Entry,
+        generation: int | None,
+    ) -> str | None:
+        return await self._aindex(self._users.create(data, expires, user, entry, generation))
+
+    async def atake_for_user(self, id: str, user: str) -> Taken:
+        return await self._aindex(self._users.take(id, user))
+
+    async def asessions_of(self, user: str) -> list[Device]:
+        return await self._aindex(self._users.sessions(user))
+
+    async def arevoke(self, key: str, user: str) -> bool:
+        return await self._aindex(self._users.revoke(key, user))
+
+    async def arevoke_user(self, user: str, keep: str | None) -> int:
+        return await self._aindex(self._users.revoke_user(user, keep))
+
+    async def ageneration(self, user: str, *, bump: bool = False) -> int:
+        return await self._aindex(self._users.generation(user, bump=bump))
+
+    def _index(self, steps: redis_users.Steps[T]) -> T:
+        return run_steps(over_rest(steps), self.transport.execute)
+
+    async def _aindex(self, steps: redis_users.Steps[T]) -> T:
+        return await arun_steps(over_rest(steps), self.transport.aexecute)
+
+    # -- maintenance (sync only, for the `websession` command) ------------------------------
+
+    def scan(self) -> Iterator[tuple[str, Record]]:
+        """Yield every live session under the prefix: SCAN, then GET and PTTL in one pipeline."""
+        for ids in self._id_pages():
+            yield from self._fetch(ids)
+
+    def count(self) -> int:
+        """Keys under the prefix that name a session, counted with SCAN (values are not read).
+
+        SCAN walks the whole database, so this costs a request per ``COUNT`` keys.
+        """
+        return sum(len(ids) for ids in self._id_pages())
+
+    def peek(self, id: str) -> Record | None:
+        """The record and its expiry, untouched: GET and PTTL in one request."""
+        return next((record for _, record in self._fetch([self.storage_key(id)])), None)
+
+    def write(
+        self, id: str, data: Mapping[str, Any], expires: datetime | None, *, replace: bool = True
+    ) -> bool:
+        """``SET key value PX ms`` (``NX`` with ``replace=False``)."""
+        return self.write_many([(id, Record(dict(data), expires))], replace=replace) == 1
+
+    def write_many(self, records: Iterable[tuple[str, Record]], *, replace: bool = True) -> int:
+        """``SET key value PX ms [NX]`` per record, sent through ``/pipeline`` in requests of at
+        most ``WRITE_BATCH`` commands and about ``WRITE_BATCH_BYTES`` of values."""
+        written = 0
+        batch: list[Command] = []
+        size = 0
+        for id, record in records:
+            if self.is_expired(record.expires):
+                continue
+            value = codec.dumps(record.data)
+            command: Command = ["SET", self.key(id), value]
+            if record.expires is not None:
+                seconds = (record.expires - self.clock()).total_seconds()
+                command += ["PX", max(1, math.ceil(seconds * 1000))]
+            if not replace:
+                command.append("NX")
+            batch.append(command)
+            size += len(value)
+            if len(batch) >= WRITE_BATCH or size >= WRITE_BATCH_BYTES:
+                written += self._send_writes(batch)
+                batch, size = [], 0
+        if batch:
+            written += self._send_writes(batch)
+        return written
+
+    def _send_writes(self, batch: list[Command]) -> int:
+        return sum(1 for reply in self.transport.pipeline(batch) if reply is True or reply == "OK")
+
+    def _id_pages(self) -> Iterator[list[str]]:
+        """The storage keys under the prefix (the ids, unless they are hashed), a SCAN page at
+        a time."""
+        match = _glob_escape(self.prefix) + "*"
+        cursor = "0"
+        while True:
+            reply = self.transport.execute(["SCAN", cursor, "MATCH", match, "COUNT", _SCAN_BATCH])
+            cursor = _text(reply[0])
+            ids = [key[len(self.prefix) :] for key in map(_text, reply[1])]
+            ids = [id for id in ids if self.is_storage_key(id)]
+            if ids:
+                yield ids
+            if cursor == "0":
+                return
+
+    def _fetch(self, ids: list[str]) -> Iterator[tuple[str, Record]]:
+        """GET and PTTL for storage keys (as listed; with hashed ids, digests not to hash again)."""
+        replies = self.transport.pipeline(
+            [command for id in ids for command in (["GET", self.prefix + id], ["PTTL", self.prefix + id])]
+        )
+        now = self.clock()
+        for index, id in enumerate(ids):
+            raw, pttl = replies[2 * index], replies[2 * index + 1]
+            if raw is None:
+                continue  # expired or deleted since SCAN saw it
+            data = decode(self, id, raw)
+            if data is not None:
+                expires = None if pttl < 0 else now + timedelta(milliseconds=pttl)
+                yield id, Record(data, expires, raw)
+
+
+def _text(reply: Any) -> str:
+    if isinstance(reply, int):  # the SDK turns SCAN's cursor into an int
+        return str(reply)
+    return raw_bytes(reply).decode("utf-8", "replace")
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+
+
+__all__ = ["DEFAULT_TTL", "WRITE_BATCH", "WRITE_BATCH_BYTES", "UpstashStore"]
