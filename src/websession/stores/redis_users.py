@@ -61,7 +61,7 @@ from .. import codec
 from ..errors import SessionStoreError
 from ..users import Device, Entry, Taken, user_digest
 from .base import Record, Store
-from .redis_commands import Batch, Call, Eval, Op, Script, Steps, integer, key_text, pairs, string_bytes
+from .redis_commands import Batch, Call, Eval, Steps, integer, key_text, pairs, string_bytes
 from .redis_scripts import (
     BUMP,
     CREATE_HASH,
@@ -105,7 +105,7 @@ def index_key(prefix: str, user: str) -> str:
 
 
 class UserIndex:
-    """The index operations of one store, as generators of :data:`Op`.
+    """The index operations of one store, as plans (:mod:`.redis_commands`).
 
     ``store`` gives ids, storage keys, TTLs and the clock. ``encode`` turns data into the
     record's string; ``decode(id, reply)`` reads a taken record back (None, logged, when it is
@@ -341,17 +341,6 @@ def _is_tombstone(raw: Any) -> bool:
     return isinstance(raw, (str, bytes)) and raw in (TOMBSTONE, TOMBSTONE.encode())
 
 
-# Batch, Call, Eval, Op, Script and Steps live in websession.stores.redis_commands; the Upstash
-# store reaches them through this module.
-__all__ = [
-    "GENERATION_FIELD",
-    "TOMBSTONE",
-    "Batch",
-    "Call",
-    "Eval",
-    "Op",
-    "Script",
-    "Steps",
-    "UserIndex",
-    "index_key",
-]
+# Call, Eval and Steps live in websession.stores.redis_commands; the Upstash store reaches them
+# through this module.
+__all__ = ["GENERATION_FIELD", "TOMBSTONE", "Call", "Eval", "Steps", "UserIndex", "index_key"]

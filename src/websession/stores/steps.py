@@ -5,7 +5,8 @@ operation) writes each operation as a generator: it ``yield``\\ s a request, rec
 reply, and ``return``\\ s the result. An exception raised while serving a request is thrown
 into the generator at its ``yield``, so retry and fallback logic (NOSCRIPT, compare-and-set
 mismatches) lives in one place. :func:`run_steps` drives a generator with a blocking call,
-:func:`arun_steps` with an awaitable one.
+:func:`arun_steps` with an awaitable one. :class:`UserIndexDoors` gives a store its user-index
+methods, both doors, from one plan each.
 
 Example::
 
@@ -138,6 +139,7 @@ def _doors(operation: str, plan: str) -> tuple[Callable[..., Any], Callable[...,
     for method, name in ((sync, operation), (asynchronous, "a" + operation)):
         method.__name__ = name
         method.__qualname__ = f"UserIndexDoors.{name}"
+        method.__doc__ = f"Store.{operation}, driven by the store's ``_users.{plan}`` plan."
     return sync, asynchronous
 
 
