@@ -1,5 +1,5 @@
 """The Redis store keeps connections checked out of redis-py's pool between operations (see
-``_Held`` in websession.stores.redis). These tests make sure that never mixes up requests: a
+``Held`` in websession.stores.redis.connections). These tests make sure that never mixes up requests: a
 request interrupted while its reply is on the way, a hung server, many requests at once on one
 event loop or in threads, and clients handed in by the application."""
 

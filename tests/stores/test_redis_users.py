@@ -620,10 +620,10 @@ def fail_once(
     """Make the first command the store sends that ``matches`` fail as a timeout or a failover
     does: the command never reaches the server, or (``executed``) it runs and its reply is lost.
     Returns the list the failed command is put in, so a test can check that it happened."""
-    import websession.stores.redis as module
+    import websession.stores.redis.wire as module
 
     failed: list[Any] = []
-    send, asend = module._send, module._asend
+    send, asend = module.send, module.asend
 
     def fails(op: Any) -> bool:
         if failed or not matches(op):
@@ -645,19 +645,19 @@ def fail_once(
             await asend(client, op)
         raise redis.exceptions.TimeoutError("injected: no reply")
 
-    monkeypatch.setattr(module, "_send", failing)
-    monkeypatch.setattr(module, "_asend", afailing)
+    monkeypatch.setattr(module, "send", failing)
+    monkeypatch.setattr(module, "asend", afailing)
     return failed
 
 
 def command(name: str) -> Callable[[Any], bool]:
     """Matches the command ``name``, alone or in a pipeline."""
-    import websession.stores.redis as module
+    from websession.stores.redis_commands import Batch, Call
 
     def matches(op: Any) -> bool:
-        if isinstance(op, module._Command):
+        if isinstance(op, Call):
             return bool(op.args[0] == name)
-        return isinstance(op, module._Batch) and op.calls[0][0] == name
+        return isinstance(op, Batch) and op.calls[0][0] == name
 
     return matches
 
@@ -874,17 +874,18 @@ def test_upstash_round_trips(door: Door, upstash_server: UpstashRestServer, redi
 def test_cluster_round_trips(cluster: tuple[Any, RedisStore, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """What each request costs on Redis Cluster, where no step spans the index and a record
     (a pipeline reaches its nodes together, so it counts once)."""
-    import websession.stores.redis as module
+    import websession.stores.redis.wire as module
+    from websession.stores.redis_commands import Call
 
     storage, _, _ = cluster
     sent: list[str] = []
-    original = module._send
+    original = module.send
 
     def counted(client: Any, op: Any) -> Any:
-        sent.append(type(op).__name__ if not isinstance(op, module._Command) else str(op.args[0]))
+        sent.append(type(op).__name__ if not isinstance(op, Call) else str(op.args[0]))
         return original(client, op)
 
-    monkeypatch.setattr(module, "_send", counted)
+    monkeypatch.setattr(module, "send", counted)
     browser = Browser(COOKIE)
     door = SyncDoor()
     door.request(storage, browser, lambda s: s.set("a", 1))
@@ -908,7 +909,7 @@ def test_cluster_round_trips(cluster: tuple[Any, RedisStore, Any], monkeypatch: 
     del sent[:]
     assert storage.revoke(session) is True
     assert sent == ["Eval", "DEL", "HDEL"]
-    storage.store._run(storage.store._delete(session_id(storage, browsers[1])), "delete")  # ended
+    storage.store._run(storage.store._plan_delete(session_id(storage, browsers[1])), "delete")  # ended
     del sent[:]
     assert storage.sessions_of("ada") == []
     assert sent == ["HGETALL", "Batch", "HDEL"]  # the ended session's entry leaves

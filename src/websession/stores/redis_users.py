@@ -9,8 +9,9 @@ Keys, beside the records under ``prefix + storage key``:
     field ``"#gen"``, the user's generation (a storage key is hex, so never ``#gen``).
     The key is no id and no 64-hex digest, so ``scan``/``count`` never take it for a session.
 
-Every operation is a generator of commands (sans I/O, as in :mod:`.steps`): the Redis store
-runs it through redis-py on either door, the Upstash store over REST.
+Every operation is a plan: a generator of the commands in :mod:`.redis_commands`, with no I/O
+of its own. The Redis store runs it through redis-py on either door, the Upstash store over
+REST; the Lua scripts are in :mod:`.redis_scripts`.
 
 On one server (plain Redis, Sentinel, Upstash) each operation is ONE Lua script over the index
 and the record, so it is atomic and costs one round trip: a sign-in is the take of the old
@@ -38,6 +39,11 @@ touching the index, so any TTL given to the index could end before a session it 
 and listing instead. Once revoked, a user's index keeps its generation for good (cookie
 storages keep their revocations in it); one never revoked vanishes with its last entry.
 
+What Redis does not guarantee, no ordering can: a server under ``maxmemory`` with an
+``allkeys-*`` eviction policy may evict an index (keep such servers on ``volatile-*`` or
+``noeviction``), and a failover may lose the last writes a replica had not received yet
+(replication is asynchronous), a revocation among them.
+
 Example::
 
     >>> index_key("session:", "ada")[:24]
@@ -47,25 +53,31 @@ Example::
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, Union
+from typing import Any
 
 from .. import codec
 from ..errors import SessionStoreError
 from ..users import Device, Entry, Taken, user_digest
 from .base import Record, Store
-from .redis_cas import digest
+from .redis_commands import Batch, Call, Eval, Steps, integer, key_text, pairs, string_bytes
+from .redis_scripts import (
+    BUMP,
+    CREATE_HASH,
+    CREATE_STRING,
+    GENERATION_FIELD,
+    INDEX_ADD,
+    INDEX_REVOKE,
+    INDEX_REVOKE_USER,
+    REVOKE,
+    REVOKE_USER,
+    SESSIONS,
+    TAKE_HASH,
+    TAKE_STRING,
+    TOMBSTONE,
+)
 
-T = TypeVar("T")
-
-#: The index field that holds the user's generation; storage keys are hex, never this.
-GENERATION_FIELD = "#gen"
-#: What a revocation on Redis Cluster leaves in place of an entry until the record is deleted
-#: (never an entry's JSON, which is an object): the session is revoked, and whoever finds
-#: this deletes its record, then the field.
-TOMBSTONE = "#revoked"
 #: What follows the prefix in an index key.
 INDEX_INFIX = "user:"
 #: How many fresh ids a create tries before giving up (a collision needs 128 random bits).
@@ -89,224 +101,11 @@ def index_key(prefix: str, user: str) -> str:
     return prefix + INDEX_INFIX + user_digest(user)
 
 
-# -- the commands an operation sends, independent of the client --------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Script:
-    """A Lua script, run with EVALSHA and, after NOSCRIPT, with EVAL (which also caches it)."""
-
-    source: str
-    sha: str
-
-    @classmethod
-    def of(cls, source: str) -> Script:
-        return cls(source, digest(source.encode()))
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One command."""
-
-    args: tuple[Any, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Eval:
-    """One script call over ``keys`` (the first is where Redis Cluster sends it)."""
-
-    script: Script
-    keys: tuple[str, ...]
-    args: tuple[Any, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """Several independent commands in one pipeline (not atomic); the reply is their list.
-    Only Redis Cluster operations send these: there they reach several nodes at once."""
-
-    calls: tuple[tuple[Any, ...], ...]
-
-
-Op = Union[Call, Eval, Batch]  # noqa: UP007 - a runtime alias on 3.10
-#: An operation written once: it yields commands, receives their replies, returns its result.
-Steps = Generator[Op, Any, T]
-
-
-# -- the scripts -------------------------------------------------------------------------------
-#
-# KEYS[1] is always the index. `generation()` reads a damaged counter as 0 rather than failing
-# the request. `bump()` also takes any expiry off the index: once it holds a generation other
-# than 0 it must never vanish, since cookie storages keep their revocations in it (an index
-# that never held one vanishes by itself with its last entry, as an empty hash does).
-
-_PRELUDE = f"""
-local function generation()
-  return tonumber(redis.call('HGET', KEYS[1], '{GENERATION_FIELD}') or '0') or 0
-end
-local function bump()
-  local gen = generation() + 1
-  redis.call('HSET', KEYS[1], '{GENERATION_FIELD}', gen)
-  redis.call('PERSIST', KEYS[1])
-  return gen
-end
-local function is_session(field)
-  return field ~= '{GENERATION_FIELD}' and string.match(field, '^[%x%-]+$') ~= nil
-end
-"""
-
-
-def _script(body: str) -> Script:
-    return Script.of(_PRELUDE + body)
-
-
-# Single server: the record is KEYS[2] (or named from inside the script).
-
-#: ARGV[1] the generation to require ('' for none), ARGV[2] the storage key, ARGV[3] the
-#: entry, ARGV[4] the record's TTL in seconds (0: none), ARGV[5] the key prefix, then the
-#: record. Returns -1 (the generation moved: nothing written), 0 (the id is taken), 1.
-_CREATE_HEAD = """
-if ARGV[1] ~= '' and generation() ~= tonumber(ARGV[1]) then return -1 end
-local ttl = tonumber(ARGV[4])
-"""
-_CREATE_TAIL = """
-for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if is_session(field) and redis.call('EXISTS', ARGV[5] .. field) == 0 then
-    redis.call('HDEL', KEYS[1], field)
-  end
-end
-redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-redis.call('PERSIST', KEYS[1])
-return 1
-"""
-CREATE_STRING = _script(
-    _CREATE_HEAD
-    + """
-local written
-if ttl > 0 then
-  written = redis.call('SET', KEYS[2], ARGV[6], 'NX', 'EX', ttl)
-else
-  written = redis.call('SET', KEYS[2], ARGV[6], 'NX')
-end
-if not written then return 0 end
-"""
-    + _CREATE_TAIL
-)
-#: The hash layout: ARGV[6..] are field, value pairs; the empty field keeps the hash alive.
-CREATE_HASH = _script(
-    _CREATE_HEAD
-    + """
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
-redis.call('HSETNX', KEYS[2], '', '')
-if ttl > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
-"""
-    + _CREATE_TAIL
-)
-
-#: ARGV[1] the storage key. Removes the entry and the record (whatever its type: one of
-#: another type is unreadable, and gone afterwards); returns {entry, generation, record}.
-_TAKE = """
-local entry = redis.call('HGET', KEYS[1], ARGV[1])
-if entry then redis.call('HDEL', KEYS[1], ARGV[1]) end
-local record = redis.pcall('{read}', KEYS[2])
-if type(record) == 'table' and record.err then record = false end
-redis.call('DEL', KEYS[2])
-return {{entry, generation(), record}}
-"""
-TAKE_STRING = _script(_TAKE.format(read="GET"))
-TAKE_HASH = _script(_TAKE.format(read="HGETALL"))
-
-#: ARGV[1] the storage key. Returns 1 when the record was deleted.
-REVOKE = _script("""
-bump()
-redis.call('HDEL', KEYS[1], ARGV[1])
-return redis.call('DEL', KEYS[2])
-""")
-
-#: ARGV[1] the storage key to keep ('' for none), ARGV[2] the key prefix. Returns how many
-#: records were deleted.
-REVOKE_USER = _script("""
-bump()
-local deleted = 0
-for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if field ~= ARGV[1] and is_session(field) then
-    redis.call('HDEL', KEYS[1], field)
-    deleted = deleted + redis.call('DEL', ARGV[2] .. field)
-  end
-end
-return deleted
-""")
-
-#: ARGV[1] the key prefix. Drops the entries of records that are gone; returns storage key,
-#: entry, PTTL triples for the others.
-SESSIONS = _script("""
-local found = {}
-local fields = redis.call('HGETALL', KEYS[1])
-for i = 1, #fields, 2 do
-  local field = fields[i]
-  if is_session(field) then
-    local pttl = redis.call('PTTL', ARGV[1] .. field)
-    if pttl == -2 then
-      redis.call('HDEL', KEYS[1], field)
-    else
-      found[#found + 1] = field
-      found[#found + 1] = fields[i + 1]
-      found[#found + 1] = pttl
-    end
-  end
-end
-return found
-""")
-
-#: Increments the generation (for good: a cookie storage's revocations must outlive its
-#: cookies). Returns the new generation.
-BUMP = _script("""
-return bump()
-""")
-
-# Redis Cluster: the index alone (KEYS[1]); the records are written and deleted apart.
-
-#: ARGV[1] the generation to require ('' for none), ARGV[2] the storage key, ARGV[3] the
-#: entry. Returns -1 when the generation moved (nothing written), else how many entries.
-INDEX_ADD = _script(f"""
-if ARGV[1] ~= '' and generation() ~= tonumber(ARGV[1]) then return -1 end
-redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-redis.call('PERSIST', KEYS[1])
-return redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], '{GENERATION_FIELD}')
-""")
-
-#: ARGV[1] the storage key. Bumps the generation and puts a tombstone in place of the entry
-#: (there or not: the record goes either way).
-INDEX_REVOKE = _script(f"""
-bump()
-redis.call('HSET', KEYS[1], ARGV[1], '{TOMBSTONE}')
-return 1
-""")
-
-#: ARGV[1] the storage key to keep ('' for none). Bumps the generation, puts a tombstone in
-#: place of every other entry, and returns the storage keys of all tombstones, those an earlier
-#: revocation left unfinished included (even the one to keep: it was revoked already).
-INDEX_REVOKE_USER = _script(f"""
-bump()
-local revoked = {{}}
-local fields = redis.call('HGETALL', KEYS[1])
-for i = 1, #fields, 2 do
-  local field, value = fields[i], fields[i + 1]
-  if is_session(field) and (field ~= ARGV[1] or value == '{TOMBSTONE}') then
-    if value ~= '{TOMBSTONE}' then redis.call('HSET', KEYS[1], field, '{TOMBSTONE}') end
-    revoked[#revoked + 1] = field
-  end
-end
-return revoked
-""")
-
-
 # -- the operations --------------------------------------------------------------------------
 
 
 class UserIndex:
-    """The index operations of one store, as generators of :data:`Op`.
+    """The index operations of one store, as plans (:mod:`.redis_commands`).
 
     ``store`` gives ids, storage keys, TTLs and the clock. ``encode`` turns data into the
     record's string; ``decode(id, reply)`` reads a taken record back (None, logged, when it is
@@ -416,7 +215,7 @@ class UserIndex:
             found, gen, value = yield Eval(script, (index, self.prefix + key), (key,))
             data = self.decode(id, value) if value else None
             record = None if data is None else Record(data)
-        generation = _integer(gen)
+        generation = integer(gen)
         if found is None or _is_tombstone(found):
             return Taken(None, None, generation)  # no entry: revoked, and its record is gone too
         entry = self._entry(key, found)
@@ -435,7 +234,7 @@ class UserIndex:
         reply = yield Eval(SESSIONS, (index,), (self.prefix,))
         items = list(reply or ())
         triples = zip(items[0::3], items[1::3], items[2::3], strict=True)
-        found = [(_text(key), raw, _integer(pttl)) for key, raw, pttl in triples]
+        found = [(key_text(key), raw, integer(pttl)) for key, raw, pttl in triples]
         return self._devices(found)
 
     def sessions_apart(self, index: str) -> Steps[list[Device]]:
@@ -444,7 +243,7 @@ class UserIndex:
         session always gets a new id). Tombstones a failed revocation left are not listed:
         their records are deleted, then they are removed, finishing that revocation."""
         reply = yield Call(("HGETALL", index))
-        entries = [(_text(field), raw) for field, raw in _pairs(reply)]
+        entries = [(key_text(field), raw) for field, raw in pairs(reply)]
         entries = [(key, raw) for key, raw in entries if self._is_session(key)]
         revoked = [key for key, raw in entries if _is_tombstone(raw)]
         entries = [(key, raw) for key, raw in entries if not _is_tombstone(raw)]
@@ -454,10 +253,10 @@ class UserIndex:
             chunk = entries[start : start + CLUSTER_BATCH]
             pttls = yield Batch(tuple(("PTTL", self.prefix + key) for key, _ in chunk))
             for (key, raw), pttl in zip(chunk, pttls, strict=True):
-                if _integer(pttl) == -2:
+                if integer(pttl) == -2:
                     dead.append(key)
                 else:
-                    found.append((key, raw, _integer(pttl)))
+                    found.append((key, raw, integer(pttl)))
         yield from self._delete_apart(revoked)
         yield from self._remove_entries(index, dead + revoked)
         return self._devices(found)
@@ -488,24 +287,24 @@ class UserIndex:
             yield Call(("HDEL", index, key))
         else:
             deleted = yield Eval(REVOKE, (index, self.prefix + key), (key,))
-        return _integer(deleted) > 0
+        return integer(deleted) > 0
 
     def revoke_user(self, user: str, keep: str | None) -> Steps[int]:
         index = index_key(self.prefix, user)
         if not self.cluster:
-            return _integer((yield Eval(REVOKE_USER, (index,), (keep or "", self.prefix))))
+            return integer((yield Eval(REVOKE_USER, (index,), (keep or "", self.prefix))))
         # As revoke: the tombstones of a failed try are still there for the next to finish.
         revoked = yield Eval(INDEX_REVOKE_USER, (index,), (keep or "",))
-        keys = [_text(key) for key in revoked or ()]
+        keys = [key_text(key) for key in revoked or ()]
         deleted = yield from self._delete_apart(keys)
         yield from self._remove_entries(index, keys)
         return deleted
 
-    def generation(self, user: str, *, bump: bool) -> Steps[int]:
+    def generation(self, user: str, *, bump: bool = False) -> Steps[int]:
         index = index_key(self.prefix, user)
         if bump:
-            return _integer((yield Eval(BUMP, (index,), ())))
-        return _integer((yield Call(("HGET", index, GENERATION_FIELD))))
+            return integer((yield Eval(BUMP, (index,), ())))
+        return integer((yield Call(("HGET", index, GENERATION_FIELD))))
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -515,7 +314,7 @@ class UserIndex:
         for start in range(0, len(keys), CLUSTER_BATCH):
             chunk = keys[start : start + CLUSTER_BATCH]
             replies = yield Batch(tuple(("DEL", self.prefix + key) for key in chunk))
-            deleted += sum(_integer(reply) for reply in replies)
+            deleted += sum(integer(reply) for reply in replies)
         return deleted
 
     def _remove_entries(self, index: str, keys: list[str]) -> Steps[None]:
@@ -528,7 +327,7 @@ class UserIndex:
 
     def _entry(self, key: str, raw: Any) -> Entry | None:
         try:
-            entry = Entry.from_json(codec.loads(_bytes(raw)))
+            entry = Entry.from_json(codec.loads(string_bytes(raw)))
         except (ValueError, UnicodeDecodeError, TypeError) as exc:
             codec.log_corrupt(self.store.kind, key, codec.CorruptRecordError(f"its user index entry: {exc}"))
             return None
@@ -542,46 +341,6 @@ def _is_tombstone(raw: Any) -> bool:
     return isinstance(raw, (str, bytes)) and raw in (TOMBSTONE, TOMBSTONE.encode())
 
 
-def _bytes(reply: Any) -> bytes:
-    if isinstance(reply, str):
-        return reply.encode("utf-8")
-    if isinstance(reply, (bytes, bytearray, memoryview)):
-        return bytes(reply)
-    raise TypeError(f"a {type(reply).__name__}, not a string")
-
-
-def _text(reply: Any) -> str:
-    """A reply as text; bytes that are not UTF-8 never name a session, so lossy is fine."""
-    return reply if isinstance(reply, str) else _bytes(reply).decode("utf-8", "replace")
-
-
-def _integer(reply: Any) -> int:
-    """An integer reply (or a number as text); 0 for nil or anything else."""
-    if isinstance(reply, bool):
-        return int(reply)
-    if isinstance(reply, int):
-        return reply
-    try:
-        return int(_text(reply))
-    except (TypeError, ValueError):
-        return 0
-
-
-def _pairs(reply: Any) -> list[tuple[Any, Any]]:
-    """HGETALL's reply as pairs: redis-py gives a dict, a script or REST a flat list."""
-    if isinstance(reply, dict):
-        return list(reply.items())
-    items = list(reply or ())
-    return list(zip(items[0::2], items[1::2], strict=True))
-
-
-__all__ = [
-    "GENERATION_FIELD",
-    "TOMBSTONE",
-    "Batch",
-    "Call",
-    "Eval",
-    "Script",
-    "UserIndex",
-    "index_key",
-]
+# Call, Eval and Steps live in websession.stores.redis_commands; the Upstash store reaches them
+# through this module.
+__all__ = ["GENERATION_FIELD", "TOMBSTONE", "Call", "Eval", "Steps", "UserIndex", "index_key"]

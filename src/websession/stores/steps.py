@@ -5,7 +5,8 @@ operation) writes each operation as a generator: it ``yield``\\ s a request, rec
 reply, and ``return``\\ s the result. An exception raised while serving a request is thrown
 into the generator at its ``yield``, so retry and fallback logic (NOSCRIPT, compare-and-set
 mismatches) lives in one place. :func:`run_steps` drives a generator with a blocking call,
-:func:`arun_steps` with an awaitable one.
+:func:`arun_steps` with an awaitable one. :class:`UserIndexDoors` gives a store its user-index
+methods, both doors, from one plan each.
 
 Example::
 
@@ -126,4 +127,52 @@ def counting(steps: Generator[R, Any, T], trips: RoundTrips) -> Generator[R, Any
             reply, error = None, exc
 
 
-__all__ = ["RoundTrips", "Steps", "arun_steps", "counting", "run_steps"]
+def _doors(operation: str, plan: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The sync and async methods named ``operation`` that drive ``self._users.<plan>``."""
+
+    def sync(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._run(getattr(self._users, plan)(*args, **kwargs), operation)
+
+    async def asynchronous(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return await self._arun(getattr(self._users, plan)(*args, **kwargs), operation)
+
+    for method, name in ((sync, operation), (asynchronous, "a" + operation)):
+        method.__name__ = name
+        method.__qualname__ = f"UserIndexDoors.{name}"
+        method.__doc__ = f"Store.{operation}, driven by the store's ``_users.{plan}`` plan."
+    return sync, asynchronous
+
+
+class UserIndexDoors:
+    """Mixin: a store's user-index methods (``create_for_user``, ``take_for_user``,
+    ``sessions_of``, ``revoke``, ``revoke_user``, ``generation``) and their ``a*`` twins,
+    each written once from a plan.
+
+    The store gives ``_users``, whose methods ``create``, ``take``, ``sessions``, ``revoke``,
+    ``revoke_user`` and ``generation`` take the store method's arguments and return its steps
+    (:class:`websession.stores.redis_users.UserIndex` is one), and ``_run(steps, operation)``
+    / ``_arun(steps, operation)``, which drive steps on the sync and the async door
+    (``operation`` names the method, for errors). List it before the store's base class.
+
+    Example::
+
+        >>> class Plans:
+        ...     def generation(self, user, *, bump=False):
+        ...         return (yield ("HGET", user)) + bump
+        >>> class Store(UserIndexDoors):
+        ...     _users = Plans()
+        ...     def _run(self, steps, operation):
+        ...         return run_steps(steps, lambda request: 41)
+        >>> Store().generation("ada", bump=True)
+        42
+    """
+
+    create_for_user, acreate_for_user = _doors("create_for_user", "create")
+    take_for_user, atake_for_user = _doors("take_for_user", "take")
+    sessions_of, asessions_of = _doors("sessions_of", "sessions")
+    revoke, arevoke = _doors("revoke", "revoke")
+    revoke_user, arevoke_user = _doors("revoke_user", "revoke_user")
+    generation, ageneration = _doors("generation", "generation")
+
+
+__all__ = ["RoundTrips", "Steps", "UserIndexDoors", "arun_steps", "counting", "run_steps"]
