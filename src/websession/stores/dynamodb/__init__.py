@@ -34,10 +34,10 @@ it. A Remix app and a Python service can share the table.
 
 What DynamoDB guarantees, and the store relies on: conditional writes (PutItem, UpdateItem,
 DeleteItem) atomic on their item; TransactWriteItems of up to 100 actions, all or none;
-strongly consistent reads when asked (``consistent_read``, the default); items of up to 400
-KB. What it does not: delete expired items on time (TTL deletes within about 48 hours), or
-change several items together outside a transaction (so multi-request operations are ordered
-to be safe when interrupted).
+strongly consistent reads when asked (``consistent_read``, the default); items of up to 400 KB.
+What it does not: delete expired items on time (TTL deletes within about 48 hours), or change
+several items together outside a transaction (so multi-request operations are ordered to be
+safe when interrupted).
 
 The modules, one per concept: ``store`` (:class:`DynamoDBStore` and its records' doors),
 ``items`` (the table, its clients and a session's item), ``attributes`` (values as attribute

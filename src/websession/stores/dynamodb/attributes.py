@@ -1,12 +1,15 @@
 """Session values as DynamoDB attribute values and back, exactly as the JavaScript document
 client writes them (S, N, BOOL, NULL, L, M), so a Remix app can share the table.
 
-What DynamoDB guarantees: an item comes back with the types it was written with; a number
-is decimal text of up to 38 significant digits, so ``2**63-1`` and ``0.1 + 0.2`` survive when
-sent as text (never through a binary float); an item holds up to 400 KB, names and values
-together. What it does not: tell an int from a float (``1.0`` comes back as ``1``, as in
-JavaScript), hold numbers of more than 38 digits or outside 1e-130 to 1e126, or say which
-key broke the limit. :func:`marshal` refuses those numbers itself, naming the session key.
+What DynamoDB guarantees: an item comes back with the types it was written with; a number is
+decimal text of up to 38 significant digits, so ``2**63-1`` and ``0.1 + 0.2`` survive when sent
+as text (never through a binary float); an item holds up to 400 KB, names and values together.
+What it does not: tell an int from a float (``1.0`` comes back as ``1``, as in JavaScript),
+hold numbers of more than 38 digits or outside 1e-130 to 1e126, or say which key broke the
+limit. :func:`marshal` refuses those numbers itself, naming the session key. What DynamoDB
+guarantees of requests (conditional writes, transactions of up to 100 actions, strongly
+consistent reads when asked, TTL deletion within about 48 hours, no atomicity across items
+outside a transaction) does not concern values: see the package's docstring.
 
 Example::
 

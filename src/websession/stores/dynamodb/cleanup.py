@@ -1,15 +1,17 @@
 """Tidying a user's index item: finishing revocations (deleting the sessions a tombstone
 holds, then the tombstone), and dropping the entries of sessions that have ended.
 
-What DynamoDB guarantees: a BatchGetItem with ConsistentRead sees every acknowledged write,
-so a session reported gone is gone; a DeleteItem with ``ReturnValues=ALL_OLD`` says in the
-same step whether there was an item. What it does not: delete an expired session at once
-(its TTL deletes within about 48 hours, and never touches the user item, whose entries stay
-until dropped here), make a batch atomic or complete (unprocessed keys are sent again), or
-let one UpdateItem name more than 4 KB of expression (so removals go 50 at a time). A key
-leaves an index for good (ids are random and used once), so removing the entry of a dead
-session needs no condition but the index's shape.
-"""
+What DynamoDB guarantees: a BatchGetItem with ConsistentRead sees every acknowledged write, so
+a session reported gone is gone; a DeleteItem with ``ReturnValues=ALL_OLD`` says in the same
+step whether there was an item. What it does not: delete an expired session at once (its TTL
+deletes within about 48 hours, and never touches the user item, whose entries stay until
+dropped here), make a batch atomic or complete (unprocessed keys are sent again), or let one
+UpdateItem name more than 4 KB of expression (so removals go 50 at a time). A key leaves an
+index for good (ids are random and used once), so removing the entry of a dead session needs no
+condition but the index's shape. No transaction spans deleting the sessions and removing their
+entries (one holds at most 100 actions; an index, 1000 entries), so a failure between the two
+leaves a tombstone to finish, never a live session outside the index; and tidying is what keeps
+the user item under 400 KB."""
 
 from __future__ import annotations
 

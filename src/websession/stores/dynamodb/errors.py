@@ -7,7 +7,11 @@ is cancelled with one reason per action, in order. What it does not: queue a req
 transaction in flight on the same item (the request fails at once with
 TransactionConflictException), or serve every request when throttled or busy (throughput
 exceeded, internal errors: worth sending again later). An item over 400 KB and a path into a
-map that is missing both come back as a ValidationException, told apart only by its text.
+map that is missing both come back as a ValidationException, told apart only by its text. A
+strongly consistent read (when asked for) never answers stale, so no error stands for
+staleness; an item past its TTL (deleted within about 48 hours) is no error either, so expiry
+is the store's to check; and a failure says nothing of other items, since outside a transaction
+no two items change together.
 
 The store reacts to four of these itself, so they become exceptions it catches:
 

@@ -6,14 +6,15 @@ its storage key, every session key is a top-level attribute, and the ``ttl`` att
 the expiry in epoch seconds. A key equal to ``idx`` or ``ttl`` (or empty) is refused, since it
 would overwrite the item's key or expiry.
 
-What DynamoDB guarantees: a PutItem or UpdateItem with a condition is atomic on its item, so
-a create never overwrites and an update conditioned on the item being there and unexpired
-never brings back a destroyed session; one UpdateItem applies its SET and REMOVE together, so
+What DynamoDB guarantees: a PutItem or UpdateItem with a condition is atomic on its item, so a
+create never overwrites and an update conditioned on the item being there and unexpired never
+brings back a destroyed session; one UpdateItem applies its SET and REMOVE together, so
 concurrent requests changing different keys never undo each other; a GetItem with
-ConsistentRead (asked for unless ``consistent_read=False``) sees every acknowledged write.
-What it does not: delete an item when its TTL passes (typically within 48 hours, not at
-once), so expiry is checked on every read and in every update's condition; or hold an item
-over 400 KB.
+ConsistentRead (asked for unless ``consistent_read=False``) sees every acknowledged write. What
+it does not: delete an item when its TTL passes (typically within 48 hours, not at once), so
+expiry is checked on every read and in every update's condition; or hold an item over 400 KB;
+or change two items together but in a TransactWriteItems (up to 100 actions), which only a
+sign-in uses.
 
 Example (needs DynamoDB, so not run as a doctest)::
 

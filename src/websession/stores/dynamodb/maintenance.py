@@ -6,11 +6,11 @@ What DynamoDB guarantees: a Scan pages through the whole table (each page at mos
 PutItem or DeleteItem is atomic on its item, so a purge never deletes a session rolled
 meanwhile and ``replace=False`` never overwrites a live one; TTL, once enabled on the expiry
 attribute, deletes expired items by itself. What it does not: count without reading (and
-billing) every item; carry conditions in a BatchWriteItem (25 items, each on its own, some
-left unprocessed when throttled and sent again); delete on time (TTL deletes within about 48
-hours), which is why :meth:`Maintenance.purge_expired` exists even with native TTL; or
-create a table at once (it is CREATING for a while).
-"""
+billing) every item; carry conditions in a BatchWriteItem (25 items, each on its own, some left
+unprocessed when throttled and sent again); delete on time (TTL deletes within about 48 hours),
+which is why :meth:`Maintenance.purge_expired` exists even with native TTL; or create a table
+at once (it is CREATING for a while). An item over 400 KB is refused (RecordTooLargeError);
+nothing here needs a transaction, each item being written on its own."""
 
 from __future__ import annotations
 

@@ -2,13 +2,16 @@
 :class:`_Call` and :class:`_Pause` (websession.stores.steps), and :func:`run_plan` (boto3) or
 :func:`arun_plan` (aiobotocore) serves them.
 
-What DynamoDB guarantees: each request is atomic on its one item, and a TransactWriteItems
-(up to 100 actions, at most one per item) is atomic across items. What it does not: keep
-items in step across two requests, so a plan orders its requests such that a failure between
-any two leaves nothing unsafe behind; make a batch atomic (BatchGetItem reads 100 keys and
+What DynamoDB guarantees: each request is atomic on its one item, and a TransactWriteItems (up
+to 100 actions, at most one per item) is atomic across items. What it does not: keep items in
+step across two requests, so a plan orders its requests such that a failure between any two
+leaves nothing unsafe behind; make a batch atomic (BatchGetItem reads 100 keys and
 BatchWriteItem writes 25 items, each one on its own) or complete (a throttled batch hands back
 what it left unprocessed); or wait for a transaction in flight on an item (the request fails,
-and the plan pauses with jitter and sends it again).
+and the plan pauses with jitter and sends it again). Reads in plans are strongly consistent, so
+each step sees the ones before it; an item past its TTL may still be read (deletion comes
+within about 48 hours), so plans judge sessions by their expiry; and no item, a user's index
+included, may grow past 400 KB.
 
 Example::
 

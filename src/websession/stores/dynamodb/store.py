@@ -7,14 +7,13 @@ Each operation on a session is one request: ``create`` a PutItem with
 an UpdateItem of the expiry alone); ``update`` one UpdateItem that SETs the keys set and
 REMOVEs the keys removed; ``take`` a DeleteItem returning the old item.
 
-What DynamoDB guarantees: each of those requests is atomic on its item, and conditions on
-the item existing and being unexpired make concurrent requests never undo each other nor
-bring back a destroyed session; a read asked for as strongly consistent sees every
-acknowledged write. What it does not: delete an item when it expires (its TTL deletes within
-about 48 hours), so expiry is checked on every read and in every update's condition; hold an
-item over 400 KB (RecordTooLargeError); or make two items change together outside a
-TransactWriteItems (which the user index uses for a sign-in).
-"""
+What DynamoDB guarantees: each of those requests is atomic on its item, and conditions on the
+item existing and being unexpired make concurrent requests never undo each other nor bring back
+a destroyed session; a read asked for as strongly consistent sees every acknowledged write.
+What it does not: delete an item when it expires (its TTL deletes within about 48 hours), so
+expiry is checked on every read and in every update's condition; hold an item over 400 KB
+(RecordTooLargeError); or make two items change together outside a TransactWriteItems (which
+the user index uses for a sign-in, up to 100 actions)."""
 
 from __future__ import annotations
 

@@ -7,14 +7,16 @@ user_digest(user)``, holding a map ``entries`` (storage key -> entry), a number
 (``revoked#<random>``: storage key -> entry). It carries no ``ttl`` attribute, so DynamoDB's
 TTL never deletes it: the generation must outlive the sessions.
 
-What DynamoDB guarantees: an UpdateItem is atomic on the item, so adding or removing one
-entry and bumping the generation never lose a concurrent change, and a condition on the
-item's shape (``attribute_type``) is checked in the same step. What it does not: keep the
-item under 400 KB for us (hence :data:`MAX_USER_SESSIONS`), accept expression names or
-values an expression does not use, or wait for a binding transaction in flight on the item
-(the update fails, and is sent again after a pause). An item written behind the store's back
-may have any shape: it is repaired, never an error a request sees.
-"""
+What DynamoDB guarantees: an UpdateItem is atomic on the item, so adding or removing one entry
+and bumping the generation never lose a concurrent change, and a condition on the item's shape
+(``attribute_type``) is checked in the same step. What it does not: keep the item under 400 KB
+for us (hence :data:`MAX_USER_SESSIONS`), accept expression names or values an expression does
+not use, or wait for a binding transaction in flight on the item (the update fails, and is sent
+again after a pause). An item written behind the store's back may have any shape: it is
+repaired, never an error a request sees. Reads of it are strongly consistent, so each step sees
+the one before; a sign-in changes it together with the session's item in one TransactWriteItems
+(two of the up to 100 actions allowed), and nothing else keeps it in step with the sessions:
+cleanup.py drops what has drifted."""
 
 from __future__ import annotations
 

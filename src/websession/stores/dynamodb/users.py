@@ -15,8 +15,8 @@ its cancellation says which action failed and why (one reason per action); an Up
 not: make two requests atomic outside a transaction (hence the orders above), queue a request
 behind a transaction in flight on the same item (it is cancelled or refused; the operation
 waits and tries again), or keep an item over 400 KB (a full index is tidied once, then the
-sign-in is refused).
-"""
+sign-in is refused). Reads of the user item are strongly consistent; a session's expiry is read
+from its own item, since TTL deletes it only within about 48 hours."""
 
 from __future__ import annotations
 
