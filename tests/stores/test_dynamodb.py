@@ -412,3 +412,56 @@ def test_open_store_url(moto_endpoint: str, dynamodb_table: str, monkeypatch: py
         open_store("dynamodb://?region=x", secrets=["k"])
     with pytest.raises(ConfigurationError, match="does not take: idx"):
         open_store("dynamodb://t?idx=x", secrets=["k"])
+
+
+def test_factory_takes_the_shared_options_and_its_older_keywords() -> None:
+    def make(**kwargs: object) -> DynamoDBStore:
+        storage = create_dynamodb_session_storage(table="t", region=MOTO_REGION, cookie=COOKIE, **kwargs)
+        return storage.store
+
+    store = make()
+    assert (store.ttl, store.default_ttl, store.explicit_ttl) == ("_ttl", None, False)
+    store = make(ttl="expires", default_ttl=60)  # the spellings from before StorageOptions
+    assert (store.ttl, store.default_ttl, store.explicit_ttl) == ("expires", 60, True)
+    store = make(ttl_attribute="expires", ttl=60, storage_key_secret="s")
+    assert (store.ttl, store.default_ttl, store.explicit_ttl, store.hashes_ids) == ("expires", 60, True, True)
+    with pytest.raises(TypeError, match="ttl_attribute= or its older spelling"):
+        make(ttl_attribute="a", ttl="b")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'roling'"):
+        make(roling=False)
+
+
+def test_botocore_errors_become_websession_errors() -> None:
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    from websession.stores.dynamodb.errors import _Busy, _Cancelled, _Conflict, _NoIndex
+
+    where = "DynamoDB table 't'"
+
+    def raised(error: BaseException) -> BaseException:
+        errors = DynamoDBStore(table="t", region=MOTO_REGION)._errors
+        with pytest.raises(BaseException) as info, errors, errors:  # nested: passed through once made
+            raise error
+        assert info.value.__cause__ is error
+        return info.value
+
+    def client_error(code: str, message: str = "m", **more: object) -> ClientError:
+        return ClientError({"Error": {"Code": code, "Message": message}, **more}, "Op")
+
+    assert type(raised(client_error("ConditionalCheckFailedException"))) is _Conflict
+    cancelled = raised(client_error("TransactionCanceledException", CancellationReasons=[{"Code": "None"}]))
+    assert type(cancelled) is _Cancelled and cancelled.reasons == [{"Code": "None"}]
+    assert str(cancelled) == f"{where}: m"
+    assert type(raised(client_error("TransactionConflictException"))) is _Busy
+    assert type(raised(client_error("ValidationException", "The document path is invalid"))) is _NoIndex
+    too_large = raised(client_error("ValidationException", "Item size has exceeded the maximum allowed size"))
+    assert type(too_large) is RecordTooLargeError and "400 KB" in str(too_large)
+    for code in ("ThrottlingException", "ProvisionedThroughputExceededException", "InternalServerError"):
+        assert type(raised(client_error(code))) is StoreUnavailableError
+    missing = raised(client_error("ResourceNotFoundException"))
+    assert type(missing) is SessionStoreError and str(missing).startswith(f"{where} does not exist (create")
+    other = raised(client_error("ValidationException", "bad"))
+    assert type(other) is SessionStoreError and str(other).startswith(f"{where}: An error occurred")
+    down = raised(EndpointConnectionError(endpoint_url="http://x"))
+    assert type(down) is StoreUnavailableError
+    assert type(raised(NoCredentialsError())) is SessionStoreError

@@ -25,8 +25,7 @@ from websession import (
     create_cookie,
     create_dynamodb_session_storage,
 )
-from websession.stores import dynamodb
-from websession.stores.dynamodb import TOMBSTONE_PREFIX, USER_ITEM_PREFIX, DynamoDBStore, unmarshal
+from websession.stores.dynamodb import TOMBSTONE_PREFIX, USER_ITEM_PREFIX, DynamoDBStore, plans, unmarshal
 from websession.users import Entry, user_digest
 
 from ..conformance.harness import AsyncDoor, Browser, Door, FakeClock, SyncDoor
@@ -628,7 +627,7 @@ def test_transaction_conflicts_are_retried(door: Door, storage: Any) -> None:
 def test_conflicts_that_never_end_are_store_unavailable(
     door: Door, storage: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dynamodb, "_backoff", lambda attempt: 0.0)
+    monkeypatch.setattr(plans, "_backoff", lambda attempt: 0.0)
     client = recording(door, storage)
     client.failures["transact_write_items"] = [cancelled("None", "TransactionConflict")] * 20
     with pytest.raises(StoreUnavailableError, match="conflicts"):
