@@ -22,17 +22,16 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from time import perf_counter
 from typing import Any
 
 from opentelemetry import context, metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from .changes import Changes
 from .errors import SessionStoreError, StoreUnavailableError
-from .stores.base import Clock, Record, Store
+from .stores.base import Record, Store
 from .stores.steps import RoundTrips
-from .users import Device, Entry, Taken
 
 logger = logging.getLogger("websession")
 
@@ -207,6 +206,33 @@ _PROXY_STATE = frozenset(
 )
 
 
+def _traced(name: str) -> tuple[Any, Any]:
+    """The traced sync and async methods of the Store operation ``name`` (``read``, ``aread``).
+    Their signatures are Store's: callers type the proxy as the Store it stands in for."""
+
+    def operation(self: InstrumentedStore, *args: Any) -> Any:
+        return self._run(self._operations[name], args)
+
+    async def aoperation(self: InstrumentedStore, *args: Any) -> Any:
+        return await self._arun(self._operations[name], args)
+
+    for method, method_name in ((operation, name), (aoperation, "a" + name)):
+        method.__name__ = method_name
+        method.__qualname__ = f"InstrumentedStore.{method_name}"
+        method.__doc__ = f"Store.{method_name}, traced."
+    return operation, aoperation
+
+
+def _read_through(name: str, *, settable: bool = True) -> Any:
+    """A setting of the wrapped store as a property of the proxy; ``attrgetter`` reads it
+    without a Python frame of its own."""
+
+    def set_through(self: InstrumentedStore, value: Any) -> None:
+        setattr(self.wrapped, name, value)
+
+    return property(attrgetter(f"wrapped.{name}"), set_through if settable else None)
+
+
 class InstrumentedStore(Store):
     """``wrapped``, with a span and a duration for each create, read, update, delete and take.
 
@@ -258,31 +284,30 @@ class InstrumentedStore(Store):
 
     # -- settings, read through ------------------------------------------------------------
 
-    @property
-    def default_ttl(self) -> float | None:
-        return self.wrapped.default_ttl
+    default_ttl = _read_through("default_ttl")
+    explicit_ttl = _read_through("explicit_ttl")
+    clock = _read_through("clock")
+    hashes_ids = _read_through("hashes_ids", settable=False)
 
-    @default_ttl.setter
-    def default_ttl(self, value: float | None) -> None:
-        self.wrapped.default_ttl = value
+    # -- the operations of both doors, traced (a span, a duration, round trips) -------------
 
-    @property
-    def explicit_ttl(self) -> bool:
-        return self.wrapped.explicit_ttl
+    create, acreate = _traced("create")
+    read, aread = _traced("read")
+    update, aupdate = _traced("update")
+    delete, adelete = _traced("delete")
+    take, atake = _traced("take")
+    # The users and their devices (websession.users).
+    create_for_user, acreate_for_user = _traced("create_for_user")
+    take_for_user, atake_for_user = _traced("take_for_user")
+    sessions_of, asessions_of = _traced("sessions_of")
+    revoke, arevoke = _traced("revoke")
+    revoke_user, arevoke_user = _traced("revoke_user")
 
-    @explicit_ttl.setter
-    def explicit_ttl(self, value: bool) -> None:
-        self.wrapped.explicit_ttl = value
-
-    @property
-    def clock(self) -> Clock:
-        return self.wrapped.clock
-
-    @clock.setter
-    def clock(self, value: Clock) -> None:
-        self.wrapped.clock = value
-
-    # -- ids and keys, passed through --------------------------------------------------------
+    # -- passed through untraced -------------------------------------------------------------
+    #
+    # Written out, not generated like the traced operations: is_valid_id, generation and
+    # is_expired run on every request, and a generic forwarder would add a getattr and an
+    # argument tuple to each call.
 
     def new_id(self) -> str:
         return self.wrapped.new_id()
@@ -290,133 +315,23 @@ class InstrumentedStore(Store):
     def is_valid_id(self, value: object) -> bool:
         return self.wrapped.is_valid_id(value)
 
-    @property
-    def hashes_ids(self) -> bool:
-        return self.wrapped.hashes_ids
-
     def storage_key(self, id: str) -> str:
         return self.wrapped.storage_key(id)
 
     def is_storage_key(self, value: object) -> bool:
         return self.wrapped.is_storage_key(value)
 
-    # -- the sync door, traced -------------------------------------------------------------
-
-    def create(self, data: Mapping[str, Any], expires: datetime | None) -> str:
-        new_id: str = self._run(self._operations["create"], (data, expires))
-        return new_id
-
-    def read(self, id: str, touch: datetime | None) -> Record | None:
-        record: Record | None = self._run(self._operations["read"], (id, touch))
-        return record
-
-    def update(self, id: str, changes: Changes, expires: datetime | None, seen: Record) -> Record | None:
-        record: Record | None = self._run(self._operations["update"], (id, changes, expires, seen))
-        return record
-
-    def delete(self, id: str) -> None:
-        self._run(self._operations["delete"], (id,))
-
-    def take(self, id: str) -> Record | None:
-        record: Record | None = self._run(self._operations["take"], (id,))
-        return record
-
-    def close(self) -> None:
-        self.wrapped.close()
-
-    # -- users and their devices, traced (websession.users) ----------------------------------
-
-    def create_for_user(
-        self,
-        data: Mapping[str, Any],
-        expires: datetime | None,
-        user: str,
-        entry: Entry,
-        generation: int | None,
-    ) -> str | None:
-        new_id: str | None = self._run(
-            self._operations["create_for_user"], (data, expires, user, entry, generation)
-        )
-        return new_id
-
-    def take_for_user(self, id: str, user: str) -> Taken:
-        taken: Taken = self._run(self._operations["take_for_user"], (id, user))
-        return taken
-
-    def sessions_of(self, user: str) -> list[Device]:
-        devices: list[Device] = self._run(self._operations["sessions_of"], (user,))
-        return devices
-
-    def revoke(self, key: str, user: str) -> bool:
-        deleted: bool = self._run(self._operations["revoke"], (key, user))
-        return deleted
-
-    def revoke_user(self, user: str, keep: str | None) -> int:
-        count: int = self._run(self._operations["revoke_user"], (user, keep))
-        return count
-
     def generation(self, user: str, *, bump: bool = False) -> int:
         return self.wrapped.generation(user, bump=bump)
-
-    async def acreate_for_user(
-        self,
-        data: Mapping[str, Any],
-        expires: datetime | None,
-        user: str,
-        entry: Entry,
-        generation: int | None,
-    ) -> str | None:
-        new_id: str | None = await self._arun(
-            self._operations["create_for_user"], (data, expires, user, entry, generation)
-        )
-        return new_id
-
-    async def atake_for_user(self, id: str, user: str) -> Taken:
-        taken: Taken = await self._arun(self._operations["take_for_user"], (id, user))
-        return taken
-
-    async def asessions_of(self, user: str) -> list[Device]:
-        devices: list[Device] = await self._arun(self._operations["sessions_of"], (user,))
-        return devices
-
-    async def arevoke(self, key: str, user: str) -> bool:
-        deleted: bool = await self._arun(self._operations["revoke"], (key, user))
-        return deleted
-
-    async def arevoke_user(self, user: str, keep: str | None) -> int:
-        count: int = await self._arun(self._operations["revoke_user"], (user, keep))
-        return count
 
     async def ageneration(self, user: str, *, bump: bool = False) -> int:
         return await self.wrapped.ageneration(user, bump=bump)
 
-    # -- the async door, traced ------------------------------------------------------------
-
-    async def acreate(self, data: Mapping[str, Any], expires: datetime | None) -> str:
-        new_id: str = await self._arun(self._operations["create"], (data, expires))
-        return new_id
-
-    async def aread(self, id: str, touch: datetime | None) -> Record | None:
-        record: Record | None = await self._arun(self._operations["read"], (id, touch))
-        return record
-
-    async def aupdate(
-        self, id: str, changes: Changes, expires: datetime | None, seen: Record
-    ) -> Record | None:
-        record: Record | None = await self._arun(self._operations["update"], (id, changes, expires, seen))
-        return record
-
-    async def adelete(self, id: str) -> None:
-        await self._arun(self._operations["delete"], (id,))
-
-    async def atake(self, id: str) -> Record | None:
-        record: Record | None = await self._arun(self._operations["take"], (id,))
-        return record
+    def close(self) -> None:
+        self.wrapped.close()
 
     async def aclose(self) -> None:
         await self.wrapped.aclose()
-
-    # -- maintenance and helpers, passed through untraced ------------------------------------
 
     def scan(self) -> Iterator[tuple[str, Record]]:
         return self.wrapped.scan()
