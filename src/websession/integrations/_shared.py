@@ -1,6 +1,7 @@
-"""What every integration shares: the storage type, the 503 answer, the Vary rule, the
-session id in a header, per-request cookie options, and the rules for commits that no
-response can carry a cookie for (late changes, WebSockets).
+"""What every integration shares: the storage type, the options every integration takes
+(:class:`Integration`), the 503 answer, the Vary rule, the session id in a header,
+per-request cookie options, and the rules for commits that no response can carry a cookie for
+(late changes, WebSockets).
 
 Example::
 
@@ -14,7 +15,7 @@ import dataclasses
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union
 
 from ..cookie import CookieOptions
 from ..errors import ConfigurationError, CookieNotDeliverableError, StoreUnavailableError
@@ -25,6 +26,22 @@ from ..storage import CookieSessionStorage, SessionStorage
 AnyStorage = Union[SessionStorage, CookieSessionStorage]  # noqa: UP007 - a runtime alias on 3.10
 
 logger = logging.getLogger("websession")
+
+#: What an integration's ``cookie_options`` is given: an ASGI scope, a WSGI environ, a request.
+RequestT = TypeVar("RequestT")
+
+if TYPE_CHECKING:
+    from typing_extensions import TypedDict
+
+    class IntegrationOptions(TypedDict, Generic[RequestT], total=False):
+        """The keywords every integration takes, passed on to :class:`Integration`."""
+
+        unavailable_status: int
+        commit_on_error: bool
+        lazy: bool
+        header: str | None
+        cookie_options: Callable[[RequestT], Mapping[str, Any] | None] | None
+
 
 #: The body of the default answer when the session store cannot be reached.
 UNAVAILABLE_BODY = b"Service Unavailable: the session store cannot be reached. Please try again shortly.\n"
@@ -212,18 +229,6 @@ def carried_cookie(storage: AnyStorage, value: str | None) -> str | None:
     return f"{storage.cookie.name}={value}"
 
 
-def sent_value(set_cookie: str) -> str:
-    """The value a Set-Cookie header gives its cookie (``""`` for an expiring one): what the
-    header carries instead, byte for byte what a browser would send back.
-
-    Example::
-
-        >>> sent_value("s=YWJj.sig%2B; Path=/; HttpOnly"), sent_value("s=; Expires=Thu, 01 Jan 1970")
-        ('YWJj.sig%2B', '')
-    """
-    return set_cookie.split(";", 1)[0].partition("=")[2]
-
-
 # -- per-request cookie options ----------------------------------------------------------------
 
 COOKIE_OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(CookieOptions))
@@ -283,3 +288,79 @@ def status_line(status: int) -> str:
         return f"{status} {HTTPStatus(status).phrase}"
     except ValueError:
         return f"{status} Error"
+
+
+# -- what every integration is configured with -------------------------------------------------
+
+
+class Integration(Generic[RequestT]):
+    """The storage and the options that the ASGI and WSGI middleware and Flask's session
+    interface all take, and what they do alike with them. ``RequestT`` is what
+    ``cookie_options`` is given (an ASGI scope, a WSGI environ, a Flask request).
+
+    Example::
+
+        >>> from websession import create_cookie, create_memory_session_storage
+        >>> storage = create_memory_session_storage(cookie=create_cookie("s", secrets=["k"]))
+        >>> tenant = Integration(storage, header="X-Session", cookie_options=lambda host: {"domain": host})
+        >>> tenant.header, tenant._requested_overrides("a.example")
+        ('X-Session', {'domain': 'a.example'})
+    """
+
+    def __init__(
+        self,
+        storage: AnyStorage,
+        *,
+        unavailable_status: int = 503,
+        commit_on_error: bool = False,
+        lazy: bool = False,
+        header: str | None = None,
+        cookie_options: Callable[[RequestT], Mapping[str, Any] | None] | None = None,
+    ) -> None:
+        self.storage = storage
+        self.unavailable_status = unavailable_status
+        self.commit_on_error = commit_on_error
+        self.lazy = lazy
+        self.header = None if header is None else checked_header_name(header)
+        self.cookie_options = cookie_options
+
+    def _requested_overrides(self, request: RequestT) -> dict[str, Any]:
+        """This response's cookie option overrides from ``cookie_options``, checked (a clear
+        error when they are wrong)."""
+        if self.cookie_options is None:
+            return {}
+        return cookie_overrides(self.storage, self.cookie_options(request))
+
+    def _outage(self, exc: StoreUnavailableError) -> None:
+        """Log the outage that this request is answered ``unavailable_status`` for."""
+        log_unavailable(exc, self.unavailable_status)
+
+    @staticmethod
+    def _changed_id(set_cookie: str, sent: str | None) -> str | None:
+        """In header mode: what the session id header carries instead of ``set_cookie`` (the
+        cookie's value, byte for byte what a browser would send back; ``""`` for an expiring
+        one), or None when the client sent that value already (a rolling cookie's fresh
+        Max-Age means nothing there).
+
+        Example::
+
+            >>> changed_id = Integration._changed_id
+            >>> changed_id("s=YWJj.sig%2B; Path=/", None), changed_id("s=; Expires=Thu, 01 Jan 1970", "a.b")
+            ('YWJj.sig%2B', '')
+            >>> changed_id("s=a.b; Path=/; Max-Age=9", "a.b") is None
+            True
+        """
+        value = set_cookie.split(";", 1)[0].partition("=")[2]
+        return None if value == (sent or "") else value
+
+    def _ready_to_commit_late(self, session: Session, path: str) -> bool:
+        """Whether a change made after the response started (at ``path``) is committed now:
+        there is something to commit and the browser's cookie can stay as it is. A change that
+        would need a new cookie is logged as not saved."""
+        if not has_pending(session):
+            return False
+        reason = needs_new_cookie(session, self.storage)
+        if reason is not None:
+            log_not_saved(reason, path)
+            return False
+        return True

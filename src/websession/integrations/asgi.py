@@ -45,7 +45,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, StoreUnavailableError
 from ..session import Session
@@ -55,20 +55,19 @@ from ._shared import (
     RETRY_AFTER,
     UNAVAILABLE_BODY,
     AnyStorage,
+    Integration,
     carried_cookie,
-    checked_header_name,
     commits,
-    cookie_overrides,
     end_if_emptied,
-    has_pending,
     log_late_failure,
-    log_not_saved,
-    log_unavailable,
-    needs_new_cookie,
-    sent_value,
     varies_on,
 )
 from ._websocket import WebSocketSession, websocket_session
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._shared import IntegrationOptions
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -261,7 +260,7 @@ def _varies_on(headers: list[tuple[bytes, bytes]], header: str) -> bool:
     return bool(vary) and varies_on(vary, header)
 
 
-class SessionMiddleware:
+class SessionMiddleware(Integration[Scope]):
     """Load the session into ``scope["session"]`` and commit it when the response starts.
 
     ``storage`` is any websession storage (``create_*_session_storage`` or ``open_store``).
@@ -307,25 +306,16 @@ class SessionMiddleware:
         storage: AnyStorage,
         *,
         scope_key: str = "session",
-        unavailable_status: int = 503,
         on_unavailable: ASGIApp | None = None,
         vary_cookie: bool = True,
-        commit_on_error: bool = False,
-        lazy: bool = False,
-        header: str | None = None,
-        cookie_options: CookieOptionsFor | None = None,
+        **options: Unpack[IntegrationOptions[Scope]],
     ) -> None:
+        super().__init__(storage, **options)
         self.app = app
-        self.storage = storage
         self.scope_key = scope_key
-        self.unavailable_status = unavailable_status
         self.on_unavailable = on_unavailable
         self.vary_cookie = vary_cookie
-        self.commit_on_error = commit_on_error
-        self.lazy = lazy
-        self.header = None if header is None else checked_header_name(header)
-        self.cookie_options = cookie_options
-        self._header_key = None if header is None else header.lower().encode("latin-1")
+        self._header_key = None if self.header is None else self.header.lower().encode("latin-1")
         # Built once: every response names the same header in Vary.
         self._varies = self.header or "Cookie"
         self._vary_header = (b"vary", self._varies.encode("latin-1"))
@@ -384,7 +374,9 @@ class SessionMiddleware:
                         if self.cookie_options is None:
                             set_cookie = await self.storage.acommit_session(session)
                         else:
-                            set_cookie = await self.storage.acommit_session(session, **self._overrides(scope))
+                            set_cookie = await self.storage.acommit_session(
+                                session, **self._requested_overrides(scope)
+                            )
                     except StoreUnavailableError as exc:
                         failed = True
                         await self._unavailable(scope, receive, send, exc)
@@ -425,14 +417,9 @@ class SessionMiddleware:
         path = scope.get("path", "")
         try:
             end_if_emptied(session)
-            if not has_pending(session):
-                return
-            reason = needs_new_cookie(session, self.storage)
-            if reason is not None:
-                log_not_saved(reason, path)
-                return
-            # Its Set-Cookie (rolling) cannot be sent any more; the id, and so the cookie, is unchanged.
-            await self.storage.acommit_session(session, **self._overrides(scope))
+            if self._ready_to_commit_late(session, path):
+                # Its Set-Cookie (rolling) cannot be sent any more; the id, and so the cookie, is unchanged.
+                await self.storage.acommit_session(session, **self._requested_overrides(scope))
         except Exception as exc:  # a value that no longer encodes, a store error, cookie_options
             log_late_failure(exc, path)
 
@@ -440,7 +427,7 @@ class SessionMiddleware:
         """Run a WebSocket app with a :class:`WebSocketSession`, committing what is left when
         the socket closes: the client disconnects, the app closes it, or the app returns."""
         socket_session: WebSocketSession = WebSocketSession(
-            session, self.storage, scope.get("path", ""), self._overrides(scope)
+            session, self.storage, scope.get("path", ""), self._requested_overrides(scope)
         )
         scope[self.scope_key] = socket_session
 
@@ -485,12 +472,6 @@ class SessionMiddleware:
                 return str(value.decode("latin-1"))
         return None
 
-    def _overrides(self, scope: Scope) -> dict[str, Any]:
-        """This response's cookie option overrides, checked (a clear error when they are wrong)."""
-        if self.cookie_options is None:
-            return {}
-        return cookie_overrides(self.storage, self.cookie_options(scope))
-
     def _id_header(self, set_cookie: str | None, scope: Scope) -> tuple[bytes, bytes] | None:
         """The header that sends the session id: Set-Cookie, or in header mode the header itself,
         only when its value changes (a rolling cookie's fresh Max-Age means nothing there)."""
@@ -498,10 +479,8 @@ class SessionMiddleware:
             return None
         if self._header_key is None:
             return (b"set-cookie", set_cookie.encode("latin-1"))
-        value = sent_value(set_cookie)
-        if value == (self._header_value(scope) or ""):
-            return None
-        return (self._header_key, value.encode("latin-1"))
+        value = self._changed_id(set_cookie, self._header_value(scope))
+        return None if value is None else (self._header_key, value.encode("latin-1"))
 
     def _with_headers(self, message: Message, set_cookie: str | None, scope: Scope) -> Message:
         id_header = self._id_header(set_cookie, scope)
@@ -520,7 +499,7 @@ class SessionMiddleware:
     async def _unavailable(
         self, scope: Scope, receive: Receive, send: Send, exc: StoreUnavailableError
     ) -> None:
-        log_unavailable(exc, self.unavailable_status)
+        self._outage(exc)
         if self.on_unavailable is not None:
             await self.on_unavailable(scope, receive, send)
             return

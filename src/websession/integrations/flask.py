@@ -57,8 +57,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Optional, cast
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, cast
 
 from flask import request as current_request
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
@@ -73,24 +73,21 @@ from ._shared import (
     RETRY_AFTER,
     UNAVAILABLE_BODY,
     AnyStorage,
+    Integration,
     carried_cookie,
-    checked_header_name,
     commits,
-    cookie_overrides,
     end_if_emptied,
-    has_pending,
     log_late_failure,
-    log_not_saved,
-    log_unavailable,
-    needs_new_cookie,
-    sent_value,
     varies_on,
 )
 
 if TYPE_CHECKING:
     from flask import Flask
     from flask.wrappers import Request, Response
+    from typing_extensions import Unpack
     from werkzeug.sansio.response import Response as BaseResponse
+
+    from ._shared import IntegrationOptions
 
 
 class FlaskSession(Session, SessionMixin):
@@ -190,7 +187,7 @@ class UnavailableSession(SessionMixin):
     get = setdefault = pop = popitem = clear = update = keys = items = values = _fail
 
 
-class SessionInterface(FlaskSessionInterface):
+class SessionInterface(Integration["Request"], FlaskSessionInterface):
     """Keep ``flask.session`` in a websession storage.
 
     Set it with ``app.session_interface = SessionInterface(storage)``. ``unavailable_status``
@@ -252,19 +249,10 @@ class SessionInterface(FlaskSessionInterface):
         self,
         storage: AnyStorage,
         *,
-        unavailable_status: int = 503,
-        commit_on_error: bool = False,
-        lazy: bool = False,
-        header: str | None = None,
-        cookie_options: Callable[[Request], Optional[Mapping[str, Any]]] | None = None,  # noqa: UP045
         migrate_flask_cookie: bool | SecureCookieSessionInterface = False,
+        **options: Unpack[IntegrationOptions[Request]],
     ) -> None:
-        self.storage = storage
-        self.unavailable_status = unavailable_status
-        self.commit_on_error = commit_on_error
-        self.lazy = lazy
-        self.header = None if header is None else checked_header_name(header)
-        self.cookie_options = cookie_options
+        super().__init__(storage, **options)
         #: Flask's own cookie sessions, to import from (None: no migration).
         self.flask_cookie_sessions: SecureCookieSessionInterface | None = (
             SecureCookieSessionInterface() if migrate_flask_cookie is True else migrate_flask_cookie or None
@@ -278,7 +266,7 @@ class SessionInterface(FlaskSessionInterface):
         try:
             session = self.storage.get_session(carried)
         except StoreUnavailableError as exc:
-            log_unavailable(exc, self.unavailable_status)
+            self._outage(exc)
             return UnavailableSession(self._error())
         flask_session = FlaskSession(session)
         if self.flask_cookie_sessions is not None:
@@ -354,7 +342,7 @@ class SessionInterface(FlaskSessionInterface):
         try:
             set_cookie = self.storage.commit_session(session, **overrides)
         except StoreUnavailableError as exc:
-            log_unavailable(exc, self.unavailable_status)
+            self._outage(exc)
             _replace(response, _error_response(app, self._error()))
             return
         self._send_id(response, set_cookie)
@@ -380,15 +368,9 @@ class SessionInterface(FlaskSessionInterface):
         if self.header is None:
             response.headers.add("Set-Cookie", set_cookie)
             return
-        value = sent_value(set_cookie)
-        if value != (current_request.headers.get(self.header) or ""):
+        value = self._changed_id(set_cookie, current_request.headers.get(self.header))
+        if value is not None:
             response.headers[self.header] = value
-
-    def _requested_overrides(self, request: Request) -> dict[str, Any]:
-        """This response's cookie option overrides from ``cookie_options``, checked."""
-        if self.cookie_options is None:
-            return {}
-        return cookie_overrides(self.storage, self.cookie_options(request))
 
     def _prepare(self, app: Flask, session: FlaskSession, request: Request) -> dict[str, Any]:
         """Ready a session for its commit; return the cookie overrides it needs."""
@@ -406,13 +388,8 @@ class SessionInterface(FlaskSessionInterface):
             return  # never touched: nothing to commit, and no store read for it now
         try:
             overrides = self._prepare(app, session, request)
-            if not has_pending(session):
-                return
-            reason = needs_new_cookie(session, self.storage)
-            if reason is not None:
-                log_not_saved(reason, request.path)
-                return
-            self.storage.commit_session(session, **overrides)
+            if self._ready_to_commit_late(session, request.path):
+                self.storage.commit_session(session, **overrides)
         except Exception as exc:  # a value that no longer encodes, a store error, cookie_options
             log_late_failure(exc, request.path)
 
@@ -453,7 +430,7 @@ class _Loader:
         try:
             return interface.storage.get_session(self.cookie)
         except StoreUnavailableError as exc:
-            log_unavailable(exc, interface.unavailable_status)
+            interface._outage(exc)
             self.error = interface._error()
             raise self.error from exc
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from ..errors import StoreUnavailableError
 from ..session import Session
@@ -47,20 +47,19 @@ from ._shared import (
     RETRY_AFTER,
     UNAVAILABLE_BODY,
     AnyStorage,
+    Integration,
     carried_cookie,
-    checked_header_name,
     commits,
-    cookie_overrides,
     end_if_emptied,
-    has_pending,
     log_late_failure,
-    log_not_saved,
-    log_unavailable,
-    needs_new_cookie,
-    sent_value,
     status_line,
     varies_on,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._shared import IntegrationOptions
 
 ExcInfo = tuple[type[BaseException], BaseException, Optional[TracebackType]]  # noqa: UP045 - runtime alias on 3.10
 Headers = list[tuple[str, str]]
@@ -97,7 +96,7 @@ def get_session(environ: dict[str, Any]) -> Session:
     return session
 
 
-class SessionMiddleware:
+class SessionMiddleware(Integration[dict[str, Any]]):
     """Load the session into ``environ["websession.session"]`` and commit it at ``start_response``.
 
     ``vary_cookie`` adds ``Vary: Cookie`` to every response so that shared caches never hand
@@ -133,23 +132,14 @@ class SessionMiddleware:
         storage: AnyStorage,
         *,
         environ_key: str = SESSION_ENVIRON_KEY,
-        unavailable_status: int = 503,
         vary_cookie: bool = True,
-        commit_on_error: bool = False,
-        lazy: bool = False,
-        header: str | None = None,
-        cookie_options: CookieOptionsFor | None = None,
+        **options: Unpack[IntegrationOptions[dict[str, Any]]],
     ) -> None:
+        super().__init__(storage, **options)
         self.app = app
-        self.storage = storage
         self.environ_key = environ_key
-        self.unavailable_status = unavailable_status
         self.vary_cookie = vary_cookie
-        self.commit_on_error = commit_on_error
-        self.lazy = lazy
-        self.header = None if header is None else checked_header_name(header)
-        self.cookie_options = cookie_options
-        self._header_key = None if header is None else "HTTP_" + header.upper().replace("-", "_")
+        self._header_key = None if self.header is None else "HTTP_" + self.header.upper().replace("-", "_")
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         carried = self._carried(environ)
@@ -176,7 +166,7 @@ class SessionMiddleware:
         return _Body(result, call)
 
     def _unavailable(self, start_response: StartResponse, exc: StoreUnavailableError) -> list[bytes]:
-        log_unavailable(exc, self.unavailable_status)
+        self._outage(exc)
         start_response(status_line(self.unavailable_status), _unavailable_headers())
         return [UNAVAILABLE_BODY]
 
@@ -187,22 +177,14 @@ class SessionMiddleware:
             return cookie
         return carried_cookie(self.storage, environ.get(self._header_key))
 
-    def _overrides(self, environ: dict[str, Any]) -> dict[str, Any]:
-        """This response's cookie option overrides, checked (a clear error when they are wrong)."""
-        if self.cookie_options is None:
-            return {}
-        return cookie_overrides(self.storage, self.cookie_options(environ))
-
     def _id_header(self, set_cookie: str | None, environ: dict[str, Any]) -> tuple[str, str] | None:
         """Set-Cookie, or in header mode the header itself, only when its value changes."""
         if set_cookie is None:
             return None
         if self.header is None or self._header_key is None:
             return ("Set-Cookie", set_cookie)
-        value = sent_value(set_cookie)
-        if value == (environ.get(self._header_key) or ""):
-            return None
-        return (self.header, value)
+        value = self._changed_id(set_cookie, environ.get(self._header_key))
+        return None if value is None else (self.header, value)
 
 
 class _Loader:
@@ -276,7 +258,7 @@ class _Call:
                 end_if_emptied(self.session)
                 try:
                     set_cookie = middleware.storage.commit_session(
-                        self.session, **middleware._overrides(self.environ)
+                        self.session, **middleware._requested_overrides(self.environ)
                     )
                 except StoreUnavailableError as exc:
                     return self.unavailable(exc, exc_info)
@@ -297,7 +279,7 @@ class _Call:
     def unavailable(self, exc: StoreUnavailableError, exc_info: ExcInfo | None = None) -> Write:
         """Answer the 503 instead of the app's response (whose status line has not gone yet)."""
         self.failed = True
-        log_unavailable(exc, self.middleware.unavailable_status)
+        self.middleware._outage(exc)
         self.outer(status_line(self.middleware.unavailable_status), _unavailable_headers(), exc_info)
         return _discard
 
@@ -307,15 +289,11 @@ class _Call:
         session = self.session
         if not is_loaded(session):
             return  # never touched: nothing to commit
+        middleware = self.middleware
         try:
             end_if_emptied(session)
-            if not has_pending(session):
-                return
-            reason = needs_new_cookie(session, self.middleware.storage)
-            if reason is not None:
-                log_not_saved(reason, self.path)
-                return
-            self.middleware.storage.commit_session(session, **self.middleware._overrides(self.environ))
+            if middleware._ready_to_commit_late(session, self.path):
+                middleware.storage.commit_session(session, **middleware._requested_overrides(self.environ))
         except Exception as exc:  # a value that no longer encodes, a store error, cookie_options
             log_late_failure(exc, self.path)
 
