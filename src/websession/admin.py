@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from itertools import islice
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import click
@@ -147,6 +147,18 @@ def admin_commands() -> None:
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 _quiet_option = click.option("--quiet", "-q", is_flag=True, help="Hide progress bars.")
+#: A click command (or the function it is made from), as click's decorators take it.
+CommandT = TypeVar("CommandT", bound="Callable[..., Any] | click.Command")
+
+
+def _count_option(
+    *names: str, default: int, low: int, high: int | None = None, help: str
+) -> Callable[[CommandT], CommandT]:
+    """A whole-number option from ``low`` to ``high`` (no upper bound: None), whose ``--help``
+    shows its default."""
+    return click.option(*names, default=default, show_default=True, type=click.IntRange(low, high), help=help)
+
+
 _secret_option = click.option(
     "--secret",
     "secrets",
@@ -334,13 +346,8 @@ def stats(store: str, as_json: bool, quiet: bool) -> None:
 
 @admin_commands.command(name="ls")
 @click.argument("store")
-@click.option(
-    "--limit",
-    "-n",
-    default=50,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="List at most this many sessions; 0 lists them all (streamed).",
+@_count_option(
+    "--limit", "-n", default=50, low=0, help="List at most this many sessions; 0 lists them all (streamed)."
 )
 @click.option(
     "--user", "user", metavar="USER", default=None, help="List this user's sessions (devices) only."
@@ -605,12 +612,8 @@ def purge(store: str, as_json: bool, quiet: bool) -> None:
     is_flag=True,
     help="Leave sessions TARGET already has (a second pass after the app switched to TARGET).",
 )
-@click.option(
-    "--batch-size",
-    default=500,
-    show_default=True,
-    type=click.IntRange(1, 10_000),
-    help="Sessions written per round trip or transaction.",
+@_count_option(
+    "--batch-size", default=500, low=1, high=10_000, help="Sessions written per round trip or transaction."
 )
 @_json_option
 @_quiet_option
@@ -665,14 +668,7 @@ def migrate_sessions(
 
 
 @admin_commands.command()
-@click.option(
-    "--bytes",
-    "nbytes",
-    default=32,
-    show_default=True,
-    type=click.IntRange(16, 1024),
-    help="Random bytes in the secret.",
-)
+@_count_option("--bytes", "nbytes", default=32, low=16, high=1024, help="Random bytes in the secret.")
 @_json_option
 def keygen(nbytes: int, as_json: bool) -> None:
     """Print a strong random secret for create_cookie(secrets=[...]).

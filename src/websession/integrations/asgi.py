@@ -114,19 +114,21 @@ async def load_session(connection: Any, *, scope_key: str = "session") -> Sessio
     Example::
 
         >>> from starlette.applications import Starlette
+        >>> from starlette.middleware import Middleware
         >>> from starlette.responses import PlainTextResponse
         >>> from starlette.routing import Route
-        >>> from starlette.testclient import TestClient
         >>> from websession import create_cookie, create_memory_session_storage
-        >>> async def count(request):
+        >>> async def visits(request):
         ...     session = await load_session(request)
         ...     session["n"] = session.get("n", 0) + 1
         ...     return PlainTextResponse(str(request.session["n"]))
         >>> async def static(request):
         ...     return PlainTextResponse("no session needed")
         >>> storage = create_memory_session_storage(cookie=create_cookie("s", secrets=["k"]))
-        >>> app = SessionMiddleware(
-        ...     Starlette(routes=[Route("/", count), Route("/static", static)]), storage, lazy=True)
+        >>> app = Starlette(
+        ...     routes=[Route("/", visits), Route("/static", static)],
+        ...     middleware=[Middleware(SessionMiddleware, storage=storage, lazy=True)])
+        >>> from starlette.testclient import TestClient
         >>> with TestClient(app) as client:
         ...     [client.get("/").text, client.get("/static").text, client.get("/").text]
         ['1', 'no session needed', '2']
@@ -288,13 +290,13 @@ class SessionMiddleware(Integration[Scope]):
         >>> from starlette.applications import Starlette
         >>> from starlette.responses import PlainTextResponse
         >>> from starlette.routing import Route
-        >>> from starlette.testclient import TestClient
         >>> from websession import create_cookie, create_memory_session_storage
         >>> async def count(request):
         ...     request.session["n"] = request.session.get("n", 0) + 1
         ...     return PlainTextResponse(str(request.session["n"]))
         >>> storage = create_memory_session_storage(cookie=create_cookie("s", secrets=["k"]))
         >>> app = SessionMiddleware(Starlette(routes=[Route("/", count)]), storage=storage)
+        >>> from starlette.testclient import TestClient
         >>> with TestClient(app) as client:
         ...     [client.get("/").text for _ in range(3)]
         ['1', '2', '3']
