@@ -210,25 +210,6 @@ def checked_header_name(name: str) -> str:
     return name
 
 
-def carried_cookie(storage: AnyStorage, value: str | None) -> str | None:
-    """The Cookie header that a session id sent in another header stands for, so the storage
-    reads (and verifies) it exactly as it reads its cookie. An empty value is no value.
-
-    A value holding ``;`` cannot smuggle in a second cookie: the first pair named after the
-    cookie wins, and that is the whole text before the ``;``, which then fails to verify.
-
-    Example::
-
-        >>> from websession import create_cookie, create_memory_session_storage
-        >>> storage = create_memory_session_storage(cookie=create_cookie("s", secrets=["k"]))
-        >>> carried_cookie(storage, "abc.def"), carried_cookie(storage, ""), carried_cookie(storage, None)
-        ('s=abc.def', None, None)
-    """
-    if not value:
-        return None
-    return f"{storage.cookie.name}={value}"
-
-
 # -- per-request cookie options ----------------------------------------------------------------
 
 COOKIE_OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(CookieOptions))
@@ -334,6 +315,25 @@ class Integration(Generic[RequestT]):
     def _outage(self, exc: StoreUnavailableError) -> None:
         """Log the outage that this request is answered ``unavailable_status`` for."""
         log_unavailable(exc, self.unavailable_status)
+
+    def _carried_cookie(self, value: str | None) -> str | None:
+        """In header mode: the Cookie header that the session id sent in the header stands
+        for, so the storage reads (and verifies) it exactly as it reads its cookie. An empty
+        value is no value.
+
+        A value holding ``;`` cannot smuggle in a second cookie: the first pair named after the
+        cookie wins, and that is the whole text before the ``;``, which then fails to verify.
+
+        Example::
+
+            >>> from websession import create_cookie, create_memory_session_storage
+            >>> api = Integration(create_memory_session_storage(cookie=create_cookie("s", secrets=["k"])))
+            >>> api._carried_cookie("abc.def"), api._carried_cookie(""), api._carried_cookie(None)
+            ('s=abc.def', None, None)
+        """
+        if not value:
+            return None
+        return f"{self.storage.cookie.name}={value}"
 
     @staticmethod
     def _changed_id(set_cookie: str, sent: str | None) -> str | None:

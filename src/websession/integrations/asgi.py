@@ -56,7 +56,6 @@ from ._shared import (
     UNAVAILABLE_BODY,
     AnyStorage,
     Integration,
-    carried_cookie,
     commits,
     end_if_emptied,
     log_late_failure,
@@ -464,7 +463,7 @@ class SessionMiddleware(Integration[Scope]):
         """The Cookie header the session is read from (in header mode, what the header stands for)."""
         if self._header_key is None:
             return cookie_header(scope)
-        return carried_cookie(self.storage, self._header_value(scope))
+        return self._carried_cookie(self._header_value(scope))
 
     def _header_value(self, scope: Scope) -> str | None:
         """The session id header the request sent (the first one), or None."""

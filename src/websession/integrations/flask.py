@@ -74,7 +74,6 @@ from ._shared import (
     UNAVAILABLE_BODY,
     AnyStorage,
     Integration,
-    carried_cookie,
     commits,
     end_if_emptied,
     log_late_failure,
@@ -319,7 +318,7 @@ class SessionInterface(Integration["Request"], FlaskSessionInterface):
         """The Cookie header the session is read from (in header mode, what the header stands for)."""
         if self.header is None:
             return request.headers.get("Cookie")
-        return carried_cookie(self.storage, request.headers.get(self.header))
+        return self._carried_cookie(request.headers.get(self.header))
 
     def is_null_session(self, obj: object) -> bool:
         return isinstance(obj, UnavailableSession) or super().is_null_session(obj)

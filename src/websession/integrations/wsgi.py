@@ -48,7 +48,6 @@ from ._shared import (
     UNAVAILABLE_BODY,
     AnyStorage,
     Integration,
-    carried_cookie,
     commits,
     end_if_emptied,
     log_late_failure,
@@ -175,7 +174,7 @@ class SessionMiddleware(Integration[dict[str, Any]]):
         if self._header_key is None:
             cookie: str | None = environ.get("HTTP_COOKIE")
             return cookie
-        return carried_cookie(self.storage, environ.get(self._header_key))
+        return self._carried_cookie(environ.get(self._header_key))
 
     def _id_header(self, set_cookie: str | None, environ: dict[str, Any]) -> tuple[str, str] | None:
         """Set-Cookie, or in header mode the header itself, only when its value changes."""
