@@ -1,5 +1,6 @@
 """Reading user index data back from where stores keep it: entries from SQL rows (SQLite
-and PostgreSQL), and what replaces a generation that cannot be read (SQLite, files).
+and PostgreSQL), the devices a listing of them shows, and what replaces a generation that
+cannot be read (SQLite, files).
 
 An entry is stored as the JSON text of :meth:`Entry.to_json`. What comes back from a table
 may have been written by anyone, so every way it can be wrong (not JSON, not an entry, a
@@ -10,9 +11,12 @@ then drops the entry, as it drops an entry whose session has ended.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
 
 from .. import codec
-from ..users import Entry
+from ..users import Device, Entry
 
 #: What a generation that cannot be read is read as, until a revocation replaces it:
 #: generations start at 0 and only grow, so no session was signed in at -1 before the damage
@@ -72,3 +76,32 @@ def entry_text(entry: Entry) -> str:
         '{"created":0.0,"labels":{"ua":"x"},"lifetime":null}'
     """
     return codec.dumps(entry.to_json())
+
+
+def listed_devices(
+    kind: str, rows: Iterable[tuple[Any, ...]], now: datetime
+) -> tuple[list[Device], list[str]]:
+    """The devices of the live ``(order, key, entry text, expires)`` rows a listing returned,
+    oldest sign-in first (sign-ins in the same instant in ``order``), and the keys whose
+    entries cannot be read.
+
+    Example::
+
+        >>> from datetime import timezone
+        >>> now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        >>> text = '{"created": 0, "labels": {"ua": "x"}, "lifetime": null}'
+        >>> rows = [(1, "ab" * 20, text, None), (2, "cd" * 20, "[1]", None)]
+        >>> devices, unreadable = listed_devices("sqlite", rows, now)
+        >>> [device.labels for device in devices], unreadable == ["cd" * 20]
+        ([{'ua': 'x'}], True)
+    """
+    devices: list[tuple[datetime, Any, Device]] = []
+    unreadable: list[str] = []
+    for order, key, text, expires in rows:
+        entry = parse_entry(kind, key, text)
+        device = None if entry is None else entry.device(key, expires, now)
+        if device is None:
+            unreadable.append(key)
+        else:
+            devices.append((device.created, order, device))
+    return [device for _, _, device in sorted(devices, key=lambda item: item[:2])], unreadable

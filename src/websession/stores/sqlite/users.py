@@ -18,7 +18,7 @@ from typing import Any
 
 from ... import codec
 from ...users import Device, Entry, Taken, user_digest
-from .._entries import UNREADABLE_GENERATION, entry_text, fresh_generation, parse_entry
+from .._entries import UNREADABLE_GENERATION, entry_text, fresh_generation, listed_devices, parse_entry
 from .database import LIVE, Immediate, SqliteDatabase, stored_moment
 
 
@@ -73,27 +73,21 @@ class SqliteUserIndex(SqliteDatabase):
                 )
                 .fetchall()
             )
-        devices: list[tuple[datetime, int, Device]] = []
+        listed: list[tuple[int, str, Any, datetime | None]] = []
         dead: list[str] = []
-        unreadable: list[str] = []
         for order, key, text, expires, live in rows:
             if not live:
                 dead.append(key)
                 continue
             try:
-                moment = stored_moment(expires)
+                listed.append((order, key, text, stored_moment(expires)))
             except ValueError:
                 continue  # a session row websession never wrote: not listed, and read as missing
-            entry = parse_entry(self.kind, key, text)
-            device = None if entry is None else entry.device(key, moment, now)
-            if device is None:
-                unreadable.append(key)
-            else:
-                devices.append((device.created, order, device))
+        # Oldest sign-in first; sign-ins in the same instant in the order they were indexed.
+        devices, unreadable = listed_devices(self.kind, listed, now)
         if dead or unreadable:
             self._prune(user, dead, unreadable, now.timestamp())
-        # Oldest sign-in first; sign-ins in the same instant in the order they were indexed.
-        return [device for _, _, device in sorted(devices, key=lambda item: item[:2])]
+        return devices
 
     def revoke(self, key: str, user: str) -> bool:
         with Immediate(self) as db:
