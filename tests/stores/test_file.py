@@ -105,3 +105,50 @@ def test_no_temporary_files_are_left_behind(tmp_path: Path) -> None:
     leftovers = [p for p in tmp_path.rglob("*") if p.name.startswith(".tmp-")]
     assert leftovers == []
     assert sorted(os.listdir(tmp_path / id[:4])) == sorted([".lock", id[4:]])
+
+
+def test_the_factory_takes_every_old_keyword_and_the_shared_options(tmp_path: Path) -> None:
+    from websession.options import StorageOptions
+
+    clock = FakeClock()
+    cookie = create_cookie("s", secrets=["k"])
+    storage = create_file_session_storage(
+        dir=tmp_path,
+        cookie=cookie,
+        default_ttl=30,
+        touch_interval=5,
+        fsync=True,
+        remix_ids=False,
+        rolling=False,
+        save_uninitialized=True,
+        absolute_timeout=60,
+        storage_key_secret="x",
+        clock=clock,
+        codec="tagged",
+    )
+    store = storage.store
+    assert isinstance(store, FileStore) and (store.touch_interval, store.fsync) == (5, True)
+    assert (store.default_ttl, store.explicit_ttl, store.hashes_ids, store.clock) == (30, True, True, clock)
+    assert (storage.rolling, storage.save_uninitialized, storage.absolute_timeout.seconds) == (
+        False,
+        True,
+        60,
+    )
+    shared = StorageOptions(ttl=None)
+    storage = create_file_session_storage(dir=tmp_path, cookie=cookie, **shared)
+    assert (storage.store.default_ttl, storage.store.explicit_ttl) == (None, False)
+
+
+def test_an_unknown_keyword_is_refused_before_the_directory_is_created(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"create_file_session_storage\(\) .* 'roling'"):
+        create_file_session_storage(dir=tmp_path / "d", roling=False)  # type: ignore[call-arg]
+    assert not (tmp_path / "d").exists()
+
+
+def test_the_url_takes_the_ttl_and_shared_options(tmp_path: Path) -> None:
+    from websession import ConfigurationError, open_store
+
+    storage = open_store(f"file://{tmp_path}?ttl=60&rolling=false&secrets=k")
+    assert (storage.store.default_ttl, storage.store.explicit_ttl, storage.rolling) == (60, True, False)
+    with pytest.raises(ConfigurationError, match="does not take: colour"):
+        open_store(f"file://{tmp_path}?colour=red&secrets=k")

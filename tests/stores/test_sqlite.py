@@ -64,3 +64,94 @@ def test_unopenable_database_is_unavailable(tmp_path: Path) -> None:
 
     with pytest.raises(StoreUnavailableError):
         SqliteStore(tmp_path / "missing-dir" / "s.db")
+
+
+def test_a_busy_database_is_unavailable_and_nothing_is_left_open(tmp_path: Path) -> None:
+    from websession import StoreUnavailableError
+
+    store = SqliteStore(tmp_path / "s.db", timeout=0.05)
+    id = store.create({"n": 1}, None)
+    seen = store.read(id, None)
+    assert seen is not None
+    other = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StoreUnavailableError, match=r"^sqlite database '.*s\.db': database is locked$"):
+        store.update(id, Changes({"n": 2}), None, seen)
+    with pytest.raises(StoreUnavailableError):
+        store.take(id)
+    other.execute("ROLLBACK")
+    assert not store._db().in_transaction
+    assert store.update(id, Changes({"n": 2}), None, seen) is not None
+    taken = store.take(id)
+    assert taken is not None and taken.data == {"n": 2}
+    store.close()
+
+
+def test_a_failing_statement_rolls_the_transaction_back(tmp_path: Path) -> None:
+    from websession import SessionStoreError, StoreUnavailableError
+
+    store = SqliteStore(tmp_path / "s.db")
+    id = store.create({"n": 1}, None)
+    seen = store.read(id, None)
+    assert seen is not None
+    store._db().execute(
+        "CREATE TRIGGER refuse BEFORE DELETE ON websession_sessions BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    )
+    with pytest.raises(SessionStoreError, match=r"^sqlite database '.*s\.db': refused$") as caught:
+        store.take(id)
+    assert not isinstance(caught.value, StoreUnavailableError)
+    assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
+    assert not store._db().in_transaction
+    assert store.read(id, None) == seen
+    store.close()
+
+
+def test_the_factory_takes_every_old_keyword_and_the_shared_options(tmp_path: Path) -> None:
+    from websession import create_cookie, create_sqlite_session_storage
+    from websession.options import StorageOptions
+
+    clock = FakeClock()
+    storage = create_sqlite_session_storage(
+        path=tmp_path / "s.db",
+        cookie=create_cookie("s", secrets=["k"]),
+        table="t",
+        default_ttl=30,
+        touch_interval=5,
+        rolling=False,
+        save_uninitialized=True,
+        absolute_timeout=60,
+        storage_key_secret="x",
+        clock=clock,
+        codec="tagged",
+    )
+    store = storage.store
+    assert isinstance(store, SqliteStore) and (store.table, store.touch_interval) == ("t", 5)
+    assert (store.default_ttl, store.explicit_ttl, store.hashes_ids, store.clock) == (30, True, True, clock)
+    assert (storage.rolling, storage.save_uninitialized, storage.absolute_timeout.seconds) == (
+        False,
+        True,
+        60,
+    )
+    shared = StorageOptions(ttl=None)
+    storage = create_sqlite_session_storage(
+        path=tmp_path / "t.db", cookie=create_cookie("s", secrets=["k"]), **shared
+    )
+    assert (storage.store.default_ttl, storage.store.explicit_ttl) == (None, False)
+
+
+def test_an_unknown_keyword_is_refused_before_the_database_is_created(tmp_path: Path) -> None:
+    from websession import create_sqlite_session_storage
+
+    with pytest.raises(TypeError, match=r"create_sqlite_session_storage\(\) .* 'roling'"):
+        create_sqlite_session_storage(path=tmp_path / "s.db", roling=False)  # type: ignore[call-arg]
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_the_url_takes_the_table_ttl_and_shared_options(tmp_path: Path) -> None:
+    from websession import open_store
+
+    storage = open_store(f"sqlite://{tmp_path}/s.db?table=t&ttl=60&rolling=false", secrets=["k"])
+    assert (storage.store.table, storage.store.default_ttl, storage.store.explicit_ttl) == ("t", 60, True)
+    assert not storage.rolling
+    with pytest.raises(ConfigurationError, match="does not take: colour"):
+        open_store(f"sqlite://{tmp_path}/s.db?colour=red", secrets=["k"])
