@@ -31,23 +31,43 @@ SQLITE_ERRORS: ErrorRules = (
 )
 
 
-def epoch(moment: datetime | None) -> float | None:
-    """The expiry column's value for ``moment``: Unix seconds, or NULL for none."""
+def to_epoch(moment: datetime | None) -> float | None:
+    """The expiry column's value for ``moment``: Unix seconds, or NULL for none.
+
+    Example::
+
+        >>> to_epoch(datetime(1970, 1, 1, 0, 1, tzinfo=timezone.utc)), to_epoch(None)
+        (60.0, None)
+    """
     return None if moment is None else moment.timestamp()
 
 
-def moment(epoch: float | None) -> datetime | None:
-    """The inverse of :func:`epoch`."""
+def from_epoch(epoch: float | None) -> datetime | None:
+    """The moment of an expiry column's value: the inverse of :func:`to_epoch`.
+
+    Example::
+
+        >>> from_epoch(60.0).isoformat()
+        '1970-01-01T00:01:00+00:00'
+    """
     return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
 
 
 def stored_moment(expires: Any) -> datetime | None:
-    """The expiry column as read; ValueError for a value websession never writes."""
+    """The expiry column as read; ValueError for a value websession never writes.
+
+    Example::
+
+        >>> stored_moment("60")
+        Traceback (most recent call last):
+        ...
+        ValueError: expires is str
+    """
     if expires is not None and (not isinstance(expires, (int, float)) or isinstance(expires, bool)):
         # SQLite sorts text and blobs above every number: such an expiry would never expire.
         raise ValueError(f"expires is {type(expires).__name__}")
     try:
-        return moment(expires)
+        return from_epoch(expires)
     except (OverflowError, OSError) as exc:
         raise ValueError(f"expires {expires!r} is out of range") from exc
 
@@ -133,7 +153,7 @@ class SqliteDatabase(Store):
             try:
                 db.execute(
                     f"INSERT INTO {self.table} (id, data, expires) VALUES (?, ?, ?)",
-                    (self.storage_key(id), text, epoch(expires)),
+                    (self.storage_key(id), text, to_epoch(expires)),
                 )
                 return id
             except sqlite3.IntegrityError:  # pragma: no cover - 128 random bits

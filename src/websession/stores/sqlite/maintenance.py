@@ -12,7 +12,7 @@ from typing import Any
 
 from ... import codec
 from ..base import Record
-from .database import LIVE, Immediate, SqliteDatabase, epoch, stored_moment
+from .database import LIVE, Immediate, SqliteDatabase, stored_moment, to_epoch
 
 _PURGE_BATCH = 1000
 _SCAN_PAGE = 500
@@ -67,7 +67,7 @@ class SqliteMaintenance(SqliteDatabase):
         or expired are written."""
         now = self.clock().timestamp()
         rows: list[tuple[Any, ...]] = [
-            (self.storage_key(id), codec.dumps(record.data), epoch(record.expires))
+            (self.storage_key(id), codec.dumps(record.data), to_epoch(record.expires))
             for id, record in records
             if not self.is_expired(record.expires)
         ]

@@ -13,7 +13,7 @@ from typing import Any
 from ... import codec
 from ...changes import Changes
 from ..base import Record, touch_due
-from .database import LIVE, Immediate, epoch, moment, stored_moment
+from .database import LIVE, Immediate, from_epoch, stored_moment, to_epoch
 from .maintenance import SqliteMaintenance
 from .users import SqliteUserIndex
 
@@ -50,7 +50,7 @@ class SqliteStore(SqliteUserIndex, SqliteMaintenance):
             except ValueError as exc:
                 codec.log_corrupt(self.kind, id, exc)
                 return None
-            new_expiry = epoch(touch)
+            new_expiry = to_epoch(touch)
             if touch is not None and touch_due(stored_expiry, touch, self.clock(), self.touch_interval):
                 # Rolling: move the expiry, but only when it moves enough to matter.
                 db.execute(
@@ -58,7 +58,7 @@ class SqliteStore(SqliteUserIndex, SqliteMaintenance):
                 )
                 expires = new_expiry
         data = self._decode(id, text)
-        return None if data is None else Record(data, moment(expires), text)
+        return None if data is None else Record(data, from_epoch(expires), text)
 
     def update(self, id: str, changes: Changes, expires: datetime | None, seen: Record) -> Record | None:
         now = self.clock().timestamp()
@@ -73,11 +73,12 @@ class SqliteStore(SqliteUserIndex, SqliteMaintenance):
                 data = changes.apply(stored)
                 text = codec.dumps(data)
                 db.execute(
-                    f"UPDATE {self.table} SET data = ?, expires = ? WHERE id = ?", (text, epoch(expires), key)
+                    f"UPDATE {self.table} SET data = ?, expires = ? WHERE id = ?",
+                    (text, to_epoch(expires), key),
                 )
             else:
                 text = row[0]
-                db.execute(f"UPDATE {self.table} SET expires = ? WHERE id = ?", (epoch(expires), key))
+                db.execute(f"UPDATE {self.table} SET expires = ? WHERE id = ?", (to_epoch(expires), key))
         return Record(data, expires, text)
 
     def delete(self, id: str) -> None:
