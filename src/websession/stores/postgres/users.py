@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 
 from ...users import Device, Entry, Taken
-from .._entries import entry_text, parse_entry
+from .._entries import entry_text, listed_devices, parse_entry
 from .jsonb import _refuse_nul, jsonb_text
 from .pools import PooledStore, atogether, together
 
@@ -62,7 +62,7 @@ class UserIndex(PooledStore):
         now = self.clock()
         with self._connection() as conn:
             rows = conn.execute(self._queries.sessions_of, {"user": user, "now": now}).fetchall()
-            devices, unreadable = self._devices(rows, now)
+            devices, unreadable = listed_devices(self.kind, rows, now)
             if unreadable:  # rare: a second round trip only when an entry cannot be read
                 conn.execute(self._queries.drop_entries, {"user": user, "keys": unreadable})
         return devices
@@ -117,7 +117,7 @@ class UserIndex(PooledStore):
         now = self.clock()
         async with self._aconnection() as conn:
             cursor = await conn.execute(self._queries.sessions_of, {"user": user, "now": now})
-            devices, unreadable = self._devices(await cursor.fetchall(), now)
+            devices, unreadable = listed_devices(self.kind, await cursor.fetchall(), now)
             if unreadable:
                 await conn.execute(self._queries.drop_entries, {"user": user, "keys": unreadable})
         return devices
@@ -167,17 +167,3 @@ class UserIndex(PooledStore):
             # left of it; nothing is left now.
             return Taken(None, entry, int(generation))
         return Taken(self._record(id, (data, expires)), entry, int(generation))
-
-    def _devices(self, rows: list[tuple[Any, ...]], now: datetime) -> tuple[list[Device], list[str]]:
-        """The devices of the live rows a listing returned, oldest sign-in first (then in
-        sign-in order), and the keys whose entries cannot be read."""
-        devices: list[tuple[datetime, int, Device]] = []
-        unreadable: list[str] = []
-        for seq, key, text, expires in rows:
-            entry = parse_entry(self.kind, key, text)
-            device = None if entry is None else entry.device(key, expires, now)
-            if device is None:
-                unreadable.append(key)
-            else:
-                devices.append((device.created, seq, device))
-        return [device for _, _, device in sorted(devices, key=lambda item: item[:2])], unreadable
