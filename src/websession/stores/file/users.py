@@ -27,6 +27,9 @@ from ...users import Device, Entry, Taken, user_digest, user_of
 from .._entries import fresh_generation
 from .files import FileDirectory
 
+#: What a session holds, as the store is handed it.
+Data = Mapping[str, Any]
+
 #: The directory of the per-user indexes: hidden, and not four characters long, so listing the
 #: store's shards (scan, count, purge) never takes it for one.
 USERS_DIR = ".users"
@@ -71,12 +74,7 @@ class FileUserIndex(FileDirectory):
         return self.dir / USERS_DIR / digest[:2] / f"{digest}.json"
 
     def create_for_user(
-        self,
-        data: Mapping[str, Any],
-        expires: datetime | None,
-        user: str,
-        entry: Entry,
-        generation: int | None,
+        self, data: Data, expires: datetime | None, user: str, entry: Entry, generation: int | None
     ) -> str | None:
         path = self.index_path(user)
         with self._locked(path.parent):

@@ -21,17 +21,15 @@ from ...users import Device, Entry, Taken, user_digest
 from .._entries import UNREADABLE_GENERATION, entry_text, fresh_generation, listed_devices, parse_entry
 from .database import LIVE, Immediate, SqliteDatabase, stored_moment
 
+#: What a session holds, as the store is handed it.
+Data = Mapping[str, Any]
+
 
 class SqliteUserIndex(SqliteDatabase):
     """The user index half of :class:`~websession.stores.sqlite.SqliteStore`."""
 
     def create_for_user(
-        self,
-        data: Mapping[str, Any],
-        expires: datetime | None,
-        user: str,
-        entry: Entry,
-        generation: int | None,
+        self, data: Data, expires: datetime | None, user: str, entry: Entry, generation: int | None
     ) -> str | None:
         text = codec.dumps(data)
         with Immediate(self) as db:
