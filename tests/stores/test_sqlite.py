@@ -155,3 +155,48 @@ def test_the_url_takes_the_table_ttl_and_shared_options(tmp_path: Path) -> None:
     assert not storage.rolling
     with pytest.raises(ConfigurationError, match="does not take: colour"):
         open_store(f"sqlite://{tmp_path}/s.db?colour=red", secrets=["k"])
+
+
+class _FailingCommit:
+    """This thread's connection, but its COMMIT fails as a busy database's would."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.db.in_transaction
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("database is locked")
+        return self.db.execute(sql, *args)
+
+
+def test_a_failing_commit_is_rolled_back_and_unavailable(tmp_path: Path) -> None:
+    from websession import StoreUnavailableError
+
+    store = SqliteStore(tmp_path / "s.db")
+    id = store.create({"n": 1}, None)
+    seen = store.read(id, None)
+    assert seen is not None
+    db = store._db()
+    store._local.connection = _FailingCommit(db)
+    with pytest.raises(StoreUnavailableError, match="database is locked"):
+        store.update(id, Changes({"n": 2}), None, seen)
+    assert not db.in_transaction
+    store._local.connection = db
+    assert store.read(id, None) == seen
+    store.close()
+
+
+def test_an_error_of_the_block_itself_rolls_back_untranslated(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    id = store.create({"n": 1}, None)
+    seen = store.read(id, None)
+    assert seen is not None
+    with pytest.raises(TypeError):
+        store.update(id, Changes({"n": object()}), None, seen)
+    assert not store._db().in_transaction
+    assert store.read(id, None) == seen
+    store.close()

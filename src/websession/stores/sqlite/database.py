@@ -159,14 +159,6 @@ class SqliteDatabase(Store):
             except sqlite3.IntegrityError:  # pragma: no cover - 128 random bits
                 continue
 
-    def _take_row(self, db: sqlite3.Connection, key: str, now: float) -> tuple[Any, ...] | None:
-        """Delete the row under ``key`` (inside a transaction); its ``(data, expires)`` if it was live."""
-        row: tuple[Any, ...] | None = db.execute(
-            f"SELECT data, expires FROM {self.table} WHERE id = ? AND {LIVE}", (key, now)
-        ).fetchone()
-        db.execute(f"DELETE FROM {self.table} WHERE id = ?", (key,))
-        return row
-
     def _decode(self, id: str, text: str) -> dict[str, Any] | None:
         try:
             return codec.decode_record(text)
@@ -200,20 +192,28 @@ class Immediate:
         self.store = store
 
     def __enter__(self) -> sqlite3.Connection:
-        with self.store._errors:
-            self.db = self.store._db()
-            self.db.execute("BEGIN IMMEDIATE")
-        return self.db
+        # try/except rather than ``with store._errors``: nothing to enter when nothing fails.
+        try:
+            db = self.db = self.store._db()
+            db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            with self.store._errors:
+                raise
+        return db
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
         db = self.db
-        errors = self.store._errors
-        with errors:
+        if error is None:
             try:
-                if error is None:
-                    db.execute("COMMIT")
-            finally:
-                if db.in_transaction:  # the block or the COMMIT failed
-                    db.execute("ROLLBACK")
-        # The block's own error, translated as if it had been raised inside ``errors``.
-        errors.__exit__(kind, error, tb)
+                db.execute("COMMIT")
+            except BaseException:
+                with self.store._errors:
+                    if db.in_transaction:  # a COMMIT that failed leaves the transaction open
+                        db.execute("ROLLBACK")
+                    raise
+            return
+        with self.store._errors:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+        # The block's own error, translated as if it had been raised inside ``_errors``.
+        self.store._errors.__exit__(kind, error, tb)

@@ -91,5 +91,8 @@ class SqliteStore(SqliteUserIndex, SqliteMaintenance):
         # One write transaction (not DELETE ... RETURNING, which older SQLite lacks): a
         # destroy either lands before it, leaving nothing to take, or after, finding nothing.
         with Immediate(self) as db:
-            row = self._take_row(db, key, now)
+            row = db.execute(
+                f"SELECT data, expires FROM {self.table} WHERE id = ? AND {LIVE}", (key, now)
+            ).fetchone()
+            db.execute(f"DELETE FROM {self.table} WHERE id = ?", (key,))
         return None if row is None else self._row_record(id, row)

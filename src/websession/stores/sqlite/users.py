@@ -50,7 +50,11 @@ class SqliteUserIndex(SqliteDatabase):
             ).fetchone()
             db.execute(f"DELETE FROM {self.users_table} WHERE user_id = ? AND key = ?", (user, key))
             generation = self._generation(db, user)
-            row = self._take_row(db, key, self.clock().timestamp())
+            row = db.execute(
+                f"SELECT data, expires FROM {self.table} WHERE id = ? AND {LIVE}",
+                (key, self.clock().timestamp()),
+            ).fetchone()
+            db.execute(f"DELETE FROM {self.table} WHERE id = ?", (key,))
         entry = None if found is None else parse_entry(self.kind, key, found[0])
         if entry is None or row is None:
             # No entry (or one that cannot be read, which is dropped): revoked, whatever is
