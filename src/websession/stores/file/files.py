@@ -58,7 +58,8 @@ def parse_expires(text: str) -> datetime:
 
 
 class FileDirectory(Store):
-    """Records as files under ``dir``; expiry checked on read."""
+    """What every part of :class:`~websession.stores.file.FileStore` shares: the directory,
+    where a record lives, and reading, writing and locking its file."""
 
     def __init__(
         self,

@@ -73,7 +73,8 @@ def stored_moment(expires: Any) -> datetime | None:
 
 
 class SqliteDatabase(Store):
-    """Records in a SQLite table. Each thread gets its own connection."""
+    """What every part of :class:`~websession.stores.sqlite.SqliteStore` shares: the
+    database, one connection per thread, the tables and the error translation."""
 
     def __init__(
         self,
