@@ -59,6 +59,8 @@ _warned_unsigned: set[str] = set()
 _SIGNED_ALPHABET = re.compile(r"[A-Za-z0-9+/=.]*")
 _CACHED_IDS = 4096
 _CACHED_ID_LENGTH = 64
+#: Signed values up to this long keep their Set-Cookie header (a small session's whole data).
+_CACHED_SIGNED_LENGTH = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +194,8 @@ class Cookie:
         self._signed_ids: dict[tuple[str, str | None], str] = {}
         self._verified_ids: dict[tuple[str, str | None], Verified] = {}
         self._id_headers: dict[tuple[str, str | None], str] = {}
+        # A rolling cookie that did not change is sent back as it came: its header is known.
+        self._signed_headers: dict[str, str] = {}
 
     def __repr__(self) -> str:
         if self.format != "remix":
@@ -314,7 +318,16 @@ class Cookie:
 
     def serialize_raw(self, signed: str, **overrides: Any) -> str:
         """Return a Set-Cookie header for an already signed value."""
-        attributes = self.with_overrides(overrides).attributes(self.format) if overrides else self._attributes
+        if overrides:
+            return self._header(signed, self.with_overrides(overrides).attributes(self.format))
+        header = self._signed_headers.get(signed)
+        if header is None:
+            header = self._header(signed, self._attributes)
+            if len(signed) <= _CACHED_SIGNED_LENGTH:
+                _remember(self._signed_headers, signed, header)
+        return header
+
+    def _header(self, signed: str, attributes: str) -> str:
         if self.format != "remix":
             encoded = _quote_v3(signed)  # @remix-run/cookie only quotes
         elif _SIGNED_ALPHABET.fullmatch(signed):
@@ -435,10 +448,18 @@ def find_cookie(header: str | bytes | None, name: str, *, decode: bool = True) -
         >>> find_cookie('a=1; sess="x%2By"; sess=2', "sess")
         'x+y'
     """
-    if isinstance(header, (bytes, bytearray)):
+    if type(header) is bytes:
+        header = header.decode("latin-1")
+    elif isinstance(header, (bytes, bytearray)):
         header = bytes(header).decode("latin-1")
     if not isinstance(header, str) or name not in header:
         return None
+    if header.startswith(name) and header[len(name) : len(name) + 1] == "=":
+        # The first pair is ours, its name not padded (the common case): no split needed.
+        value = header[len(name) + 1 :].partition(";")[0].strip(" \t")
+        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+            value = value[1:-1]
+        return _decode_uri_component(value) if decode else value
     for pair in header.split(";"):
         key, eq, value = pair.partition("=")
         if not eq or key.strip(" \t") != name:
@@ -481,18 +502,24 @@ def _keyed(secret: str) -> Any:
 
 
 def _signature(payload: str, key: Any) -> str:
+    return _digest(payload.encode("utf-8", "surrogatepass"), key).decode("ascii")
+
+
+def _digest(message: bytes, key: Any) -> bytes:
     mac = key.copy()
-    mac.update(payload.encode("utf-8", "surrogatepass"))
+    mac.update(message)
     # 32 bytes are 44 base64 characters, the last one "=": keep 43, as Remix does.
-    return binascii.b2a_base64(mac.digest(), newline=False)[:43].decode("ascii")
+    return binascii.b2a_base64(mac.digest(), newline=False)[:43]
 
 
 def _verify(payload: str, signature: str, keys: tuple[Any, ...]) -> int | None:
     """Return the index of the secret that signed ``payload``, comparing in constant time."""
     if not signature.isascii():
-        return None  # compare_digest takes ASCII text only; no signature of ours is anything else
+        return None  # no signature of ours is anything but ASCII
+    message = payload.encode("utf-8", "surrogatepass")
+    sent = signature.encode("ascii")
     for index, key in enumerate(keys):
-        if hmac.compare_digest(_signature(payload, key), signature):
+        if hmac.compare_digest(_digest(message, key), sent):
             return index
     return None
 
