@@ -33,10 +33,13 @@ import warnings
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Union
 from urllib.parse import quote, unquote
 
 from . import codec
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 SameSite = Union[Literal["lax", "strict", "none"], bool, None]  # noqa: UP007 - a runtime alias on 3.10
 Priority = Literal["low", "medium", "high"]
@@ -101,51 +104,62 @@ class CookieOptions:
             >>> CookieOptions(max_age=60, secure=True).attributes("remix-v3")
             'HttpOnly; Max-Age=60; Path=/; SameSite=Lax; Secure'
         """
-        if format == "remix-v3":
-            return self._attributes_v3()
-        parts = []
-        if self.max_age is not None:
-            parts.append(f"Max-Age={math.floor(self.max_age)}")
-        if self.domain:
-            parts.append(f"Domain={self.domain}")
-        if self.path:
-            parts.append(f"Path={self.path}")
-        if self.expires is not None:
-            parts.append(f"Expires={format_datetime(self.expires.astimezone(timezone.utc), usegmt=True)}")
-        if self.http_only:
-            parts.append("HttpOnly")
-        if self.secure:
-            parts.append("Secure")
-        if self.partitioned:
-            parts.append("Partitioned")
-        if self.priority:
-            parts.append(f"Priority={_PRIORITY[self.priority]}")
-        if self.same_site:
-            parts.append(f"SameSite={_SAME_SITE[self.same_site]}")
-        return "; ".join(parts)
+        present = self._present(format)
+        return "; ".join(present[name] for name in _ORDER[format] if name in present)
 
-    def _attributes_v3(self) -> str:
-        parts = []
-        if self.domain:
-            parts.append(f"Domain={self.domain}")
-        if self.expires is not None:
-            parts.append(f"Expires={format_datetime(self.expires.astimezone(timezone.utc), usegmt=True)}")
-        if self.http_only:
-            parts.append("HttpOnly")
+    def _present(self, format: CookieFormat) -> dict[str, str]:
+        """Each attribute this cookie writes, by option name."""
+        present = {}
         if self.max_age is not None:
-            parts.append(f"Max-Age={math.floor(self.max_age)}")
-        if self.partitioned:
-            parts.append("Partitioned")
+            present["max_age"] = f"Max-Age={math.floor(self.max_age)}"
+        if self.domain:
+            present["domain"] = f"Domain={self.domain}"
         if self.path:
-            parts.append(f"Path={self.path}")
-        if self.same_site:
-            parts.append(f"SameSite={_SAME_SITE[self.same_site]}")
+            present["path"] = f"Path={self.path}"
+        if self.expires is not None:
+            present["expires"] = (
+                f"Expires={format_datetime(self.expires.astimezone(timezone.utc), usegmt=True)}"
+            )
+        if self.http_only:
+            present["http_only"] = "HttpOnly"
         # @remix-run/cookie turns Secure on for partitioned cookies, as browsers require.
-        if self.secure or self.partitioned:
-            parts.append("Secure")
-        if self.priority:  # not written by @remix-run/cookie; kept last so the rest lines up
-            parts.append(f"Priority={_PRIORITY[self.priority]}")
-        return "; ".join(parts)
+        if self.secure or (self.partitioned and format == "remix-v3"):
+            present["secure"] = "Secure"
+        if self.partitioned:
+            present["partitioned"] = "Partitioned"
+        if self.priority:
+            present["priority"] = f"Priority={_PRIORITY[self.priority]}"
+        if self.same_site:
+            present["same_site"] = f"SameSite={_SAME_SITE[self.same_site]}"
+        return present
+
+
+#: The order each format writes attributes in: Remix's `cookie` package, and @remix-run/cookie
+#: (which does not write Priority; it comes last so the rest lines up).
+_ORDER: dict[CookieFormat, tuple[str, ...]] = {
+    "remix": (
+        "max_age",
+        "domain",
+        "path",
+        "expires",
+        "http_only",
+        "secure",
+        "partitioned",
+        "priority",
+        "same_site",
+    ),
+    "remix-v3": (
+        "domain",
+        "expires",
+        "http_only",
+        "max_age",
+        "partitioned",
+        "path",
+        "same_site",
+        "secure",
+        "priority",
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,26 +406,35 @@ def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
     cache[key] = value
 
 
+class CookieAttributes(TypedDict, total=False):
+    """The attributes :func:`create_cookie` takes as keywords: the fields of
+    :class:`CookieOptions`, each with the same default."""
+
+    max_age: float | None
+    expires: datetime | None
+    domain: str | None
+    path: str | None
+    http_only: bool
+    secure: bool
+    same_site: SameSite
+    partitioned: bool
+    priority: Priority | None
+
+
 def create_cookie(
     name: str,
     *,
     secrets: list[str] | tuple[str, ...] = (),
-    max_age: float | None = None,
-    expires: datetime | None = None,
-    domain: str | None = None,
-    path: str | None = "/",
-    http_only: bool = True,
-    secure: bool = False,
-    same_site: SameSite = "lax",
-    partitioned: bool = False,
-    priority: Priority | None = None,
     format: CookieFormat = "remix",
+    **attributes: Unpack[CookieAttributes],
 ) -> Cookie:
     """Create a cookie. Defaults are safe: HttpOnly, SameSite=Lax, Path=/.
 
     ``secrets`` sign the value: the first one signs, all of them verify, so put a new secret
     first and keep the old ones until their cookies have expired. ``format="remix-v3"``
     writes cookies the way ``@remix-run/cookie`` (the session middleware of Remix 3) does.
+    The attributes (``max_age``, ``expires``, ``domain``, ``path``, ``http_only``, ``secure``,
+    ``same_site``, ``partitioned``, ``priority``) are those of :class:`CookieOptions`.
 
     Example::
 
@@ -421,18 +444,7 @@ def create_cookie(
         >>> create_cookie("__session", max_age=60, format="remix-v3").serialize("abc")
         '__session=YWJj; HttpOnly; Max-Age=60; Path=/; SameSite=Lax'
     """
-    options = CookieOptions(
-        max_age=max_age,
-        expires=expires,
-        domain=domain,
-        path=path,
-        http_only=http_only,
-        secure=secure,
-        same_site=same_site,
-        partitioned=partitioned,
-        priority=priority,
-    )
-    return Cookie(name, tuple(secrets), options, format=format)
+    return Cookie(name, tuple(secrets), CookieOptions(**attributes), format=format)
 
 
 def find_cookie(header: str | bytes | None, name: str, *, decode: bool = True) -> str | None:
