@@ -33,7 +33,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict, Union
 from urllib.parse import quote, unquote
 
 from . import codec
@@ -62,7 +62,7 @@ _warned_unsigned: set[str] = set()
 _SIGNED_ALPHABET = re.compile(r"[A-Za-z0-9+/=.]*")
 _CACHED_IDS = 4096
 _CACHED_ID_LENGTH = 64
-#: Signed values up to this long keep their Set-Cookie header (a small session's whole data).
+#: Signed values up to this long (a small session's whole data) are remembered too.
 _CACHED_SIGNED_LENGTH = 512
 
 
@@ -178,6 +178,10 @@ class Cookie:
     Build one with :func:`create_cookie`.
     """
 
+    #: A value signed once is sent again as it is while it does not change (a sealed one is
+    #: sealed anew each time, so remembering its header would only fill memory).
+    _resends: ClassVar[bool] = True
+
     def __init__(
         self,
         name: str,
@@ -208,7 +212,10 @@ class Cookie:
         self._signed_ids: dict[tuple[str, str | None], str] = {}
         self._verified_ids: dict[tuple[str, str | None], Verified] = {}
         self._id_headers: dict[tuple[str, str | None], str] = {}
-        # A rolling cookie that did not change is sent back as it came: its header is known.
+        # Small sessions kept in the cookie itself come back unchanged too: remember the text
+        # of each recent signed value that verified (the value is decoded anew from it, so no
+        # request sees another's changes), and its Set-Cookie header for a rolling response.
+        self._verified_texts: dict[tuple[str, str | None], tuple[str, bool]] = {}
         self._signed_headers: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -254,9 +261,15 @@ class Cookie:
 
     def unsign(self, raw: str, *, binding: str | None = None) -> Verified | None:
         """Verify and decode a percent-decoded cookie value; None when it fails in any way."""
-        known = self._verified_ids.get((raw, binding))
+        key = (raw, binding)
+        known = self._verified_ids.get(key)
         if known is not None:
             return known
+        seen = self._verified_texts.get(key)
+        if seen is not None:
+            # These very characters verified before, under the same secrets: only the text is
+            # decoded again, so each request gets a value of its own to change.
+            return Verified(self._value(seen[0]), seen[1], raw)
         payload = raw
         stale = False
         if self._keys:
@@ -267,13 +280,23 @@ class Cookie:
             if index is None:
                 return None
             stale = index > 0
-        value = _decode_payload(payload) if self.format == "remix" else _decode_text(payload)
-        if value is _INVALID:
+        text = _decode_text(payload)
+        if text is _INVALID:
+            return None
+        try:
+            value = self._value(text)
+        except ValueError:
             return None
         verified = Verified(value, stale, raw)
         if isinstance(value, str) and len(value) <= _CACHED_ID_LENGTH:
-            _remember(self._verified_ids, (raw, binding), verified)
+            _remember(self._verified_ids, key, verified)
+        elif len(raw) <= _CACHED_SIGNED_LENGTH:
+            _remember(self._verified_texts, key, (text, stale))
         return verified
+
+    def _value(self, text: str) -> Any:
+        """The value a verified text holds: its JSON, or ("remix-v3") the text itself."""
+        return codec.loads(text) if self.format == "remix" else text
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -306,10 +329,12 @@ class Cookie:
         signed = payload
         if self._keys:
             signed = f"{payload}.{_signature(_message(payload, binding), self._keys[0])}"
+        # The browser sends it back next: it verifies with the newest secret.
         if cacheable:
             _remember(self._signed_ids, (value, binding), signed)
-            # The browser sends it back next: it verifies with the newest secret.
             _remember(self._verified_ids, (signed, binding), Verified(value, False, signed))
+        elif len(signed) <= _CACHED_SIGNED_LENGTH:
+            _remember(self._verified_texts, (signed, binding), (text, False))
         return signed
 
     def serialize(self, value: Any, *, binding: str | None = None, **overrides: Any) -> str:
@@ -326,7 +351,7 @@ class Cookie:
             return self.serialize_raw(self.sign(value, binding=binding), **overrides)
         header = self._id_headers.get((value, binding))
         if header is None:
-            header = self.serialize_raw(self.sign(value, binding=binding))
+            header = self._header(self.sign(value, binding=binding), self._attributes)
             _remember(self._id_headers, (value, binding), header)
         return header
 
@@ -337,7 +362,7 @@ class Cookie:
         header = self._signed_headers.get(signed)
         if header is None:
             header = self._header(signed, self._attributes)
-            if len(signed) <= _CACHED_SIGNED_LENGTH:
+            if self._resends and len(signed) <= _CACHED_SIGNED_LENGTH:
                 _remember(self._signed_headers, signed, header)
         return header
 
@@ -560,17 +585,9 @@ else:  # pragma: no cover - Python 3.10
 
 
 def _decode_text(payload: str) -> Any:
-    """Decode base64 → UTF-8 text (a "remix-v3" value); ``_INVALID`` when any step fails."""
+    """Decode base64 → UTF-8 text; ``_INVALID`` when either step fails."""
     try:
         return _b64decode(payload).decode("utf-8")
-    except (ValueError, binascii.Error, UnicodeError):
-        return _INVALID
-
-
-def _decode_payload(payload: str) -> Any:
-    """Decode base64 → UTF-8 → JSON; ``_INVALID`` when any step fails."""
-    try:
-        return codec.loads(_b64decode(payload))
     except (ValueError, binascii.Error, UnicodeError):
         return _INVALID
 

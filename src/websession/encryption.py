@@ -105,6 +105,8 @@ class EncryptedCookie(Cookie):
     is simply absent.
     """
 
+    _resends = False
+
     def __init__(
         self,
         name: str,
