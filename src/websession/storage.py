@@ -915,10 +915,10 @@ class CookieSessionStorage(_StorageBase[Data, Flash]):
         return header
 
     def _rolled(self, session: Session[Data, Flash]) -> str | None:
-        """The Set-Cookie of an unchanged session that only rolls (its cookie has a max_age
-        and no overrides): the signed value it came with behind the cookie's own attributes,
-        neither encoded nor signed again. None when the whole commit must decide (what the
-        whole commit would send then is the same header)."""
+        """The Set-Cookie of an unchanged session that only rolls (its cookie has a max_age,
+        and there are no overrides): the signed value it came with behind the cookie's own
+        attributes, neither encoded nor signed again. None when the whole commit must decide;
+        whenever this returns a header, the whole commit would return the same one."""
         record = session.record
         if record is None or session.resign or session.destroyed or session.regenerating or session.modified:
             return None
