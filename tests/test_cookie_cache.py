@@ -128,3 +128,69 @@ def test_cookie_storage_does_not_reuse_a_cookie_under_another_binding() -> None:
     assert set_cookie is not None
     assert storage.get_session(_pair(set_cookie), binding="ua-2")["a"] == 1
     assert storage.get_session(_pair(set_cookie), binding="ua-1").is_new
+
+
+DATA = {"user": 7, "roles": ["admin"]}
+
+
+def test_remembered_data_still_rejects_every_tampered_variant() -> None:
+    cookie = create_cookie("s", secrets=["k"])
+    signed = cookie.sign(DATA)
+    assert (signed, None) in cookie._verified_texts
+    for index in range(len(signed)):
+        char = signed[index]
+        flipped = signed[:index] + ("A" if char != "A" else "B") + signed[index + 1 :]
+        verified = cookie.unsign(flipped)
+        assert verified is None or (verified.value == DATA and flipped.rstrip("=") == signed.rstrip("="))
+
+
+def test_remembered_data_does_not_verify_under_another_binding_or_other_secrets() -> None:
+    cookie = create_cookie("s", secrets=["k"])
+    signed = cookie.sign(DATA, binding="firefox")
+    assert cookie.unsign(signed, binding="firefox").value == DATA  # type: ignore[union-attr]
+    assert cookie.unsign(signed, binding="chrome") is None
+    assert cookie.unsign(signed) is None
+    assert create_cookie("s", secrets=["other"]).unsign(signed, binding="firefox") is None
+
+
+def test_remembered_data_from_a_retired_secret_stays_stale() -> None:
+    old = create_cookie("s", secrets=["old"]).serialize(DATA)
+    cookie = create_cookie("s", secrets=["new", "old"])
+    for _ in range(3):
+        verified = cookie.read(_pair(old))
+        assert verified is not None and verified.value == DATA and verified.stale
+
+
+def test_every_read_of_remembered_data_gets_a_value_of_its_own() -> None:
+    cookie = create_cookie("s", secrets=["k"], format="remix")
+    header = _pair(cookie.serialize(DATA))
+    for _ in range(3):
+        verified = cookie.read(header)
+        assert verified is not None and verified.value == DATA
+        verified.value["roles"].append("root")  # a request that changes what it read in place
+    storage = create_cookie_session_storage(cookie=cookie)
+    session = storage.get_session(header)
+    session["roles"].append("root")
+    assert storage.get_session(header)["roles"] == ["admin"]
+
+
+def test_data_caches_stay_bounded_and_keep_only_small_values() -> None:
+    cookie = create_cookie("s", secrets=["k"], max_age=60)
+    for number in range(5000):
+        signed = cookie.sign({"n": number})
+        assert cookie.unsign(signed).value == {"n": number}  # type: ignore[union-attr]
+        cookie.serialize_raw(signed)
+    assert len(cookie._verified_texts) <= 4096 and len(cookie._signed_headers) <= 4096
+    large = cookie.sign({"blob": "x" * 600})
+    cookie.serialize_raw(large)
+    assert (large, None) not in cookie._verified_texts and large not in cookie._signed_headers
+    assert cookie.unsign(large).value == {"blob": "x" * 600}  # type: ignore[union-attr]
+
+
+def test_sealed_values_are_never_remembered() -> None:
+    from websession.encryption import create_encrypted_cookie
+
+    cookie = create_encrypted_cookie("s", keys=["k" * 32], max_age=60)
+    for _ in range(3):
+        cookie.serialize({"a": 1})
+    assert not cookie._signed_headers and not cookie._verified_texts

@@ -33,10 +33,13 @@ import warnings
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict, Union
 from urllib.parse import quote, unquote
 
 from . import codec
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 SameSite = Union[Literal["lax", "strict", "none"], bool, None]  # noqa: UP007 - a runtime alias on 3.10
 Priority = Literal["low", "medium", "high"]
@@ -59,6 +62,8 @@ _warned_unsigned: set[str] = set()
 _SIGNED_ALPHABET = re.compile(r"[A-Za-z0-9+/=.]*")
 _CACHED_IDS = 4096
 _CACHED_ID_LENGTH = 64
+#: Signed values up to this long (a small session's whole data) are remembered too.
+_CACHED_SIGNED_LENGTH = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,51 +104,62 @@ class CookieOptions:
             >>> CookieOptions(max_age=60, secure=True).attributes("remix-v3")
             'HttpOnly; Max-Age=60; Path=/; SameSite=Lax; Secure'
         """
-        if format == "remix-v3":
-            return self._attributes_v3()
-        parts = []
-        if self.max_age is not None:
-            parts.append(f"Max-Age={math.floor(self.max_age)}")
-        if self.domain:
-            parts.append(f"Domain={self.domain}")
-        if self.path:
-            parts.append(f"Path={self.path}")
-        if self.expires is not None:
-            parts.append(f"Expires={format_datetime(self.expires.astimezone(timezone.utc), usegmt=True)}")
-        if self.http_only:
-            parts.append("HttpOnly")
-        if self.secure:
-            parts.append("Secure")
-        if self.partitioned:
-            parts.append("Partitioned")
-        if self.priority:
-            parts.append(f"Priority={_PRIORITY[self.priority]}")
-        if self.same_site:
-            parts.append(f"SameSite={_SAME_SITE[self.same_site]}")
-        return "; ".join(parts)
+        present = self._present(format)
+        return "; ".join(present[name] for name in _ORDER[format] if name in present)
 
-    def _attributes_v3(self) -> str:
-        parts = []
-        if self.domain:
-            parts.append(f"Domain={self.domain}")
-        if self.expires is not None:
-            parts.append(f"Expires={format_datetime(self.expires.astimezone(timezone.utc), usegmt=True)}")
-        if self.http_only:
-            parts.append("HttpOnly")
+    def _present(self, format: CookieFormat) -> dict[str, str]:
+        """Each attribute this cookie writes, by option name."""
+        present = {}
         if self.max_age is not None:
-            parts.append(f"Max-Age={math.floor(self.max_age)}")
-        if self.partitioned:
-            parts.append("Partitioned")
+            present["max_age"] = f"Max-Age={math.floor(self.max_age)}"
+        if self.domain:
+            present["domain"] = f"Domain={self.domain}"
         if self.path:
-            parts.append(f"Path={self.path}")
-        if self.same_site:
-            parts.append(f"SameSite={_SAME_SITE[self.same_site]}")
+            present["path"] = f"Path={self.path}"
+        if self.expires is not None:
+            present["expires"] = (
+                f"Expires={format_datetime(self.expires.astimezone(timezone.utc), usegmt=True)}"
+            )
+        if self.http_only:
+            present["http_only"] = "HttpOnly"
         # @remix-run/cookie turns Secure on for partitioned cookies, as browsers require.
-        if self.secure or self.partitioned:
-            parts.append("Secure")
-        if self.priority:  # not written by @remix-run/cookie; kept last so the rest lines up
-            parts.append(f"Priority={_PRIORITY[self.priority]}")
-        return "; ".join(parts)
+        if self.secure or (self.partitioned and format == "remix-v3"):
+            present["secure"] = "Secure"
+        if self.partitioned:
+            present["partitioned"] = "Partitioned"
+        if self.priority:
+            present["priority"] = f"Priority={_PRIORITY[self.priority]}"
+        if self.same_site:
+            present["same_site"] = f"SameSite={_SAME_SITE[self.same_site]}"
+        return present
+
+
+#: The order each format writes attributes in: Remix's `cookie` package, and @remix-run/cookie
+#: (which does not write Priority; it comes last so the rest lines up).
+_ORDER: dict[CookieFormat, tuple[str, ...]] = {
+    "remix": (
+        "max_age",
+        "domain",
+        "path",
+        "expires",
+        "http_only",
+        "secure",
+        "partitioned",
+        "priority",
+        "same_site",
+    ),
+    "remix-v3": (
+        "domain",
+        "expires",
+        "http_only",
+        "max_age",
+        "partitioned",
+        "path",
+        "same_site",
+        "secure",
+        "priority",
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +177,10 @@ class Cookie:
 
     Build one with :func:`create_cookie`.
     """
+
+    #: A value signed once is sent again as it is while it does not change (a sealed one is
+    #: sealed anew each time, so remembering its header would only fill memory).
+    _resends: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -192,6 +212,11 @@ class Cookie:
         self._signed_ids: dict[tuple[str, str | None], str] = {}
         self._verified_ids: dict[tuple[str, str | None], Verified] = {}
         self._id_headers: dict[tuple[str, str | None], str] = {}
+        # Small sessions kept in the cookie itself come back unchanged too: remember the text
+        # of each recent signed value that verified (the value is decoded anew from it, so no
+        # request sees another's changes), and its Set-Cookie header for a rolling response.
+        self._verified_texts: dict[tuple[str, str | None], tuple[str, bool]] = {}
+        self._signed_headers: dict[str, str] = {}
 
     def __repr__(self) -> str:
         if self.format != "remix":
@@ -236,9 +261,15 @@ class Cookie:
 
     def unsign(self, raw: str, *, binding: str | None = None) -> Verified | None:
         """Verify and decode a percent-decoded cookie value; None when it fails in any way."""
-        known = self._verified_ids.get((raw, binding))
+        key = (raw, binding)
+        known = self._verified_ids.get(key)
         if known is not None:
             return known
+        seen = self._verified_texts.get(key)
+        if seen is not None:
+            # These very characters verified before, under the same secrets: only the text is
+            # decoded again, so each request gets a value of its own to change.
+            return Verified(self._value(seen[0]), seen[1], raw)
         payload = raw
         stale = False
         if self._keys:
@@ -249,13 +280,23 @@ class Cookie:
             if index is None:
                 return None
             stale = index > 0
-        value = _decode_payload(payload) if self.format == "remix" else _decode_text(payload)
-        if value is _INVALID:
+        text = _decode_text(payload)
+        if text is _INVALID:
+            return None
+        try:
+            value = self._value(text)
+        except ValueError:
             return None
         verified = Verified(value, stale, raw)
         if isinstance(value, str) and len(value) <= _CACHED_ID_LENGTH:
-            _remember(self._verified_ids, (raw, binding), verified)
+            _remember(self._verified_ids, key, verified)
+        elif len(raw) <= _CACHED_SIGNED_LENGTH:
+            _remember(self._verified_texts, key, (text, stale))
         return verified
+
+    def _value(self, text: str) -> Any:
+        """The value a verified text holds: its JSON, or ("remix-v3") the text itself."""
+        return codec.loads(text) if self.format == "remix" else text
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -288,10 +329,12 @@ class Cookie:
         signed = payload
         if self._keys:
             signed = f"{payload}.{_signature(_message(payload, binding), self._keys[0])}"
+        # The browser sends it back next: it verifies with the newest secret.
         if cacheable:
             _remember(self._signed_ids, (value, binding), signed)
-            # The browser sends it back next: it verifies with the newest secret.
             _remember(self._verified_ids, (signed, binding), Verified(value, False, signed))
+        elif len(signed) <= _CACHED_SIGNED_LENGTH:
+            _remember(self._verified_texts, (signed, binding), (text, False))
         return signed
 
     def serialize(self, value: Any, *, binding: str | None = None, **overrides: Any) -> str:
@@ -308,13 +351,22 @@ class Cookie:
             return self.serialize_raw(self.sign(value, binding=binding), **overrides)
         header = self._id_headers.get((value, binding))
         if header is None:
-            header = self.serialize_raw(self.sign(value, binding=binding))
+            header = self._header(self.sign(value, binding=binding), self._attributes)
             _remember(self._id_headers, (value, binding), header)
         return header
 
     def serialize_raw(self, signed: str, **overrides: Any) -> str:
         """Return a Set-Cookie header for an already signed value."""
-        attributes = self.with_overrides(overrides).attributes(self.format) if overrides else self._attributes
+        if overrides:
+            return self._header(signed, self.with_overrides(overrides).attributes(self.format))
+        header = self._signed_headers.get(signed)
+        if header is None:
+            header = self._header(signed, self._attributes)
+            if self._resends and len(signed) <= _CACHED_SIGNED_LENGTH:
+                _remember(self._signed_headers, signed, header)
+        return header
+
+    def _header(self, signed: str, attributes: str) -> str:
         if self.format != "remix":
             encoded = _quote_v3(signed)  # @remix-run/cookie only quotes
         elif _SIGNED_ALPHABET.fullmatch(signed):
@@ -379,26 +431,35 @@ def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
     cache[key] = value
 
 
+class CookieAttributes(TypedDict, total=False):
+    """The attributes :func:`create_cookie` takes as keywords: the fields of
+    :class:`CookieOptions`, each with the same default."""
+
+    max_age: float | None
+    expires: datetime | None
+    domain: str | None
+    path: str | None
+    http_only: bool
+    secure: bool
+    same_site: SameSite
+    partitioned: bool
+    priority: Priority | None
+
+
 def create_cookie(
     name: str,
     *,
     secrets: list[str] | tuple[str, ...] = (),
-    max_age: float | None = None,
-    expires: datetime | None = None,
-    domain: str | None = None,
-    path: str | None = "/",
-    http_only: bool = True,
-    secure: bool = False,
-    same_site: SameSite = "lax",
-    partitioned: bool = False,
-    priority: Priority | None = None,
     format: CookieFormat = "remix",
+    **attributes: Unpack[CookieAttributes],
 ) -> Cookie:
     """Create a cookie. Defaults are safe: HttpOnly, SameSite=Lax, Path=/.
 
     ``secrets`` sign the value: the first one signs, all of them verify, so put a new secret
     first and keep the old ones until their cookies have expired. ``format="remix-v3"``
     writes cookies the way ``@remix-run/cookie`` (the session middleware of Remix 3) does.
+    The attributes (``max_age``, ``expires``, ``domain``, ``path``, ``http_only``, ``secure``,
+    ``same_site``, ``partitioned``, ``priority``) are those of :class:`CookieOptions`.
 
     Example::
 
@@ -408,18 +469,7 @@ def create_cookie(
         >>> create_cookie("__session", max_age=60, format="remix-v3").serialize("abc")
         '__session=YWJj; HttpOnly; Max-Age=60; Path=/; SameSite=Lax'
     """
-    options = CookieOptions(
-        max_age=max_age,
-        expires=expires,
-        domain=domain,
-        path=path,
-        http_only=http_only,
-        secure=secure,
-        same_site=same_site,
-        partitioned=partitioned,
-        priority=priority,
-    )
-    return Cookie(name, tuple(secrets), options, format=format)
+    return Cookie(name, tuple(secrets), CookieOptions(**attributes), format=format)
 
 
 def find_cookie(header: str | bytes | None, name: str, *, decode: bool = True) -> str | None:
@@ -435,10 +485,18 @@ def find_cookie(header: str | bytes | None, name: str, *, decode: bool = True) -
         >>> find_cookie('a=1; sess="x%2By"; sess=2', "sess")
         'x+y'
     """
-    if isinstance(header, (bytes, bytearray)):
+    if type(header) is bytes:
+        header = header.decode("latin-1")
+    elif isinstance(header, (bytes, bytearray)):
         header = bytes(header).decode("latin-1")
     if not isinstance(header, str) or name not in header:
         return None
+    if header.startswith(name) and header[len(name) : len(name) + 1] == "=":
+        # The first pair is ours, its name not padded (the common case): no split needed.
+        value = header[len(name) + 1 :].partition(";")[0].strip(" \t")
+        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+            value = value[1:-1]
+        return _decode_uri_component(value) if decode else value
     for pair in header.split(";"):
         key, eq, value = pair.partition("=")
         if not eq or key.strip(" \t") != name:
@@ -481,18 +539,24 @@ def _keyed(secret: str) -> Any:
 
 
 def _signature(payload: str, key: Any) -> str:
+    return _digest(payload.encode("utf-8", "surrogatepass"), key).decode("ascii")
+
+
+def _digest(message: bytes, key: Any) -> bytes:
     mac = key.copy()
-    mac.update(payload.encode("utf-8", "surrogatepass"))
+    mac.update(message)
     # 32 bytes are 44 base64 characters, the last one "=": keep 43, as Remix does.
-    return binascii.b2a_base64(mac.digest(), newline=False)[:43].decode("ascii")
+    return binascii.b2a_base64(mac.digest(), newline=False)[:43]
 
 
 def _verify(payload: str, signature: str, keys: tuple[Any, ...]) -> int | None:
     """Return the index of the secret that signed ``payload``, comparing in constant time."""
     if not signature.isascii():
-        return None  # compare_digest takes ASCII text only; no signature of ours is anything else
+        return None  # no signature of ours is anything but ASCII
+    message = payload.encode("utf-8", "surrogatepass")
+    sent = signature.encode("ascii")
     for index, key in enumerate(keys):
-        if hmac.compare_digest(_signature(payload, key), signature):
+        if hmac.compare_digest(_digest(message, key), sent):
             return index
     return None
 
@@ -521,17 +585,9 @@ else:  # pragma: no cover - Python 3.10
 
 
 def _decode_text(payload: str) -> Any:
-    """Decode base64 → UTF-8 text (a "remix-v3" value); ``_INVALID`` when any step fails."""
+    """Decode base64 → UTF-8 text; ``_INVALID`` when either step fails."""
     try:
         return _b64decode(payload).decode("utf-8")
-    except (ValueError, binascii.Error, UnicodeError):
-        return _INVALID
-
-
-def _decode_payload(payload: str) -> Any:
-    """Decode base64 → UTF-8 → JSON; ``_INVALID`` when any step fails."""
-    try:
-        return codec.loads(_b64decode(payload))
     except (ValueError, binascii.Error, UnicodeError):
         return _INVALID
 

@@ -44,14 +44,16 @@ import hmac
 import os
 import secrets
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import codec
-from .cookie import Cookie, CookieFormat, CookieOptions, Priority, SameSite, Verified
+from .cookie import Cookie, CookieAttributes, CookieFormat, CookieOptions, Verified, create_cookie
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 VERSION = 1
 CONTEXT = b"websession/aes-256-gcm/v1"
@@ -102,6 +104,8 @@ class EncryptedCookie(Cookie):
     open with any key, was sealed for another cookie name or binding, or is not this format,
     is simply absent.
     """
+
+    _resends = False
 
     def __init__(
         self,
@@ -194,20 +198,10 @@ def _is_urlsafe(raw: str) -> bool:
 
 
 def create_encrypted_cookie(
-    name: str,
-    *,
-    keys: Sequence[str | bytes],
-    max_age: float | None = None,
-    expires: datetime | None = None,
-    domain: str | None = None,
-    path: str | None = "/",
-    http_only: bool = True,
-    secure: bool = False,
-    same_site: SameSite = "lax",
-    partitioned: bool = False,
-    priority: Priority | None = None,
+    name: str, *, keys: Sequence[str | bytes], **attributes: Unpack[CookieAttributes]
 ) -> EncryptedCookie:
-    """Create a cookie sealed with AES-256-GCM. ``keys``: the first seals, all open.
+    """Create a cookie sealed with AES-256-GCM. ``keys``: the first seals, all open. The
+    attributes are :func:`~websession.cookie.create_cookie`'s.
 
     Example::
 
@@ -215,18 +209,7 @@ def create_encrypted_cookie(
         >>> cookie.serialize("abc").split("; ")[1:]
         ['Max-Age=60', 'Path=/', 'HttpOnly', 'SameSite=Lax']
     """
-    options = CookieOptions(
-        max_age=max_age,
-        expires=expires,
-        domain=domain,
-        path=path,
-        http_only=http_only,
-        secure=secure,
-        same_site=same_site,
-        partitioned=partitioned,
-        priority=priority,
-    )
-    return EncryptedCookie(name, keys, options)
+    return as_encrypted(create_cookie(name, **attributes), keys)
 
 
 def as_encrypted(cookie: Cookie, keys: Sequence[str | bytes]) -> EncryptedCookie:

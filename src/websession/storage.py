@@ -860,6 +860,10 @@ class CookieSessionStorage(_StorageBase[Data, Flash]):
         return self._commit(session, overrides)
 
     def _commit(self, session: Session[Data, Flash], overrides: dict[str, Any]) -> str | None:
+        if not overrides and self.rolling:
+            header = self._rolled(session)
+            if header is not None:
+                return header
         if session.destroyed:
             return self.destroy_session(session, **overrides)
         unchanged = not session.is_new and not session.modified and not session.regenerating
@@ -908,6 +912,31 @@ class CookieSessionStorage(_StorageBase[Data, Flash]):
                 f"browsers keep at most {MAX_COOKIE_SIZE}"
             )
         session._committed(None, Record(stored, expires, version), None if self.codec.plain else data)
+        return header
+
+    def _rolled(self, session: Session[Data, Flash]) -> str | None:
+        """The Set-Cookie of an unchanged session that only rolls (its cookie has a max_age,
+        and there are no overrides): the signed value it came with behind the cookie's own
+        attributes, neither encoded nor signed again. None when the whole commit must decide;
+        whenever this returns a header, the whole commit would return the same one."""
+        record = session.record
+        if record is None or session.resign or session.destroyed or session.regenerating or session.modified:
+            return None
+        version = record.version
+        cookie = self.cookie
+        if not isinstance(version, tuple) or version[1] != session.binding or cookie.options.max_age is None:
+            return None
+        now = self.clock()
+        expires = cookie.expires_at(now)
+        if expires is None or expires <= now:
+            return None  # a max_age of 0: the whole commit expires the cookie
+        header = cookie.serialize_raw(version[0])
+        if len(header.encode("utf-8")) > MAX_COOKIE_SIZE:
+            return None  # the whole commit raises
+        if self.codec.plain:
+            session._committed(None, Record(session.data, expires, version))
+        else:
+            session._committed(None, Record(record.data, expires, version), session.data)
         return header
 
     def destroy_session(self, session: Session[Data, Flash], **overrides: Any) -> str:

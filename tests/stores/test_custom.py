@@ -91,3 +91,36 @@ def test_custom_id_validation() -> None:
     storage.get_session(storage.cookie.serialize("bad").split(";")[0])
     storage.get_session(storage.cookie.serialize("good").split(";")[0])
     assert seen == ["good"]
+
+
+def dict_callbacks() -> dict[str, Any]:
+    db: dict[str, Any] = {}
+
+    def create_data(data: Any, expires: Any) -> str:
+        id = generate_id()
+        db[id] = dict(data)
+        return id
+
+    return {
+        "create_data": create_data,
+        "read_data": db.get,
+        "update_data": lambda id, data, expires: db.__setitem__(id, dict(data)),
+        "delete_data": lambda id: db.pop(id, None),
+    }
+
+
+def test_the_shared_options_and_the_older_default_ttl_are_taken() -> None:
+    cookie = create_cookie("s", secrets=["k"], max_age=3600)
+    storage = create_session_storage(cookie=cookie, ttl=60, rolling=False, **dict_callbacks())
+    assert (storage.store.default_ttl, storage.store.explicit_ttl, storage.rolling) == (60.0, True, False)
+    storage = create_session_storage(cookie=cookie, default_ttl=30, **dict_callbacks())
+    assert (storage.store.default_ttl, storage.store.explicit_ttl) == (30.0, True)
+    storage = create_session_storage(cookie=cookie, default_ttl=None, **dict_callbacks())
+    assert (storage.store.default_ttl, storage.store.explicit_ttl) == (None, False)
+
+
+def test_storage_key_secret_and_unknown_keywords_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="create_data issues the id"):
+        create_session_storage(storage_key_secret="x", **dict_callbacks())
+    with pytest.raises(TypeError, match="unexpected keyword argument 'roling'"):
+        create_session_storage(roling=False, **dict_callbacks())  # type: ignore[call-arg]

@@ -239,10 +239,12 @@ def cookie_header(scope: Scope) -> bytes | None:
         >>> cookie_header({"headers": [(b"cookie", b"a=1"), (b"accept", b"*/*"), (b"cookie", b"b=2")]})
         b'a=1; b=2'
     """
-    values = [value for name, value in scope.get("headers", ()) if name.lower() == b"cookie"]
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else b"; ".join(values)
+    found: bytes | None = None
+    for name, value in scope.get("headers", ()):
+        # ASGI servers send names in lowercase: only a name of the right length is lowered.
+        if name == b"cookie" or (len(name) == 6 and name.lower() == b"cookie"):
+            found = value if found is None else found + b"; " + value
+    return found
 
 
 def _may_have_changed(session: Session) -> bool:

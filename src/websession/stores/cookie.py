@@ -32,12 +32,15 @@ from urllib.parse import SplitResult
 from ..codec import CodecLike
 from ..cookie import Cookie, CookieLike, as_cookie, find_cookie
 from ..errors import ConfigurationError, CookieTooLargeError
+from ..options import StorageOptions, check_options, resolved_ttl, url_options
 from ..session import Session
 from ..storage import MAX_COOKIE_SIZE, CookieSessionStorage, SessionStorage
-from ..urls import cookie_from_options, reject_unknown, storage_options
+from ..urls import cookie_from_options, reject_unknown
 from .base import Clock, Record, Store, utcnow
 
 if TYPE_CHECKING:  # pragma: no cover
+    from typing_extensions import Unpack
+
     from ..encryption import EncryptedCookie
 
 
@@ -176,14 +179,9 @@ def create_cookie_session_storage(
     *,
     cookie: CookieLike = None,
     encryption_keys: Sequence[str | bytes] | None = None,
-    absolute_timeout: float | None = None,
-    default_ttl: float | None = None,
-    rolling: bool = True,
-    save_uninitialized: bool = False,
     allow_unsigned: bool = False,
     revocation: SessionStorage | Store | None = None,
-    clock: Clock = utcnow,
-    codec: CodecLike = None,
+    **options: Unpack[StorageOptions],
 ) -> CookieSessionStorage:
     """Sessions stored entirely in the cookie (no server-side store).
 
@@ -191,10 +189,13 @@ def create_cookie_session_storage(
     ``encryption_keys`` (the first seals, all open; each at least 32 random bytes or
     characters, see :func:`websession.encryption.generate_encryption_key`) the data is sealed
     with AES-256-GCM and the server enforces the idle timeout (the cookie's ``max_age``, else
-    ``default_ttl``) and ``absolute_timeout``; the cookie's name and attributes are kept and its
+    ``ttl``) and ``absolute_timeout``; the cookie's name and attributes are kept and its
     secrets are not needed. A cookie made with :func:`websession.encryption.create_encrypted_cookie`
     works too. Either way a Set-Cookie over 4096 bytes raises ``CookieTooLargeError``.
 
+    The shared options are :class:`~websession.options.StorageOptions`; ``ttl`` (or its older
+    spelling ``default_ttl``) and ``absolute_timeout`` need encryption, and
+    ``storage_key_secret`` is refused: there is no store whose keys it could hash.
     ``codec="tagged"`` lets sessions hold datetime, date, UUID, Decimal, bytes and tuples, in
     Flask's tagged-JSON format (docs/codecs.md); the default is plain JSON, as Remix reads it.
 
@@ -223,18 +224,14 @@ def create_cookie_session_storage(
         >>> sealed.get_session(sealed.commit_session(session))["n"]
         2
     """
-    resolved: Cookie = as_cookie(cookie)
-    storage = _cookie_storage(
-        resolved,
-        encryption_keys,
-        absolute_timeout,
-        default_ttl,
-        rolling,
-        save_uninitialized,
-        allow_unsigned,
-        clock,
-        codec,
-    )
+    check_options("create_cookie_session_storage", options)
+    if options.get("storage_key_secret") is not None:
+        raise ConfigurationError(
+            "cookie storage keeps no records, so storage_key_secret (which hashes the ids a "
+            "store keeps its records under) has nothing to hash",
+            solution="drop storage_key_secret=, or keep sessions in a server-side store",
+        )
+    storage = _cookie_storage(as_cookie(cookie), encryption_keys, allow_unsigned, options)
     storage.revocation = _revocation_store(revocation)
     return storage
 
@@ -242,14 +239,11 @@ def create_cookie_session_storage(
 def _cookie_storage(
     resolved: Cookie,
     encryption_keys: Sequence[str | bytes] | None,
-    absolute_timeout: float | None,
-    default_ttl: float | None,
-    rolling: bool,
-    save_uninitialized: bool,
     allow_unsigned: bool,
-    clock: Clock,
-    codec: CodecLike,
+    options: StorageOptions,
 ) -> CookieSessionStorage:
+    absolute_timeout = options.get("absolute_timeout")
+    default_ttl = resolved_ttl(options)[0]
     if encryption_keys is not None or _is_encrypted(resolved):
         from ..encryption import EncryptedCookie, as_encrypted
 
@@ -257,22 +251,26 @@ def _cookie_storage(
         assert isinstance(sealed, EncryptedCookie)
         return EncryptedCookieSessionStorage(
             cookie=sealed,
-            rolling=rolling,
-            save_uninitialized=save_uninitialized,
+            rolling=options.get("rolling", True),
+            save_uninitialized=options.get("save_uninitialized", False),
             absolute_timeout=absolute_timeout,
             default_ttl=default_ttl,
-            clock=clock,
-            codec=codec,
+            clock=options.get("clock", utcnow),
+            codec=options.get("codec"),
         )
     if absolute_timeout is not None or default_ttl is not None:
         raise ConfigurationError(
-            "signed cookie storage cannot enforce absolute_timeout or default_ttl on the server: "
-            "Remix's signed format has no room for a timestamp",
+            "signed cookie storage cannot enforce absolute_timeout or ttl (default_ttl) on the "
+            "server: Remix's signed format has no room for a timestamp",
             solution="pass encryption_keys=[...] for server-enforced timeouts, or use a server-side store",
         )
     _refuse_unsigned(resolved, allow_unsigned)
     return CookieSessionStorage(
-        cookie=resolved, rolling=rolling, save_uninitialized=save_uninitialized, clock=clock, codec=codec
+        cookie=resolved,
+        rolling=options.get("rolling", True),
+        save_uninitialized=options.get("save_uninitialized", False),
+        clock=options.get("clock", utcnow),
+        codec=options.get("codec"),
     )
 
 
@@ -311,15 +309,7 @@ def open_url(url: SplitResult, options: dict[str, Any]) -> CookieSessionStorage:
     keys = options.pop("encryption_keys", None)
     if isinstance(keys, str):
         keys = [k for k in keys.split(",") if k]
-    absolute = options.pop("absolute_timeout", None)
-    ttl = options.pop("ttl", None)
     cookie = cookie_from_options(options)
-    shared = storage_options(options)
+    shared = url_options(options)
     reject_unknown("cookie", options)
-    return create_cookie_session_storage(
-        cookie=cookie,
-        encryption_keys=keys,
-        absolute_timeout=None if absolute is None else float(absolute),
-        default_ttl=None if ttl is None else float(ttl),
-        **shared,
-    )
+    return create_cookie_session_storage(cookie=cookie, encryption_keys=keys, **shared)

@@ -34,15 +34,18 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import codec
 from ..changes import Changes
-from ..codec import CodecLike
-from ..cookie import CookieLike, as_cookie
+from ..cookie import CookieLike
 from ..errors import ConfigurationError, SessionStoreError
+from ..options import StorageOptions, assemble, store_arguments
 from ..storage import SessionStorage
 from .base import Clock, Record, Store, utcnow
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9_\-]{1,128}")
 
@@ -76,7 +79,14 @@ class CallbackStore(Store):
         is_valid_id: Callable[[object], bool] | None = None,
         default_ttl: float | None = None,
         clock: Clock = utcnow,
+        storage_key_secret: str | bytes | None = None,
     ) -> None:
+        if storage_key_secret is not None:
+            raise ConfigurationError(
+                "the custom store cannot keep records under a keyed hash of the id: "
+                "create_data issues the id its record is kept under",
+                solution="drop storage_key_secret=, or hash ids inside your callbacks",
+            )
         super().__init__(default_ttl=default_ttl, clock=clock)
         self._create, self._read = create_data, read_data
         self._update, self._delete, self._touch = update_data, delete_data, touch_data
@@ -185,19 +195,18 @@ def create_session_storage(
     delete_data: DeleteData,
     touch_data: TouchData | None = None,
     is_valid_id: Callable[[object], bool] | None = None,
-    default_ttl: float | None = None,
-    rolling: bool = True,
-    save_uninitialized: bool = False,
-    clock: Clock = utcnow,
-    codec: CodecLike = None,
+    **options: Unpack[StorageOptions],
 ) -> SessionStorage:
     """Sessions in your own database, through four CRUD callables (sync or async).
 
     ``touch_data(id, expires)``, when given, is called on reads of rolling sessions so your
     database can move the expiry. ``is_valid_id`` checks ids from cookies before your code sees
     them; by default ids must be 1-128 characters of ``A-Z a-z 0-9 _ -``. Use
-    :func:`websession.generate_id` in ``create_data`` for 128-bit ids. See the module
-    docstring for an example.
+    :func:`websession.generate_id` in ``create_data`` for 128-bit ids. The shared options
+    (``ttl`` or its older spelling ``default_ttl``, ``rolling``, ``absolute_timeout``, ...)
+    are :class:`~websession.options.StorageOptions`; ``storage_key_secret`` is refused, as
+    your callbacks keep records under the ids they issue. See the module docstring for an
+    example.
     """
     store = CallbackStore(
         create_data=create_data,
@@ -206,14 +215,6 @@ def create_session_storage(
         delete_data=delete_data,
         touch_data=touch_data,
         is_valid_id=is_valid_id,
-        default_ttl=default_ttl,
-        clock=clock,
+        **store_arguments(options),
     )
-    store.explicit_ttl = default_ttl is not None  # an explicit lifetime wins over the cookie's
-    return SessionStorage(
-        cookie=as_cookie(cookie),
-        store=store,
-        rolling=rolling,
-        save_uninitialized=save_uninitialized,
-        codec=codec,
-    )
+    return assemble("create_session_storage", store, cookie, options)
