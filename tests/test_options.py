@@ -106,3 +106,25 @@ def test_url_options_pop_the_shared_options_and_leave_the_rest() -> None:
 def test_a_malformed_url_option_is_an_error() -> None:
     with pytest.raises(ValueError):
         url_options({"ttl": "soon"})
+
+
+def test_a_keyword_ttl_of_none_is_not_given_and_the_store_default_stands() -> None:
+    from websession import open_store
+
+    assert "ttl" not in url_options({"ttl": None})
+    storage = open_store("memory://", secrets=["k"], ttl=None)
+    assert (storage.store.default_ttl, storage.store.explicit_ttl) == (None, False)
+    storage = open_store("memory://?ttl=none", secrets=["k"])
+    assert (storage.store.default_ttl, storage.store.explicit_ttl) == (None, False)
+
+
+def test_a_keyword_ttl_of_none_keeps_the_seven_day_default_of_the_ttl_stores(redis_url: str) -> None:
+    from websession import open_store
+
+    storage = open_store(redis_url, secrets=["k"], ttl=None)
+    assert (storage.store.default_ttl, storage.store.explicit_ttl) == (604800, False)
+
+
+def test_absolute_timeout_none_means_none() -> None:
+    assert url_options({"absolute_timeout": None}) == {"absolute_timeout": None}
+    assert url_options({"absolute_timeout": "none"}) == {"absolute_timeout": None}

@@ -164,11 +164,14 @@ def url_options(options: dict[str, Any]) -> StorageOptions:
         shared["save_uninitialized"] = _flag(options.pop("save_uninitialized"))
     if "codec" in options:
         shared["codec"] = as_codec(options.pop("codec"))
-    if "ttl" in options:
-        value = options.pop("ttl")
-        shared["ttl"] = value if not isinstance(value, str) else url_ttl(value)
+    # A keyword ttl=None passed to open_store has always meant "not given" (the store's own
+    # default), while "none" in the URL itself means no lifetime.
+    ttl = options.pop("ttl", None)
+    if ttl is not None:
+        shared["ttl"] = url_ttl(ttl) if isinstance(ttl, str) else ttl
     if "absolute_timeout" in options:
-        shared["absolute_timeout"] = float(options.pop("absolute_timeout"))
+        absolute = options.pop("absolute_timeout")
+        shared["absolute_timeout"] = None if absolute in (None, "", "none") else float(absolute)
     return shared
 
 
