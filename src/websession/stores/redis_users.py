@@ -61,7 +61,7 @@ from .. import codec
 from ..errors import SessionStoreError
 from ..users import Device, Entry, Taken, user_digest
 from .base import Record, Store
-from .redis_commands import Batch, Call, Eval, Steps, integer, key_text, pairs, string_bytes
+from .redis_commands import Batch, Call, Eval, Script, Steps, integer, key_text, pairs, string_bytes
 from .redis_scripts import (
     BUMP,
     CREATE_HASH,
@@ -343,4 +343,14 @@ def _is_tombstone(raw: Any) -> bool:
 
 # Call, Eval and Steps live in websession.stores.redis_commands; the Upstash store reaches them
 # through this module.
-__all__ = ["GENERATION_FIELD", "TOMBSTONE", "Call", "Eval", "Steps", "UserIndex", "index_key"]
+__all__ = [
+    "GENERATION_FIELD",
+    "TOMBSTONE",
+    "Batch",
+    "Call",
+    "Eval",
+    "Script",
+    "Steps",
+    "UserIndex",
+    "index_key",
+]

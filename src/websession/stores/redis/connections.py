@@ -12,8 +12,8 @@ What Redis guarantees the connections: replies on one connection come in the ord
 commands, so a connection interrupted mid-command is disconnected before anyone reuses it (a
 late reply must never answer the next request). What it does not: a restart drops every
 connection (each command here is safe to repeat, so one is resent once on a fresh one), and
-a failover or a full cluster answers with errors that :mod:`.wire` reports as
-:class:`~websession.errors.StoreUnavailableError`.
+a failover or a full cluster answers with errors that the store turns into
+:class:`~websession.errors.StoreUnavailableError` (:mod:`.errors`).
 
 Example::
 

@@ -7,6 +7,10 @@ raise :class:`~websession.errors.StoreUnavailableError`, which the integrations 
 503; any other redis-py error is a :class:`~websession.errors.SessionStoreError`. The cause is
 kept, and the message names the store operation that failed.
 
+What Redis does not tell: whether a command that timed out or lost its connection ran. Every
+command websession sends is safe to repeat (a read, a compare-and-set, a conditional create),
+so a retry or the user's next request finds the truth in the store.
+
 Example::
 
     >>> try:
