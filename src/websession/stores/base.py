@@ -56,6 +56,8 @@ from ..users import Device, Entry, Taken, UserIndexUnsupportedError
 from .steps import RoundTrips
 
 Clock = Callable[[], datetime]
+#: The session data a store is given to keep: a JSON object, as the codec encodes it.
+Data = Mapping[str, Any]
 _T = TypeVar("_T")
 
 #: What a keyed storage key covers besides the id, so the same secret used elsewhere (say, to
@@ -394,12 +396,7 @@ class Store(ABC):
     user_index: ClassVar[bool] = False
 
     def create_for_user(
-        self,
-        data: Mapping[str, Any],
-        expires: datetime | None,
-        user: str,
-        entry: Entry,
-        generation: int | None,
+        self, data: Data, expires: datetime | None, user: str, entry: Entry, generation: int | None
     ) -> str | None:
         """Store ``data`` under a new id and add it to ``user``'s index, atomically, and return
         the id. When ``generation`` is given (a session moving to a new id), do it only if the
@@ -441,12 +438,7 @@ class Store(ABC):
         raise self._no_user_index()
 
     async def acreate_for_user(
-        self,
-        data: Mapping[str, Any],
-        expires: datetime | None,
-        user: str,
-        entry: Entry,
-        generation: int | None,
+        self, data: Data, expires: datetime | None, user: str, entry: Entry, generation: int | None
     ) -> str | None:
         return await self._off_loop(self.create_for_user, data, expires, user, entry, generation)
 

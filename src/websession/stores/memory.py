@@ -32,7 +32,7 @@ from ..options import StorageOptions, assemble, store_arguments, url_options
 from ..storage import SessionStorage
 from ..urls import cookie_from_options, reject_unknown
 from ..users import Device, Entry, Taken
-from .base import Clock, Record, Store, utcnow
+from .base import Clock, Data, Record, Store, utcnow
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -129,12 +129,7 @@ class MemoryStore(Store):
     # -- users and their devices ------------------------------------------------------------
 
     def create_for_user(
-        self,
-        data: Mapping[str, Any],
-        expires: datetime | None,
-        user: str,
-        entry: Entry,
-        generation: int | None,
+        self, data: Data, expires: datetime | None, user: str, entry: Entry, generation: int | None
     ) -> str | None:
         raw = codec.encode(data)
         with self._lock:

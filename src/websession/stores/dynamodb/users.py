@@ -27,6 +27,7 @@ from typing import Any
 
 from ...errors import SessionStoreError, StoreUnavailableError
 from ...users import Device, Entry, Taken
+from ..base import Data
 from ..steps import Steps
 from .attributes import marshal
 from .cleanup import IndexCleanup
@@ -54,12 +55,7 @@ class UserIndex(IndexCleanup):
     """The user-index operations of the store, each written once as a plan for both doors."""
 
     def create_for_user(
-        self,
-        data: Mapping[str, Any],
-        expires: datetime | None,
-        user: str,
-        entry: Entry,
-        generation: int | None,
+        self, data: Data, expires: datetime | None, user: str, entry: Entry, generation: int | None
     ) -> str | None:
         return self._run(self._bind_steps(data, expires, user, entry, generation))
 
@@ -79,12 +75,7 @@ class UserIndex(IndexCleanup):
         return self._run(self._generation_steps(user, bump))
 
     async def acreate_for_user(
-        self,
-        data: Mapping[str, Any],
-        expires: datetime | None,
-        user: str,
-        entry: Entry,
-        generation: int | None,
+        self, data: Data, expires: datetime | None, user: str, entry: Entry, generation: int | None
     ) -> str | None:
         return await self._arun(self._bind_steps(data, expires, user, entry, generation))
 

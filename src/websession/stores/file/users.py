@@ -15,7 +15,7 @@ any value the file could have held.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,10 +25,10 @@ from ... import codec
 from ...errors import SessionStoreError
 from ...users import Device, Entry, Taken, user_digest, user_of
 from .._entries import fresh_generation
+from ..base import Data
 from .files import FileDirectory
 
 #: What a session holds, as the store is handed it.
-Data = Mapping[str, Any]
 
 #: The directory of the per-user indexes: hidden, and not four characters long, so listing the
 #: store's shards (scan, count, purge) never takes it for one.

@@ -19,7 +19,6 @@ dropped with its session, as if revoked.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -27,11 +26,11 @@ import psycopg
 
 from ...users import Device, Entry, Taken
 from .._entries import entry_text, listed_devices, parse_entry
+from ..base import Data
 from .jsonb import _refuse_nul, jsonb_text
 from .pools import PooledStore, atogether, together
 
 #: A new session's data, as the store is given it.
-Data = Mapping[str, Any]
 
 
 class UserIndex(PooledStore):

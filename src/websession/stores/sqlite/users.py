@@ -12,17 +12,16 @@ exists and the order of the statements inside does not matter.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from ... import codec
 from ...users import Device, Entry, Taken, user_digest
 from .._entries import UNREADABLE_GENERATION, entry_text, fresh_generation, listed_devices, parse_entry
+from ..base import Data
 from .database import LIVE, Immediate, SqliteDatabase, stored_moment
 
 #: What a session holds, as the store is handed it.
-Data = Mapping[str, Any]
 
 
 class SqliteUserIndex(SqliteDatabase):
