@@ -120,12 +120,7 @@ class RedisRecords(Store):
             return Record(changes.apply(seen.data), expires, None) if done else None
         if not changes:
             # Only the lifetime changed: move the expiry, never rewrite the data.
-            if ttl:
-                done = yield Call(("EXPIRE", key, ttl))
-            else:
-                done = yield Call(("PERSIST", key))
-                if not done:  # PERSIST says 0 both for "gone" and for "had no expiry"
-                    done = yield Call(("EXISTS", key))
+            done = yield from self._plan_expiry(key, ttl)
             return Record(seen.data, expires, seen.version) if done else None
         # A record this process created has no raw version; its bytes are the encoded data.
         raw = seen.version if isinstance(seen.version, bytes) else self._encode(seen.data)
@@ -144,6 +139,16 @@ class RedisRecords(Store):
         raise SessionStoreError(
             f"session {id[:8]}… kept changing; gave up after {redis_cas.MAX_ATTEMPTS} tries"
         )
+
+    def _plan_expiry(self, key: str, ttl: int | None) -> Steps[bool]:
+        """Give the record under ``key`` ``ttl`` more seconds (None: no expiry) without
+        rewriting it; whether it is still there. A store whose every command is a request of
+        its own overrides this to spend one command."""
+        if ttl:
+            return bool((yield Call(("EXPIRE", key, ttl))))
+        if (yield Call(("PERSIST", key))):
+            return True
+        return bool((yield Call(("EXISTS", key))))  # PERSIST says 0 for "gone" and "had no expiry"
 
     def _plan_delete(self, id: str) -> Steps[None]:
         yield Call(("DEL", self.key(id)))

@@ -266,7 +266,8 @@ class RedisStore(UserIndexDoors, RedisMaintenance):
                 return await work
             return await within(self.timeout, work)
         except redis.exceptions.ResponseError as exc:
-            missing: T = self._wrong_type(operation, exc)
+            with during(operation):  # what is not a wrong type is a failure, as on the sync door
+                missing: T = self._wrong_type(operation, exc)
             return missing
         except asyncio.TimeoutError:
             cause = redis.exceptions.TimeoutError(f"no reply within {self.timeout} s")
