@@ -295,10 +295,10 @@ class RedisStore(UserIndexDoors, RedisMaintenance):
         if self._given_sync is not None:
             return self._given_sync
         if self._given_async is not None:
-            raise ConfigurationError(
-                "this redis storage was given an async client, so it has no sync door",
-                solution="call the a* methods (aget_session, acommit_session), or pass a "
-                "redis.Redis / redis.cluster.RedisCluster as client=, or pass url=",
+            raise _no_door(
+                "sync",
+                "the a* methods (aget_session, acommit_session)",
+                "redis.Redis / redis.cluster.RedisCluster",
             )
         with self._lock:
             if self._sync is None:
@@ -310,10 +310,10 @@ class RedisStore(UserIndexDoors, RedisMaintenance):
         if self._given_async is not None:
             return self._given_async
         if self._given_sync is not None:
-            raise ConfigurationError(
-                "this redis storage was given a sync client, so it has no async door",
-                solution="call the sync methods (get_session, commit_session), or pass a "
-                "redis.asyncio.Redis / redis.asyncio.cluster.RedisCluster as client=, or pass url=",
+            raise _no_door(
+                "async",
+                "the sync methods (get_session, commit_session)",
+                "redis.asyncio.Redis / redis.asyncio.cluster.RedisCluster",
             )
         # An asyncio client belongs to the loop it first ran on: keep one per loop.
         loop = asyncio.get_running_loop()
@@ -327,6 +327,15 @@ class RedisStore(UserIndexDoors, RedisMaintenance):
         return connect(
             self.url, asynchronous=asynchronous, timeout=self.timeout, max_connections=self.max_connections
         )
+
+
+def _no_door(door: str, instead: str, clients: str) -> ConfigurationError:
+    """A given client serves its own door only: the error of calling the other one."""
+    given = "a sync client" if door == "async" else "an async client"
+    return ConfigurationError(
+        f"this redis storage was given {given}, so it has no {door} door",
+        solution=f"call {instead}, or pass a {clients} as client=, or pass url=",
+    )
 
 
 __all__ = ["Format", "Layout", "RedisStore"]

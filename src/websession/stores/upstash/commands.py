@@ -28,6 +28,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from .. import redis_commands
@@ -49,7 +50,7 @@ def over_rest(steps: redis_commands.Steps[T]) -> Steps[Command, T]:
         return answer
     while True:
         if isinstance(op, Call):
-            reply = yield [_argument(arg) for arg in op.args]
+            reply = yield rest_command(op.args)
         elif isinstance(op, Eval):
             args: Command = [len(op.keys), *op.keys, *map(_argument, op.args)]
             try:
@@ -67,6 +68,18 @@ def over_rest(steps: redis_commands.Steps[T]) -> Steps[Command, T]:
             return result
 
 
+def rest_command(args: Iterable[Any]) -> Command:
+    """A command as the REST API takes it: bytes as the UTF-8 text they are (records and
+    entries are JSON), numbers as numbers.
+
+    Example::
+
+        >>> rest_command(("SET", "k", b'{"a":1}', "PX", 1500))
+        ['SET', 'k', '{"a":1}', 'PX', 1500]
+    """
+    return [_argument(arg) for arg in args]
+
+
 def _argument(value: Any) -> str | int:
     if isinstance(value, bytes):
         return value.decode("utf-8")  # encoded JSON records and entries
@@ -75,4 +88,4 @@ def _argument(value: Any) -> str | int:
     return str(value)
 
 
-__all__ = ["over_rest"]
+__all__ = ["over_rest", "rest_command"]

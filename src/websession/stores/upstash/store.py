@@ -28,9 +28,8 @@ Example::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from ... import codec
@@ -40,7 +39,7 @@ from ..redis_commands import Call, Steps, key_text
 from ..redis_records import RedisRecords
 from ..redis_users import UserIndex
 from ..steps import UserIndexDoors, arun_steps, run_steps
-from .commands import over_rest
+from .commands import over_rest, rest_command
 from .errors import UpstashCommandError
 from .rest import Command, UpstashRestClient
 from .sdk import SdkTransport
@@ -181,12 +180,6 @@ class UpstashStore(UserIndexDoors, RedisRecords):
         """The record and its expiry, untouched: GET and PTTL in one request."""
         return next((record for _, record in self._fetch([self.storage_key(id)])), None)
 
-    def write(
-        self, id: str, data: Mapping[str, Any], expires: datetime | None, *, replace: bool = True
-    ) -> bool:
-        """``SET key value PX ms`` (``NX`` with ``replace=False``)."""
-        return self.write_many([(id, Record(dict(data), expires))], replace=replace) == 1
-
     def write_many(self, records: Iterable[tuple[str, Record]], *, replace: bool = True) -> int:
         """``SET key value PX ms [NX]`` per record, sent through ``/pipeline`` in requests of at
         most ``WRITE_BATCH`` commands and about ``WRITE_BATCH_BYTES`` of values."""
@@ -196,15 +189,9 @@ class UpstashStore(UserIndexDoors, RedisRecords):
         for id, record in records:
             if self.is_expired(record.expires):
                 continue
-            value = codec.dumps(record.data)
-            command: Command = ["SET", self.key(id), value]
-            if record.expires is not None:
-                seconds = (record.expires - self.clock()).total_seconds()
-                command += ["PX", max(1, math.ceil(seconds * 1000))]
-            if not replace:
-                command.append("NX")
-            batch.append(command)
-            size += len(value)
+            command = self._write_command(id, record, self.clock(), replace)
+            batch.append(rest_command(command))
+            size += len(command[2])
             if len(batch) >= WRITE_BATCH or size >= WRITE_BATCH_BYTES:
                 written += self._send_writes(batch)
                 batch, size = [], 0
@@ -218,7 +205,7 @@ class UpstashStore(UserIndexDoors, RedisRecords):
     def _id_pages(self) -> Iterator[list[str]]:
         """The storage keys under the prefix (the ids, unless they are hashed), a SCAN page at
         a time."""
-        match = _glob_escape(self.prefix) + "*"
+        match = self._key_pattern()
         cursor = "0"
         while True:
             reply = self.transport.execute(["SCAN", cursor, "MATCH", match, "COUNT", _SCAN_BATCH])
@@ -237,23 +224,16 @@ class UpstashStore(UserIndexDoors, RedisRecords):
         )
         now = self.clock()
         for index, id in enumerate(ids):
-            raw, pttl = replies[2 * index], replies[2 * index + 1]
-            if raw is None:
-                continue  # expired or deleted since SCAN saw it
-            data = self._decode_value(id, raw)
-            if data is not None:
-                expires = None if pttl < 0 else now + timedelta(milliseconds=pttl)
-                yield id, Record(data, expires, raw)
+            # None: expired or deleted since SCAN saw it
+            record = self._scanned(id, replies[2 * index], replies[2 * index + 1], now)
+            if record is not None:
+                yield id, record
 
 
 def _text(reply: Any) -> str:
     if isinstance(reply, int):  # the SDK turns SCAN's cursor into an int
         return str(reply)
     return key_text(reply)
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
 
 
 __all__ = ["DEFAULT_TTL", "WRITE_BATCH", "WRITE_BATCH_BYTES", "UpstashStore"]
