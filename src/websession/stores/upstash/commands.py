@@ -3,9 +3,9 @@
 The store's records and users are the plans every Redis-protocol store shares
 (:mod:`websession.stores.redis_records`, :mod:`websession.stores.redis_users`): generators
 that yield :class:`~websession.stores.redis_commands.Call` and
-:class:`~websession.stores.redis_commands.Eval` ops and do no I/O. :func:`over_rest` turns
-them into the steps of :mod:`websession.stores.steps` whose requests are REST commands, so
-:class:`~.store.UpstashStore` runs them with a blocking or an awaiting transport alike.
+:class:`~websession.stores.redis_commands.Eval` ops and do no I/O. The store drives them with
+:func:`~websession.stores.steps.run_steps` (or its async twin), sending each op as
+:func:`rest_command` makes it and, when a script is unknown, as :func:`eval_whole` makes it.
 
 What Upstash guarantees the plans: each command is atomic, and so is a Lua script sent with
 ``EVALSHA``, which is how an update compares and sets in one step. What it does not: a
@@ -16,76 +16,54 @@ HTTP request and a plan never counts on two of them landing together.
 Example::
 
     >>> from websession.stores.redis_commands import Call
-    >>> from websession.stores.steps import run_steps
-    >>> def plan():
-    ...     return (yield Call(("SET", "app:an-id", b'{"a":1}', "NX")))
-    >>> sent = []
-    >>> run_steps(over_rest(plan()), lambda command: sent.append(command) or "OK")
-    'OK'
-    >>> sent
-    [['SET', 'app:an-id', '{"a":1}', 'NX']]
+    >>> rest_command(Call(("SET", "app:an-id", b'{"a":1}', "NX", "EX", 60)))
+    ['SET', 'app:an-id', '{"a":1}', 'NX', 'EX', 60]
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import Any
 
-from .. import redis_commands
-from ..redis_commands import Call, Eval
-from ..steps import Steps
+from ..redis_commands import Call, Eval, Op
 from .errors import UpstashCommandError
 from .rest import Command
 
-T = TypeVar("T")
 
-
-def over_rest(steps: redis_commands.Steps[T]) -> Steps[Command, T]:
-    """Run a plan's ops as REST commands: a script by its SHA, sent whole after ``NOSCRIPT``;
-    bytes as the UTF-8 text they are (records and entries are JSON)."""
-    try:
-        op = next(steps)
-    except StopIteration as done:  # answered without a command (a key no store writes)
-        answer: T = done.value
-        return answer
-    while True:
-        if isinstance(op, Call):
-            reply = yield rest_command(op.args)
-        elif isinstance(op, Eval):
-            args: Command = [len(op.keys), *op.keys, *map(_argument, op.args)]
-            try:
-                reply = yield ["EVALSHA", op.script.sha, *args]
-            except UpstashCommandError as exc:
-                if not exc.reply.startswith("NOSCRIPT"):
-                    raise
-                reply = yield ["EVAL", op.script.source, *args]
-        else:  # pragma: no cover - batches are for Redis Cluster only
-            raise TypeError(f"cannot send {type(op).__name__} over REST")
-        try:
-            op = steps.send(reply)
-        except StopIteration as done:
-            result: T = done.value
-            return result
-
-
-def rest_command(args: Iterable[Any]) -> Command:
-    """A command as the REST API takes it: bytes as the UTF-8 text they are (records and
-    entries are JSON), numbers as numbers.
+def rest_command(op: Op) -> Command:
+    """The command that sends ``op``: a script by its SHA (``EVALSHA``).
 
     Example::
 
-        >>> rest_command(("SET", "k", b'{"a":1}', "PX", 1500))
+        >>> from websession.stores.redis_commands import Eval, Script
+        >>> rest_command(Eval(Script.of("return 1"), ("k",), (b"v", 2)))[2:]
+        [1, 'k', 'v', 2]
+    """
+    if type(op) is Call:
+        return arguments(op.args)
+    if type(op) is Eval:
+        return ["EVALSHA", op.script.sha, len(op.keys), *op.keys, *arguments(op.args)]
+    raise TypeError(f"cannot send {type(op).__name__} over REST")  # batches: Redis Cluster only
+
+
+def eval_whole(op: Op, error: UpstashCommandError) -> Command:
+    """The command to send after ``op`` failed with ``error``: the script whole (``EVAL``,
+    which also caches it) when the server did not know it, else ``error`` is raised."""
+    if type(op) is not Eval or not error.reply.startswith("NOSCRIPT"):
+        raise error
+    return ["EVAL", op.script.source, len(op.keys), *op.keys, *arguments(op.args)]
+
+
+def arguments(args: Iterable[Any]) -> Command:
+    """Command arguments as the REST API takes them: bytes (records and entries, which are
+    JSON) as the UTF-8 text they are; strings and numbers as they are.
+
+    Example::
+
+        >>> arguments(("SET", "k", b'{"a":1}', "PX", 1500))
         ['SET', 'k', '{"a":1}', 'PX', 1500]
     """
-    return [_argument(arg) for arg in args]
+    return [arg.decode("utf-8") if type(arg) is bytes else arg for arg in args]
 
 
-def _argument(value: Any) -> str | int:
-    if isinstance(value, bytes):
-        return value.decode("utf-8")  # encoded JSON records and entries
-    if isinstance(value, (str, int)):
-        return value
-    return str(value)
-
-
-__all__ = ["over_rest", "rest_command"]
+__all__ = ["arguments", "eval_whole", "rest_command"]

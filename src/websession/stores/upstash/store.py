@@ -35,11 +35,11 @@ from typing import Any, TypeVar
 from ... import codec
 from ...changes import Changes
 from ..base import Clock, Record, utcnow
-from ..redis_commands import Call, Steps, key_text
+from ..redis_commands import Call, Op, Steps, key_text
 from ..redis_records import RedisRecords
 from ..redis_users import UserIndex
 from ..steps import UserIndexDoors, arun_steps, run_steps
-from .commands import over_rest, rest_command
+from .commands import arguments, eval_whole, rest_command
 from .errors import UpstashCommandError
 from .rest import Command, UpstashRestClient
 from .sdk import SdkTransport
@@ -142,17 +142,29 @@ class UpstashStore(UserIndexDoors, RedisRecords):
 
     def _run(self, steps: Steps[T], operation: str, id: str = "") -> T:
         try:
-            return run_steps(over_rest(steps), self.transport.execute)
+            return run_steps(steps, self._send)
         except (UpstashCommandError, codec.CorruptRecordError) as exc:
             missing: T = self._unreadable(exc, operation, id)
             return missing
 
     async def _arun(self, steps: Steps[T], operation: str, id: str = "") -> T:
         try:
-            return await arun_steps(over_rest(steps), self.transport.aexecute)
+            return await arun_steps(steps, self._asend)
         except (UpstashCommandError, codec.CorruptRecordError) as exc:
             missing: T = self._unreadable(exc, operation, id)
             return missing
+
+    def _send(self, op: Op) -> Any:
+        try:
+            return self.transport.execute(rest_command(op))
+        except UpstashCommandError as exc:  # NOSCRIPT: the script whole; anything else raises
+            return self.transport.execute(eval_whole(op, exc))
+
+    async def _asend(self, op: Op) -> Any:
+        try:
+            return await self.transport.aexecute(rest_command(op))
+        except UpstashCommandError as exc:
+            return await self.transport.aexecute(eval_whole(op, exc))
 
     def _unreadable(self, exc: Exception, operation: str, id: str) -> Any:
         """A record that is not UTF-8 (the SDK cannot decode it), or a list or set under the
@@ -190,7 +202,7 @@ class UpstashStore(UserIndexDoors, RedisRecords):
             if self.is_expired(record.expires):
                 continue
             command = self._write_command(id, record, self.clock(), replace)
-            batch.append(rest_command(command))
+            batch.append(arguments(command))
             size += len(command[2])
             if len(batch) >= WRITE_BATCH or size >= WRITE_BATCH_BYTES:
                 written += self._send_writes(batch)
