@@ -295,11 +295,7 @@ class RedisStore(UserIndexDoors, RedisMaintenance):
         if self._given_sync is not None:
             return self._given_sync
         if self._given_async is not None:
-            raise _no_door(
-                "sync",
-                "the a* methods (aget_session, acommit_session)",
-                "redis.Redis / redis.cluster.RedisCluster",
-            )
+            raise _no_door("sync")
         with self._lock:
             if self._sync is None:
                 self._sync = self._build(asynchronous=False)
@@ -310,11 +306,7 @@ class RedisStore(UserIndexDoors, RedisMaintenance):
         if self._given_async is not None:
             return self._given_async
         if self._given_sync is not None:
-            raise _no_door(
-                "async",
-                "the sync methods (get_session, commit_session)",
-                "redis.asyncio.Redis / redis.asyncio.cluster.RedisCluster",
-            )
+            raise _no_door("async")
         # An asyncio client belongs to the loop it first ran on: keep one per loop.
         loop = asyncio.get_running_loop()
         client = self._async.get(loop)
@@ -329,9 +321,14 @@ class RedisStore(UserIndexDoors, RedisMaintenance):
         )
 
 
-def _no_door(door: str, instead: str, clients: str) -> ConfigurationError:
+def _no_door(door: str) -> ConfigurationError:
     """A given client serves its own door only: the error of calling the other one."""
-    given = "a sync client" if door == "async" else "an async client"
+    if door == "sync":
+        given, instead = "an async client", "the a* methods (aget_session, acommit_session)"
+        clients = "redis.Redis / redis.cluster.RedisCluster"
+    else:
+        given, instead = "a sync client", "the sync methods (get_session, commit_session)"
+        clients = "redis.asyncio.Redis / redis.asyncio.cluster.RedisCluster"
     return ConfigurationError(
         f"this redis storage was given {given}, so it has no {door} door",
         solution=f"call {instead}, or pass a {clients} as client=, or pass url=",
