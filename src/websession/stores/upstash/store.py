@@ -133,9 +133,10 @@ class UpstashStore(UserIndexDoors, RedisRecords):
         await self.transport.aclose()
 
     def _plan_expiry(self, key: str, ttl: int | None) -> Steps[bool]:
-        # One command, so one request where EXPIRE or PERSIST (then EXISTS: PERSIST says 0 for
-        # a key without expiry too) could take two; and a key of another type answers
-        # WRONGTYPE, an unreadable record, as it does to every other update.
+        # Every command is a request here. GETEX moves the expiry and its reply says whether
+        # the record is still there, where PERSIST alone says 0 for a key without expiry too
+        # (the Redis plan then asks EXISTS); and a key of another type answers WRONGTYPE, an
+        # unreadable record, as it does to every other update.
         return (yield Call(("GETEX", key, "EX", ttl) if ttl else ("GETEX", key, "PERSIST"))) is not None
 
     # -- the drivers: records above, users and devices through UserIndexDoors -----------------
