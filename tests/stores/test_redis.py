@@ -25,6 +25,7 @@ from tests.servers.redis import RedisServer, free_port
 from tests.timing import Stopwatch
 from websession import (
     ConfigurationError,
+    SessionStoreError,
     StoreUnavailableError,
     create_cookie,
     create_redis_session_storage,
@@ -635,6 +636,39 @@ def test_hash_write_replaces_the_whole_hash(redis_url: str, redis_prefix: str) -
     assert store.peek(empty) == Record({}, None)  # the marker field keeps an empty hash alive
     client.close()
     store.close()
+
+
+@pytest.mark.parametrize("door", ["sync", "async"])
+def test_any_other_command_error_is_a_store_error_on_both_doors(
+    private_redis: RedisServer, redis_prefix: str, door: str
+) -> None:
+    # A take of a key of another type answers WRONGTYPE (only reads and updates take that for
+    # a missing session); a server out of memory refuses writes with OOM.
+    store = RedisStore(url=private_redis.url, prefix=redis_prefix)
+    id = store.new_id()
+    client = redis.Redis.from_url(private_redis.url)
+    client.hset(f"{redis_prefix}{id}", "a", "1")
+
+    def call(verb: str, *args: Any) -> Any:
+        if door == "sync":
+            return getattr(store, verb)(*args)
+        return asyncio.run(getattr(store, "a" + verb)(*args))
+
+    def fails(verb: str, said: str, *args: Any) -> None:
+        with pytest.raises(SessionStoreError, match=f"redis store failed during {verb}: {said}") as caught:
+            call(verb, *args)
+        assert not isinstance(caught.value, (redis.exceptions.RedisError, StoreUnavailableError))
+        assert isinstance(caught.value.__cause__, redis.exceptions.ResponseError)
+
+    fails("take", "WRONGTYPE", id)
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 1)
+    try:
+        fails("create", "command not allowed when used memory", {"a": 1}, None)
+    finally:
+        client.config_set("maxmemory", 0)
+        client.close()
+        store.close()
 
 
 def test_remix_v3_write_stores_values_and_flash(redis_url: str, redis_prefix: str) -> None:

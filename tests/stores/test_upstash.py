@@ -33,6 +33,7 @@ from websession import (
     create_upstash_session_storage,
     open_store,
 )
+from websession.changes import Changes
 from websession.stores.base import Record, utcnow
 from websession.stores.redis_cas import CAS_SHA1
 from websession.stores.upstash import UpstashCommandError, UpstashRestClient, UpstashStore
@@ -227,8 +228,8 @@ def test_an_update_never_brings_back_a_deleted_record(
     assert direct.exists(key) == 0
 
 
-def test_a_lifetime_only_update_rewrites_the_same_bytes(
-    make: Any, door: Door, direct: redis.Redis, redis_prefix: str
+def test_a_lifetime_only_update_keeps_the_bytes_in_one_getex(
+    make: Any, door: Door, direct: redis.Redis, redis_prefix: str, upstash_server: UpstashRestServer
 ) -> None:
     storage = make()
     browser = Browser(COOKIE)
@@ -238,9 +239,46 @@ def test_a_lifetime_only_update_rewrites_the_same_bytes(
     direct.set(key, written_by_javascript)
     session = door.get(storage, browser.header)
     watch = Stopwatch()
+    mark = len(upstash_server.requests)
     door.commit(storage, session, max_age=7200)
+    # One command moves the expiry and says whether the record is still there: no script to
+    # send (or to resend after NOSCRIPT) and no bytes to rewrite.
+    assert since(upstash_server, mark) == ["GETEX"]
     assert direct.get(key) == written_by_javascript
     assert watch.ttl_ok(direct.pttl(key) / 1000, 7200)
+
+
+def test_a_lifetime_only_update_to_no_expiry_is_one_request(
+    make: Any, door: Door, direct: redis.Redis, redis_prefix: str, upstash_server: UpstashRestServer
+) -> None:
+    # PERSIST answers 0 both for a missing key and for one without expiry, so telling them
+    # apart would take a second request; GETEX ... PERSIST does both in one.
+    store = make().store
+    kept = door.call(store, "create", {"a": 1}, None)  # no expiry yet: PERSIST would say 0
+    expiring = door.call(store, "create", {"a": 1}, utcnow() + timedelta(seconds=60))
+    gone = door.call(store, "create", {"a": 1}, None)
+    seen = door.call(store, "read", gone, None)
+    door.call(store, "delete", gone)
+    for id, alive in ((kept, True), (expiring, True), (gone, False)):
+        mark = len(upstash_server.requests)
+        record = door.call(store, "update", id, Changes(), None, seen)
+        assert since(upstash_server, mark) == ["GETEX"]
+        assert (record is not None) is alive
+    assert direct.pttl(redis_prefix + expiring) == -1 and direct.get(redis_prefix + kept) == b'{"a":1}'
+
+
+def test_an_update_of_a_record_made_here_sends_no_read_first(
+    make: Any, door: Door, upstash_server: UpstashRestServer
+) -> None:
+    # A record this process created has no raw version: its bytes are its encoded data.
+    storage = make()
+    session = door.get(storage, None)
+    session["a"] = 1
+    door.commit(storage, session)
+    session["b"] = 2
+    mark = len(upstash_server.requests)
+    door.commit(storage, session)
+    assert since(upstash_server, mark) == ["EVALSHA"]
 
 
 def test_noscript_falls_back_to_eval_once(

@@ -22,6 +22,8 @@ change be lost.
 
 :class:`RedisRecords` is a mixin: a store gives ``prefix``, ``layout`` and the record codec
 (``_encode``/``_decode``), and drives the ``_plan_*`` generators however it talks to Redis.
+Maintenance shares the commands too (``_write_command``, ``_key_pattern``, ``_scanned``),
+each store sending them in its own pipelines.
 
 Example::
 
@@ -31,8 +33,9 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 from .. import codec
@@ -41,7 +44,7 @@ from ..errors import SessionStoreError
 from . import redis_cas
 from .base import Record, Store
 from .redis_commands import Call, Eval, Steps, as_bytes, pairs, text
-from .redis_scripts import CAS, HASH_CREATE, HASH_READ_TOUCH, HASH_TAKE, HASH_UPDATE
+from .redis_scripts import CAS, HASH_CREATE, HASH_READ_TOUCH, HASH_TAKE, HASH_UPDATE, HASH_WRITE
 
 Format = Literal["remix", "remix-v3"]
 Layout = Literal["string", "hash"]
@@ -120,12 +123,7 @@ class RedisRecords(Store):
             return Record(changes.apply(seen.data), expires, None) if done else None
         if not changes:
             # Only the lifetime changed: move the expiry, never rewrite the data.
-            if ttl:
-                done = yield Call(("EXPIRE", key, ttl))
-            else:
-                done = yield Call(("PERSIST", key))
-                if not done:  # PERSIST says 0 both for "gone" and for "had no expiry"
-                    done = yield Call(("EXISTS", key))
+            done = yield from self._plan_expiry(key, ttl)
             return Record(seen.data, expires, seen.version) if done else None
         # A record this process created has no raw version; its bytes are the encoded data.
         raw = seen.version if isinstance(seen.version, bytes) else self._encode(seen.data)
@@ -144,6 +142,16 @@ class RedisRecords(Store):
         raise SessionStoreError(
             f"session {id[:8]}… kept changing; gave up after {redis_cas.MAX_ATTEMPTS} tries"
         )
+
+    def _plan_expiry(self, key: str, ttl: int | None) -> Steps[bool]:
+        """Give the record under ``key`` ``ttl`` more seconds (None: no expiry) without
+        rewriting it; whether it is still there. A store whose every command is a request of
+        its own overrides this to spend one command."""
+        if ttl:
+            return bool((yield Call(("EXPIRE", key, ttl))))
+        if (yield Call(("PERSIST", key))):
+            return True
+        return bool((yield Call(("EXISTS", key))))  # PERSIST says 0 for "gone" and "had no expiry"
 
     def _plan_delete(self, id: str) -> Steps[None]:
         yield Call(("DEL", self.key(id)))
@@ -169,6 +177,46 @@ class RedisRecords(Store):
         "delete": _plan_delete,
         "take": _plan_take,
     }
+
+    # -- what maintenance (scan, write) shares: the commands, not how they are sent ----------
+
+    def write(
+        self, id: str, data: Mapping[str, Any], expires: datetime | None, *, replace: bool = True
+    ) -> bool:
+        """``SET key value PX ms`` (``NX`` with ``replace=False``); a hash is replaced whole."""
+        return self.write_many([(id, Record(dict(data), expires))], replace=replace) == 1
+
+    def _key_pattern(self) -> str:
+        """The ``SCAN MATCH`` pattern of this store's keys: the prefix with Redis's glob
+        characters escaped, so it matches only itself."""
+        return "".join(f"\\{char}" if char in "*?[]\\" else char for char in self.prefix) + "*"
+
+    def _write_command(self, id: str, record: Record, now: datetime, replace: bool) -> tuple[Any, ...]:
+        """The command of ``write_many`` for one record: its lifetime carries over to the
+        millisecond. A hash is replaced by a script (sent whole: a pipeline cannot retry
+        after ``NOSCRIPT``), which leaves a live one alone without ``replace``."""
+        ttl_ms = None
+        if record.expires is not None:
+            ttl_ms = max(1, math.ceil((record.expires - now).total_seconds() * 1000))
+        key = self.key(id)
+        if self.layout == "hash":
+            fields = (part for name, value in record.data.items() for part in (name, codec.dumps(value)))
+            return ("EVAL", HASH_WRITE.source, 1, key, int(replace), ttl_ms or 0, *fields)
+        command: tuple[Any, ...] = ("SET", key, self._encode(record.data))
+        if ttl_ms is not None:
+            command += ("PX", ttl_ms)
+        return command if replace else (*command, "NX")
+
+    def _scanned(self, id: str, value: Any, pttl: int, now: datetime) -> Record | None:
+        """What ``GET`` (``HGETALL``) and ``PTTL`` said of ``id`` in one pipeline, as ``scan``
+        reports it: None when it is gone (expired between the two, too) or unreadable."""
+        if not value or pttl == -2:
+            return None
+        data = self._decode_value(id, value)
+        if data is None:
+            return None
+        expires = None if pttl < 0 else now + timedelta(milliseconds=pttl)
+        return Record(data, expires, None if self.layout == "hash" else as_bytes(value))
 
     def _decode_value(self, id: str, reply: Any) -> dict[str, Any] | None:
         try:

@@ -14,23 +14,21 @@ Redis removes them itself (native TTL).
 
 Example::
 
-    >>> _glob_escape("app:*")
-    'app:\\*'
+    >>> from websession.stores.redis import RedisStore
+    >>> RedisStore(url="redis://localhost:6379/0", prefix="app:*")._key_pattern()
+    'app:\\**'
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any
 
 from ... import codec
 from ..base import Record
-from ..redis_commands import as_bytes, text
+from ..redis_commands import text
 from ..redis_records import RedisRecords
-from ..redis_scripts import HASH_WRITE
 from .errors import during
 
 #: Keys asked of SCAN per call, and read (value and PTTL) per pipeline.
@@ -77,12 +75,6 @@ class RedisMaintenance(RedisRecords):
         found = list(self._scan_batch(self._sync_client(), [self.key(id)]))
         return found[0][1] if found else None
 
-    def write(
-        self, id: str, data: Mapping[str, Any], expires: datetime | None, *, replace: bool = True
-    ) -> bool:
-        """``SET key value PX ms`` (``NX`` with ``replace=False``); a hash is replaced whole."""
-        return self.write_many([(id, Record(dict(data), expires))], replace=replace) == 1
-
     def write_many(self, records: Iterable[tuple[str, Record]], *, replace: bool = True) -> int:
         """Write records under their ids, pipelined ``WRITE_BATCH`` at a time.
 
@@ -98,33 +90,16 @@ class RedisMaintenance(RedisRecords):
             now = self.clock()
             sent = 0
             for id, record in batch:
-                if self.is_expired(record.expires):
-                    continue
-                ttl_ms = _milliseconds_until(record.expires, now)
-                key = self.key(id)
-                if self.layout == "hash":
-                    fields = (
-                        part for name, value in record.data.items() for part in (name, codec.dumps(value))
-                    )
-                    pipe.execute_command(
-                        "EVAL", HASH_WRITE.source, 1, key, int(replace), ttl_ms or 0, *fields
-                    )
-                else:
-                    args: list[Any] = ["SET", key, self._encode(record.data)]
-                    if ttl_ms is not None:
-                        args += ["PX", ttl_ms]
-                    if not replace:
-                        args.append("NX")
-                    pipe.execute_command(*args)
-                sent += 1
+                if not self.is_expired(record.expires):
+                    pipe.execute_command(*self._write_command(id, record, now, replace))
+                    sent += 1
             if sent:
                 with during("write"):
                     written += sum(1 for reply in pipe.execute() if reply)
         return written
 
     def _keys(self, client: Any, operation: str) -> Iterator[bytes | str]:
-        pattern = _glob_escape(self.prefix) + "*"
-        keys = client.scan_iter(match=pattern, count=SCAN_BATCH)
+        keys = client.scan_iter(match=self._key_pattern(), count=SCAN_BATCH)
         while True:
             with during(operation):
                 key = next(keys, None)
@@ -151,24 +126,9 @@ class RedisMaintenance(RedisRecords):
             if isinstance(value, Exception):
                 codec.log_corrupt(self.kind, id, value)
                 continue
-            if not value:
-                continue
-            data = self._decode_value(id, value)
-            if data is not None:
-                expires = None if pttl < 0 else now + timedelta(milliseconds=pttl)
-                yield id, Record(data, expires, None if self.layout == "hash" else as_bytes(value))
-
-
-def _milliseconds_until(expires: datetime | None, now: datetime) -> int | None:
-    """Whole milliseconds from ``now`` to ``expires``, rounded up and at least 1; None: never."""
-    if expires is None:
-        return None
-    return max(1, math.ceil((expires - now).total_seconds() * 1000))
-
-
-def _glob_escape(prefix: str) -> str:
-    """Escape Redis glob characters so a prefix matches only itself."""
-    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in prefix)
+            record = self._scanned(id, value, pttl, now)
+            if record is not None:
+                yield id, record
 
 
 __all__ = ["SCAN_BATCH", "WRITE_BATCH", "RedisMaintenance"]

@@ -266,7 +266,8 @@ class RedisStore(UserIndexDoors, RedisMaintenance):
                 return await work
             return await within(self.timeout, work)
         except redis.exceptions.ResponseError as exc:
-            missing: T = self._wrong_type(operation, exc)
+            with during(operation):  # what is not a wrong type is a failure, as on the sync door
+                missing: T = self._wrong_type(operation, exc)
             return missing
         except asyncio.TimeoutError:
             cause = redis.exceptions.TimeoutError(f"no reply within {self.timeout} s")
@@ -294,11 +295,7 @@ class RedisStore(UserIndexDoors, RedisMaintenance):
         if self._given_sync is not None:
             return self._given_sync
         if self._given_async is not None:
-            raise ConfigurationError(
-                "this redis storage was given an async client, so it has no sync door",
-                solution="call the a* methods (aget_session, acommit_session), or pass a "
-                "redis.Redis / redis.cluster.RedisCluster as client=, or pass url=",
-            )
+            raise _no_door("sync")
         with self._lock:
             if self._sync is None:
                 self._sync = self._build(asynchronous=False)
@@ -309,11 +306,7 @@ class RedisStore(UserIndexDoors, RedisMaintenance):
         if self._given_async is not None:
             return self._given_async
         if self._given_sync is not None:
-            raise ConfigurationError(
-                "this redis storage was given a sync client, so it has no async door",
-                solution="call the sync methods (get_session, commit_session), or pass a "
-                "redis.asyncio.Redis / redis.asyncio.cluster.RedisCluster as client=, or pass url=",
-            )
+            raise _no_door("async")
         # An asyncio client belongs to the loop it first ran on: keep one per loop.
         loop = asyncio.get_running_loop()
         client = self._async.get(loop)
@@ -326,6 +319,20 @@ class RedisStore(UserIndexDoors, RedisMaintenance):
         return connect(
             self.url, asynchronous=asynchronous, timeout=self.timeout, max_connections=self.max_connections
         )
+
+
+def _no_door(door: str) -> ConfigurationError:
+    """A given client serves its own door only: the error of calling the other one."""
+    if door == "sync":
+        given, instead = "an async client", "the a* methods (aget_session, acommit_session)"
+        clients = "redis.Redis / redis.cluster.RedisCluster"
+    else:
+        given, instead = "a sync client", "the sync methods (get_session, commit_session)"
+        clients = "redis.asyncio.Redis / redis.asyncio.cluster.RedisCluster"
+    return ConfigurationError(
+        f"this redis storage was given {given}, so it has no {door} door",
+        solution=f"call {instead}, or pass a {clients} as client=, or pass url=",
+    )
 
 
 __all__ = ["Format", "Layout", "RedisStore"]

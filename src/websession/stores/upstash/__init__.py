@@ -11,7 +11,8 @@ update   ``EVALSHA`` of the compare-and-set script in :mod:`websession.stores.re
          (``EVAL`` after ``NOSCRIPT``): the new record is encoded in Python and written only
          if the stored record still has the digest this request read; otherwise the changes
          are applied to the current record and the call retried. A deleted record is never
-         brought back.
+         brought back. A change of lifetime only is ``GETEX key EX ttl`` (``PERSIST`` for
+         none): the bytes stay as they are, whoever wrote them.
 delete   ``DEL key``
 users    one ``EVALSHA`` per operation (sign-in, sign-out, listing, revocations): the scripts
          of the Redis store's user index (:mod:`websession.stores.redis_users`), over the
@@ -38,9 +39,10 @@ network errors, timeouts, HTTP 429 and 5xx raise :class:`~websession.errors.Stor
 a refused token (401) or a command error raises :class:`~websession.errors.SessionStoreError`
 carrying the server's message.
 
-The modules: :mod:`.store` (the store and its maintenance methods), :mod:`.commands` (what each
-operation sends), :mod:`.rest` (the httpx REST client), :mod:`.sdk` (an ``upstash_redis``
-client), :mod:`.errors` (failures), :mod:`.factory` (the storage factory and store URLs).
+The modules: :mod:`.store` (the store and its maintenance methods), :mod:`.commands` (the
+shared Redis plans as REST commands), :mod:`.rest` (the httpx REST client), :mod:`.sdk` (an
+``upstash_redis`` client), :mod:`.errors` (failures), :mod:`.factory` (the storage factory and
+store URLs).
 
 Example::
 
@@ -54,7 +56,7 @@ Example::
 
 from __future__ import annotations
 
-from .commands import MAX_ATTEMPTS
+from ..redis_cas import MAX_ATTEMPTS
 from .errors import UpstashCommandError
 from .factory import create_upstash_session_storage, open_url
 from .rest import DEFAULT_TIMEOUT, POOL_LIMITS, Command, UpstashRestClient

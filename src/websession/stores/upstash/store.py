@@ -2,9 +2,11 @@
 
 Records follow WIRE-FORMAT.md: the key is ``prefix + id`` and the value is the JSON of the
 flat session data, the layout Remix's Upstash examples use, so a JavaScript app and a Python
-service can share a database. Each operation is one request (its commands are in
-:mod:`.commands`); users and their devices are the Redis store's index scripts
-(:mod:`websession.stores.redis_users`) over the same keys, so both stores can share a database.
+service can share a database. Records and users are the plans the Redis store runs
+(:mod:`websession.stores.redis_records`, the string layout; :mod:`websession.stores.redis_users`,
+its single-server scripts), over the same keys, so both stores can share a database; here each
+command they send is one HTTP request (:mod:`.commands`), and each operation sends one, but a
+compare-and-set that lost a race, or a ``NOSCRIPT`` answered with ``EVAL``, sends one more.
 
 What Upstash guarantees here: each command and each script runs atomically, so an update is
 a compare-and-set that never brings back a deleted record, a regenerate's take (``GETDEL``)
@@ -26,19 +28,19 @@ Example::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from ... import codec
 from ...changes import Changes
-from ...users import Device, Entry, Taken
-from .. import redis_users
-from ..base import Clock, Record, Store, utcnow
-from ..steps import arun_steps, run_steps
-from . import commands
-from .commands import decode, over_rest, raw_bytes
+from ..base import Clock, Record, utcnow
+from ..redis_commands import Call, Op, Steps, key_text
+from ..redis_records import RedisRecords
+from ..redis_users import UserIndex
+from ..steps import UserIndexDoors, arun_steps, run_steps
+from .commands import arguments, eval_whole, rest_command
+from .errors import UpstashCommandError
 from .rest import Command, UpstashRestClient
 from .sdk import SdkTransport
 
@@ -51,9 +53,11 @@ _SCAN_BATCH = 500
 #: early (Upstash limits a request's size: 1 MB on the free plan).
 WRITE_BATCH = 500
 WRITE_BATCH_BYTES = 512 * 1024
+#: The operations that find no session, rather than fail, on an unreadable record.
+_READS = frozenset(("read", "update", "take"))
 
 
-class UpstashStore(Store):
+class UpstashStore(UserIndexDoors, RedisRecords):
     """Records in Upstash Redis, one JSON string per session, changed by compare-and-set.
 
     ``transport`` is an :class:`UpstashRestClient` or an ``upstash_redis`` client.
@@ -63,6 +67,7 @@ class UpstashStore(Store):
     atomic_take = True
     native_ttl = True
     user_index = True
+    layout = "string"
 
     def __init__(
         self,
@@ -79,116 +84,96 @@ class UpstashStore(Store):
         else:
             self.transport = SdkTransport(transport)
         self.prefix = prefix
+        self._encode = codec.encode
+        self._decode = codec.decode_record
         #: The same scripts as the Redis store on a single server (websession.stores.redis_users).
-        self._users = redis_users.UserIndex(
-            self, prefix, decode=lambda id, reply: decode(self, id, raw_bytes(reply)), encode=codec.dumps
-        )
+        self._users = UserIndex(self, prefix, decode=self._decode_value, encode=codec.dumps)
 
     def __repr__(self) -> str:
         return f"UpstashStore({self.transport!r}, prefix={self.prefix!r})"
 
-    def key(self, id: str) -> str:
-        """The Redis key of a session id: the prefix and its storage key (the id itself, or
-        its keyed hash with ``storage_key_secret``)."""
-        return self.prefix + self.storage_key(id)
-
-    # -- the two doors ---------------------------------------------------------------------
+    # -- the two doors: the shared plans (websession.stores.redis_records), one request a command
 
     def create(self, data: Mapping[str, Any], expires: datetime | None) -> str:
-        return run_steps(commands.create(self, data, expires), self.transport.execute)
+        return self._run(self._plan_create(data, expires), "create")
 
     def read(self, id: str, touch: datetime | None) -> Record | None:
-        return run_steps(commands.read(self, id, touch), self.transport.execute)
+        return self._run(self._plan_read(id, touch), "read", id)
 
     def update(self, id: str, changes: Changes, expires: datetime | None, seen: Record) -> Record | None:
-        return run_steps(commands.update(self, id, changes, expires, seen), self.transport.execute)
+        return self._run(self._plan_update(id, changes, expires, seen), "update", id)
 
     def delete(self, id: str) -> None:
-        run_steps(commands.delete(self, id), self.transport.execute)
+        self._run(self._plan_delete(id), "delete")
 
     def take(self, id: str) -> Record | None:
-        return run_steps(commands.take(self, id), self.transport.execute)
+        return self._run(self._plan_take(id), "take", id)
 
     def close(self) -> None:
         self.transport.close()
 
     async def acreate(self, data: Mapping[str, Any], expires: datetime | None) -> str:
-        return await arun_steps(commands.create(self, data, expires), self.transport.aexecute)
+        return await self._arun(self._plan_create(data, expires), "create")
 
     async def aread(self, id: str, touch: datetime | None) -> Record | None:
-        return await arun_steps(commands.read(self, id, touch), self.transport.aexecute)
+        return await self._arun(self._plan_read(id, touch), "read", id)
 
     async def aupdate(
         self, id: str, changes: Changes, expires: datetime | None, seen: Record
     ) -> Record | None:
-        return await arun_steps(commands.update(self, id, changes, expires, seen), self.transport.aexecute)
+        return await self._arun(self._plan_update(id, changes, expires, seen), "update", id)
 
     async def adelete(self, id: str) -> None:
-        await arun_steps(commands.delete(self, id), self.transport.aexecute)
+        await self._arun(self._plan_delete(id), "delete")
 
     async def atake(self, id: str) -> Record | None:
-        return await arun_steps(commands.take(self, id), self.transport.aexecute)
+        return await self._arun(self._plan_take(id), "take", id)
 
     async def aclose(self) -> None:
         await self.transport.aclose()
 
-    # -- users and their devices: one script per operation, one request each ----------------
+    def _plan_expiry(self, key: str, ttl: int | None) -> Steps[bool]:
+        # Every command is a request here. GETEX moves the expiry and its reply says whether
+        # the record is still there, where PERSIST alone says 0 for a key without expiry too
+        # (the Redis plan then asks EXISTS); and a key of another type answers WRONGTYPE, an
+        # unreadable record, as it does to every other update.
+        return (yield Call(("GETEX", key, "EX", ttl) if ttl else ("GETEX", key, "PERSIST"))) is not None
 
-    def create_for_user(
-        self,
-        data: Mapping[str, Any],
-        expires: datetime | None,
-        user: str,
-        entry: Entry,
-        generation: int | None,
-    ) -> str | None:
-        return self._index(self._users.create(data, expires, user, entry, generation))
+    # -- the drivers: records above, users and devices through UserIndexDoors -----------------
 
-    def take_for_user(self, id: str, user: str) -> Taken:
-        return self._index(self._users.take(id, user))
+    def _run(self, steps: Steps[T], operation: str, id: str = "") -> T:
+        try:
+            return run_steps(steps, self._send)
+        except (UpstashCommandError, codec.CorruptRecordError) as exc:
+            missing: T = self._unreadable(exc, operation, id)
+            return missing
 
-    def sessions_of(self, user: str) -> list[Device]:
-        return self._index(self._users.sessions(user))
+    async def _arun(self, steps: Steps[T], operation: str, id: str = "") -> T:
+        try:
+            return await arun_steps(steps, self._asend)
+        except (UpstashCommandError, codec.CorruptRecordError) as exc:
+            missing: T = self._unreadable(exc, operation, id)
+            return missing
 
-    def revoke(self, key: str, user: str) -> bool:
-        return self._index(self._users.revoke(key, user))
+    def _send(self, op: Op) -> Any:
+        try:
+            return self.transport.execute(rest_command(op))
+        except UpstashCommandError as exc:  # NOSCRIPT: the script whole; anything else raises
+            return self.transport.execute(eval_whole(op, exc))
 
-    def revoke_user(self, user: str, keep: str | None) -> int:
-        return self._index(self._users.revoke_user(user, keep))
+    async def _asend(self, op: Op) -> Any:
+        try:
+            return await self.transport.aexecute(rest_command(op))
+        except UpstashCommandError as exc:
+            return await self.transport.aexecute(eval_whole(op, exc))
 
-    def generation(self, user: str, *, bump: bool = False) -> int:
-        return self._index(self._users.generation(user, bump=bump))
-
-    async def acreate_for_user(
-        self,
-        data: Mapping[str, Any],
-        expires: datetime | None,
-        user: str,
-        entry: Entry,
-        generation: int | None,
-    ) -> str | None:
-        return await self._aindex(self._users.create(data, expires, user, entry, generation))
-
-    async def atake_for_user(self, id: str, user: str) -> Taken:
-        return await self._aindex(self._users.take(id, user))
-
-    async def asessions_of(self, user: str) -> list[Device]:
-        return await self._aindex(self._users.sessions(user))
-
-    async def arevoke(self, key: str, user: str) -> bool:
-        return await self._aindex(self._users.revoke(key, user))
-
-    async def arevoke_user(self, user: str, keep: str | None) -> int:
-        return await self._aindex(self._users.revoke_user(user, keep))
-
-    async def ageneration(self, user: str, *, bump: bool = False) -> int:
-        return await self._aindex(self._users.generation(user, bump=bump))
-
-    def _index(self, steps: redis_users.Steps[T]) -> T:
-        return run_steps(over_rest(steps), self.transport.execute)
-
-    async def _aindex(self, steps: redis_users.Steps[T]) -> T:
-        return await arun_steps(over_rest(steps), self.transport.aexecute)
+    def _unreadable(self, exc: Exception, operation: str, id: str) -> Any:
+        """A record that is not UTF-8 (the SDK cannot decode it), or a list or set under the
+        session's key, is unreadable: reading, updating or taking it finds no session."""
+        if operation not in _READS or (isinstance(exc, UpstashCommandError) and "WRONGTYPE" not in exc.reply):
+            raise exc
+        codec.log_corrupt(self.kind, id, exc)
+        return None
 
     # -- maintenance (sync only, for the `websession` command) ------------------------------
 
@@ -208,12 +193,6 @@ class UpstashStore(Store):
         """The record and its expiry, untouched: GET and PTTL in one request."""
         return next((record for _, record in self._fetch([self.storage_key(id)])), None)
 
-    def write(
-        self, id: str, data: Mapping[str, Any], expires: datetime | None, *, replace: bool = True
-    ) -> bool:
-        """``SET key value PX ms`` (``NX`` with ``replace=False``)."""
-        return self.write_many([(id, Record(dict(data), expires))], replace=replace) == 1
-
     def write_many(self, records: Iterable[tuple[str, Record]], *, replace: bool = True) -> int:
         """``SET key value PX ms [NX]`` per record, sent through ``/pipeline`` in requests of at
         most ``WRITE_BATCH`` commands and about ``WRITE_BATCH_BYTES`` of values."""
@@ -223,15 +202,9 @@ class UpstashStore(Store):
         for id, record in records:
             if self.is_expired(record.expires):
                 continue
-            value = codec.dumps(record.data)
-            command: Command = ["SET", self.key(id), value]
-            if record.expires is not None:
-                seconds = (record.expires - self.clock()).total_seconds()
-                command += ["PX", max(1, math.ceil(seconds * 1000))]
-            if not replace:
-                command.append("NX")
-            batch.append(command)
-            size += len(value)
+            command = self._write_command(id, record, self.clock(), replace)
+            batch.append(arguments(command))
+            size += len(command[2])
             if len(batch) >= WRITE_BATCH or size >= WRITE_BATCH_BYTES:
                 written += self._send_writes(batch)
                 batch, size = [], 0
@@ -245,7 +218,7 @@ class UpstashStore(Store):
     def _id_pages(self) -> Iterator[list[str]]:
         """The storage keys under the prefix (the ids, unless they are hashed), a SCAN page at
         a time."""
-        match = _glob_escape(self.prefix) + "*"
+        match = self._key_pattern()
         cursor = "0"
         while True:
             reply = self.transport.execute(["SCAN", cursor, "MATCH", match, "COUNT", _SCAN_BATCH])
@@ -264,23 +237,16 @@ class UpstashStore(Store):
         )
         now = self.clock()
         for index, id in enumerate(ids):
-            raw, pttl = replies[2 * index], replies[2 * index + 1]
-            if raw is None:
-                continue  # expired or deleted since SCAN saw it
-            data = decode(self, id, raw)
-            if data is not None:
-                expires = None if pttl < 0 else now + timedelta(milliseconds=pttl)
-                yield id, Record(data, expires, raw)
+            # None: expired or deleted since SCAN saw it
+            record = self._scanned(id, replies[2 * index], replies[2 * index + 1], now)
+            if record is not None:
+                yield id, record
 
 
 def _text(reply: Any) -> str:
     if isinstance(reply, int):  # the SDK turns SCAN's cursor into an int
         return str(reply)
-    return raw_bytes(reply).decode("utf-8", "replace")
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+    return key_text(reply)
 
 
 __all__ = ["DEFAULT_TTL", "WRITE_BATCH", "WRITE_BATCH_BYTES", "UpstashStore"]
