@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from .codec import CodecLike
 from .cookie import CookieLike, as_cookie
-from .stores.base import UNSET, Clock, Store, TtlOption, given_ttl, url_ttl, utcnow
+from .stores.base import UNSET, Clock, Store, StoreArguments, TtlOption, given_ttl, url_ttl, utcnow
 
 if TYPE_CHECKING:
     from .storage import SessionStorage
@@ -54,14 +54,6 @@ class StorageOptions(TypedDict, total=False):
     ttl: TtlOption
     default_ttl: float | None
     codec: CodecLike
-
-
-class StoreArguments(TypedDict):
-    """What :class:`~websession.stores.base.Store` itself takes, from :func:`store_arguments`."""
-
-    default_ttl: float | None
-    clock: Clock
-    storage_key_secret: str | bytes | None
 
 
 _NAMES = frozenset(StorageOptions.__annotations__)

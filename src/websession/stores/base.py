@@ -47,7 +47,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Final, TypeVar, Union
+from typing import Any, ClassVar, Final, TypedDict, TypeVar, Union
 
 from ..changes import Changes
 from ..errors import SessionStoreError
@@ -64,6 +64,16 @@ _T = TypeVar("_T")
 #: sign cookies) never produces the same MAC.
 STORAGE_KEY_CONTEXT = b"websession:storage-key:"
 _HASHED_KEY = re.compile(r"[0-9a-f]{64}")
+
+
+class StoreArguments(TypedDict, total=False):
+    """What every :class:`Store` takes, whatever its backend; store constructors accept them
+    as ``**shared`` and pass them on (:func:`websession.options.store_arguments` makes them
+    from a factory's options)."""
+
+    default_ttl: float | None
+    clock: Clock
+    storage_key_secret: str | bytes | None
 
 
 class _Unset(enum.Enum):

@@ -32,7 +32,7 @@ from ..options import StorageOptions, assemble, store_arguments, url_options
 from ..storage import SessionStorage
 from ..urls import cookie_from_options, reject_unknown
 from ..users import Device, Entry, Taken
-from .base import Clock, Data, Record, Store, utcnow
+from .base import Data, Record, Store, StoreArguments
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -51,11 +51,9 @@ class MemoryStore(Store):
         self,
         *,
         max_entries: int | None = None,
-        default_ttl: float | None = None,
-        clock: Clock = utcnow,
-        storage_key_secret: str | bytes | None = None,
+        **shared: Unpack[StoreArguments],
     ) -> None:
-        super().__init__(default_ttl=default_ttl, clock=clock, storage_key_secret=storage_key_secret)
+        super().__init__(**shared)
         if max_entries is not None and max_entries < 1:
             raise ConfigurationError("max_entries must be at least 1")
         self.max_entries = max_entries

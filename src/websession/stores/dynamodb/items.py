@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from aiobotocore.session import get_session
@@ -36,7 +36,10 @@ from botocore.config import Config
 from ... import codec
 from ...changes import Changes
 from ...errors import ConfigurationError, SessionStoreError
-from ..base import Clock, Record, Store, translate_errors, utcnow
+from ..base import Record, Store, StoreArguments, translate_errors
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 from ..steps import Steps
 from .attributes import epoch, marshal, moment, unmarshal
 from .errors import RULES, table_name
@@ -79,12 +82,10 @@ class ItemTable(Store):
         endpoint_url: str | None = None,
         client_options: Mapping[str, Any] | None = None,
         consistent_read: bool = True,
-        default_ttl: float | None = None,
         touch_interval: float = 60.0,
-        clock: Clock = utcnow,
-        storage_key_secret: str | bytes | None = None,
+        **shared: Unpack[StoreArguments],
     ) -> None:
-        super().__init__(default_ttl=default_ttl, clock=clock, storage_key_secret=storage_key_secret)
+        super().__init__(**shared)
         if not table or not idx or not ttl or idx == ttl:
             raise ConfigurationError("table, idx and ttl must be non-empty, and idx and ttl must differ")
         if {idx, ttl} & {ENTRIES_ATTRIBUTE, GENERATION_ATTRIBUTE} or any(

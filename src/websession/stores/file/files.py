@@ -16,12 +16,15 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ... import codec
 from ...errors import ConfigurationError, SessionStoreError
 from ...ids import generate_remix_file_id, is_remix_file_id
-from ..base import Clock, Record, Store, utcnow
+from ..base import Record, Store, StoreArguments
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 try:
     import fcntl
@@ -65,15 +68,13 @@ class FileDirectory(Store):
         self,
         dir: str | os.PathLike[str],
         *,
-        default_ttl: float | None = None,
         touch_interval: float = 60.0,
         fsync: bool = False,
         remix_ids: bool = False,
-        clock: Clock = utcnow,
-        storage_key_secret: str | bytes | None = None,
+        **shared: Unpack[StoreArguments],
     ) -> None:
-        super().__init__(default_ttl=default_ttl, clock=clock, storage_key_secret=storage_key_secret)
-        if remix_ids and storage_key_secret is not None:
+        super().__init__(**shared)
+        if remix_ids and self.hashes_ids:
             raise ConfigurationError(
                 "remix_ids shares files with Remix, which names them by the id itself",
                 solution="drop storage_key_secret, or remix_ids",

@@ -29,14 +29,17 @@ from contextlib import (
     asynccontextmanager,
     contextmanager,
 )
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from ... import codec
 from ...errors import ConfigurationError, SessionStoreError, StoreUnavailableError
-from ..base import Clock, ErrorRules, Record, Store, translate_errors, utcnow
+from ..base import ErrorRules, Record, Store, StoreArguments, translate_errors
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 from .queries import _Queries, sibling_table
 
 #: Pool settings used unless ``pool_options`` says otherwise. One idle connection per door is
@@ -63,12 +66,10 @@ class PooledStore(Store):
         table: str = "websession_sessions",
         pool_options: Mapping[str, Any] | None = None,
         create_table: bool = True,
-        default_ttl: float | None = None,
         touch_interval: float = 60.0,
-        clock: Clock = utcnow,
-        storage_key_secret: str | bytes | None = None,
+        **shared: Unpack[StoreArguments],
     ) -> None:
-        super().__init__(default_ttl=default_ttl, clock=clock, storage_key_secret=storage_key_secret)
+        super().__init__(**shared)
         if dsn is None and pool is None and async_pool is None:
             raise ConfigurationError(
                 "the PostgreSQL store needs a connection",

@@ -13,11 +13,14 @@ import re
 import sqlite3
 import threading
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ... import codec
 from ...errors import ConfigurationError, SessionStoreError, StoreUnavailableError
-from ..base import Clock, ErrorRules, Record, Store, translate_errors, utcnow
+from ..base import ErrorRules, Record, Store, StoreArguments, translate_errors
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 #: The clause that keeps expired rows invisible; its ``?`` is now, in Unix seconds.
@@ -81,13 +84,11 @@ class SqliteDatabase(Store):
         path: str | os.PathLike[str],
         *,
         table: str = "websession_sessions",
-        default_ttl: float | None = None,
         touch_interval: float = 60.0,
         timeout: float = 5.0,
-        clock: Clock = utcnow,
-        storage_key_secret: str | bytes | None = None,
+        **shared: Unpack[StoreArguments],
     ) -> None:
-        super().__init__(default_ttl=default_ttl, clock=clock, storage_key_secret=storage_key_secret)
+        super().__init__(**shared)
         if not _TABLE_NAME.fullmatch(table):
             raise ConfigurationError(f"table name {table!r} is not a plain SQL identifier")
         self.path = os.fspath(path)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -29,7 +29,10 @@ import httpx
 from ... import codec
 from ...changes import Changes
 from ...errors import ConfigurationError, RecordTooLargeError, StoreUnavailableError
-from ..base import Clock, Record, Store, touch_due, utcnow
+from ..base import Record, Store, StoreArguments, touch_due
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 from .expiry import CLAMP_WINDOW, exact_metadata, kv_expiration, listed_expiry, metadata_expiry, moment
 from .rest import Call, KVClient, namespace_url
 
@@ -71,12 +74,10 @@ class WorkersKVStore(Store):
         client: httpx.Client | None = None,
         async_client: httpx.AsyncClient | None = None,
         timeout: float = 10.0,
-        default_ttl: float | None = None,
         touch_interval: float = 60.0,
-        clock: Clock = utcnow,
-        storage_key_secret: str | bytes | None = None,
+        **shared: Unpack[StoreArguments],
     ) -> None:
-        super().__init__(default_ttl=default_ttl, clock=clock, storage_key_secret=storage_key_secret)
+        super().__init__(**shared)
         base_url = namespace_url(account_id, namespace_id, base_url)
         if len((prefix + "0" * 64).encode("utf-8")) > MAX_KEY_BYTES:
             raise ConfigurationError(
