@@ -60,7 +60,7 @@ from typing import Any
 from .. import codec
 from ..errors import SessionStoreError
 from ..users import Device, Entry, Taken, user_digest
-from .base import Record, Store
+from .base import Data, Record, Store
 from .redis_commands import Batch, Call, Eval, Script, Steps, integer, key_text, pairs, string_bytes
 from .redis_scripts import (
     BUMP,
@@ -147,12 +147,7 @@ class UserIndex:
     # -- create_for_user -------------------------------------------------------------------
 
     def create(
-        self,
-        data: Mapping[str, Any],
-        expires: datetime | None,
-        user: str,
-        entry: Entry,
-        generation: int | None,
+        self, data: Data, expires: datetime | None, user: str, entry: Entry, generation: int | None
     ) -> Steps[str | None]:
         index = index_key(self.prefix, user)
         required = "" if generation is None else str(generation)

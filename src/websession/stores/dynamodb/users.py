@@ -97,12 +97,7 @@ class UserIndex(IndexCleanup):
     # -- the plans -----------------------------------------------------------------------------
 
     def _bind_steps(
-        self,
-        data: Mapping[str, Any],
-        expires: datetime | None,
-        user: str,
-        entry: Entry,
-        generation: int | None,
+        self, data: Data, expires: datetime | None, user: str, entry: Entry, generation: int | None
     ) -> Steps[_Request, str | None]:
         """One TransactWriteItems: the new session (if its id is free) and its entry in the
         user's item (if the generation is still ``generation`` and the index is not full).
