@@ -808,3 +808,44 @@ def test_a_cluster_url_names_no_single_server() -> None:
 
     store = RedisStore(url="redis+cluster://10.0.0.1:7000")
     assert "server.address" not in describe(store)
+
+
+@pytest.mark.parametrize("door", ["sync", "async"])
+def test_the_traced_operations_take_store_s_arguments_by_name(
+    storage: SessionStorage, otel: Otel, door: str
+) -> None:
+    """The Store API is public: arguments by name work on the proxy as on the store (the
+    memory store is traced without counting, Redis through counted(), positions only)."""
+    import inspect
+
+    instrument(storage, tracer_provider=otel.tracer_provider)
+    store = storage.store
+
+    async def calls() -> None:
+        if door == "sync":
+            id = store.create(data={"n": 1}, expires=None)
+            record = store.read(id, touch=None)
+            assert record is not None and record.data == {"n": 1}
+            assert store.update(id, changes=Changes(set={"n": 2}), expires=None, seen=record) is not None
+            assert store.take(id=id) is not None
+            with pytest.raises(TypeError, match=r"^read\(\) got an unexpected keyword argument 'touched'"):
+                store.read(id, None, touched=True)
+        else:
+            id = await store.acreate(data={"n": 1}, expires=None)
+            record = await store.aread(id, touch=None)
+            assert record is not None and record.data == {"n": 1}
+            changes = Changes(set={"n": 2})
+            assert await store.aupdate(id, changes=changes, expires=None, seen=record) is not None
+            assert await store.atake(id=id) is not None
+            with pytest.raises(TypeError, match=r"^aread\(\) got an unexpected keyword argument 'touched'"):
+                await store.aread(id, None, touched=True)
+
+    asyncio.run(calls())
+    assert [name for name, _ in outcomes(otel.take())] == [
+        "websession.create",
+        "websession.read",
+        "websession.update",
+        "websession.take",
+    ]
+    assert str(inspect.signature(store.read)) == "(id: 'str', touch: 'datetime | None') -> 'Record | None'"
+    assert list(inspect.signature(type(store).acreate).parameters) == ["self", "data", "expires"]

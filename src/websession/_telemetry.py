@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -208,19 +209,60 @@ _PROXY_STATE = frozenset(
 
 def _traced(name: str) -> tuple[Any, Any]:
     """The traced sync and async methods of the Store operation ``name`` (``read``, ``aread``).
-    Their signatures are Store's: callers type the proxy as the Store it stands in for."""
 
-    def operation(self: InstrumentedStore, *args: Any) -> Any:
+    Their signatures are Store's: ``inspect.signature`` and ``help()`` show Store's parameters,
+    and arguments may be passed by name (``store.read(id, touch=None)``) as Store allows.
+    Keywords are bound to positions before the call, since ``counted()`` takes positions only;
+    a call without keywords, the one every request makes, binds nothing."""
+    sync_signature = inspect.signature(getattr(Store, name))
+    async_signature = inspect.signature(getattr(Store, "a" + name))
+
+    def operation(self: InstrumentedStore, *args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            args = _positional(sync_signature, name, self, args, kwargs)
         return self._run(self._operations[name], args)
 
-    async def aoperation(self: InstrumentedStore, *args: Any) -> Any:
+    async def aoperation(self: InstrumentedStore, *args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            args = _positional(async_signature, "a" + name, self, args, kwargs)
         return await self._arun(self._operations[name], args)
 
-    for method, method_name in ((operation, name), (aoperation, "a" + name)):
+    for method, method_name, signature in (
+        (operation, name, sync_signature),
+        (aoperation, "a" + name, async_signature),
+    ):
         method.__name__ = method_name
         method.__qualname__ = f"InstrumentedStore.{method_name}"
         method.__doc__ = f"Store.{method_name}, traced."
+        method.__signature__ = signature  # type: ignore[union-attr]
     return operation, aoperation
+
+
+def _positional(
+    signature: inspect.Signature,
+    method_name: str,
+    store: Store,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> tuple[Any, ...]:
+    """``args`` and ``kwargs`` as the positional arguments of the Store method, in its order.
+
+    Example::
+
+        >>> from websession.stores.memory import MemoryStore
+        >>> signature = inspect.signature(Store.read)
+        >>> _positional(signature, "read", MemoryStore(), ("x",), {"touch": None})
+        ('x', None)
+        >>> _positional(signature, "read", MemoryStore(), ("x", None), {"touched": True})
+        Traceback (most recent call last):
+        TypeError: read() got an unexpected keyword argument 'touched'
+    """
+    try:
+        bound = signature.bind(store, *args, **kwargs)
+    except TypeError as exc:  # worded as Python words it, naming the method
+        raise TypeError(f"{method_name}() {exc}") from None
+    bound.apply_defaults()
+    return bound.args[1:]
 
 
 def _read_through(name: str, *, settable: bool = True) -> Any:
