@@ -297,7 +297,14 @@ class Integration(Generic[RequestT]):
         lazy: bool = False,
         header: str | None = None,
         cookie_options: Callable[[RequestT], Mapping[str, Any] | None] | None = None,
+        **unknown: Any,
     ) -> None:
+        if unknown:
+            # The keywords reach here through a subclass's **options: refuse the stray one as
+            # Python refuses it, naming the class the caller wrote, not this base.
+            raise TypeError(
+                f"{type(self).__name__}.__init__() got an unexpected keyword argument {next(iter(unknown))!r}"
+            )
         self.storage = storage
         self.unavailable_status = unavailable_status
         self.commit_on_error = commit_on_error

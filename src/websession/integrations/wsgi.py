@@ -98,9 +98,11 @@ def get_session(environ: dict[str, Any]) -> Session:
 class SessionMiddleware(Integration[dict[str, Any]]):
     """Load the session into ``environ["websession.session"]`` and commit it at ``start_response``.
 
+    ``unavailable_status`` (503) is the status answered when the store cannot be reached.
+    ``environ_key`` (``"websession.session"``) is where the session is put in the environ.
     ``vary_cookie`` adds ``Vary: Cookie`` to every response so that shared caches never hand
     one visitor's page to another. A 5xx response (or an app that raised) commits nothing the
-    request changed, unless ``commit_on_error=True``.
+    request changed, unless ``commit_on_error`` is True (False by default).
 
     ``lazy`` (False) reads the store on the first use of the session instead of before the
     app runs; a request that never uses it does no store I/O and commits nothing. ``header``
