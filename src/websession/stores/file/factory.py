@@ -1,4 +1,12 @@
-"""The file storage factory and its URL: ``file:///var/lib/app/sessions``."""
+"""The file storage factory and its URL: ``file:///var/lib/app/sessions``.
+
+What the file system guarantees once this is done: the directory exists (created with its
+parents, for the owner only, if it was missing), so a path that cannot be created fails here.
+
+What it does not: check that the directory is on a local file system (locking needs one, see
+:mod:`.files`) or that it is writable: a read-only directory shows as an ``OSError`` on the
+first write.
+"""
 
 from __future__ import annotations
 

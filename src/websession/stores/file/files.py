@@ -6,6 +6,18 @@ renamed over the record; a change holds the shard directory's lock file (``flock
 
 Every other part of the store (:mod:`.store`, :mod:`.users`, :mod:`.maintenance`) is a
 subclass of :class:`FileDirectory` and reaches the disk only through it.
+
+What a local file system guarantees here: a rename replaces a file in one step, so a reader,
+who takes no lock, sees the old record or the new one, never half of either; an exclusive
+``flock`` on a shard's lock file is held by one thread or process of this machine at a time,
+so the changes made under it go one after another. Directories and files are created for the
+owner only.
+
+What it does not: ``flock`` may lock nothing on NFS and other network file systems, and
+without ``fcntl`` (Windows) :meth:`FileDirectory._locked` locks nothing at all. A rename is
+atomic, not durable: unless ``fsync=True``, a power loss can lose the latest writes. A record
+the disk refuses to read is a :class:`~websession.errors.SessionStoreError`; a write that fails
+(disk full, read-only) raises its ``OSError`` as it is.
 """
 
 from __future__ import annotations

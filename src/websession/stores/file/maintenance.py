@@ -3,6 +3,15 @@
 Nothing deletes an expired record but a read of it or :meth:`FileMaintenance.purge_expired`,
 which also removes unreadable records, the index entries of sessions that are gone, and the
 temporary files a crashed writer left behind.
+
+What the file system guarantees here (a local one, :mod:`.files`): ``write`` holds the record's
+shard lock, so with ``replace=False`` it never overwrites a live record, even one written while
+it ran.
+
+What it does not: give a snapshot, or count cheaply. ``scan`` and ``purge_expired`` walk the
+directories file by file, so sessions written meanwhile may or may not be seen, and counting
+reads every file. A purge leaves temporary files younger than an hour alone: their writer
+may still be at work.
 """
 
 from __future__ import annotations

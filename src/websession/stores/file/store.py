@@ -3,6 +3,16 @@
 Each change holds the lock of the record's shard directory while it reads and replaces the
 file; the user index is :mod:`.users`, maintenance :mod:`.maintenance`, the disk
 :mod:`.files`.
+
+What the file system guarantees here (a local one, :mod:`.files`): an update, a delete, a take
+and the expiry move of a rolling read each hold the shard's lock while they read and replace or
+remove the file, so concurrent changes to one session are applied one after another and a
+deleted or expired record is never brought back; a take hands a record to one caller only. A
+plain read takes no lock: records are replaced by rename, so it always reads a whole one.
+
+What it does not: merge two requests' values for one key (of two change sets setting the same
+key, the one applied last wins), or delete expired files by itself: the read that finds one
+removes it, ``purge_expired`` the rest.
 """
 
 from __future__ import annotations

@@ -2,10 +2,19 @@
 
 ``dir/.users/<d[:2]>/<d>.json``, where ``d`` is :func:`~websession.users.user_digest` of the
 user, holds ``{"generation": n, "entries": {storage key: entry}}``. The hidden ``.users``
-directory is never mistaken for a shard of session files. Every change to an index is made
-under the lock of its directory, and an operation that also touches records takes the
+directory is never mistaken for a shard of session files.
+
+What the file system guarantees here (a local one, :mod:`.files`): every change to an index is
+made under the lock of its directory, and an operation that also touches records takes the
 record's shard lock inside it (index first, then record, always in that order, so two
-operations never deadlock): binding, unbinding and revoking are each one atomic step.
+operations never deadlock): binding, unbinding and revoking are each one atomic step to every
+other operation on that user's index. An index is replaced by rename, so a listing reads it
+without the lock.
+
+What it does not: undo a step that failed halfway (no transactions on a disk). The steps are
+ordered so that a failure leaves a session deleted or still indexed, never alive outside the
+index where ``revoke_user`` could not reach it, and a retried revocation completes it. The
+entries of expired or deleted sessions stay until a listing or ``purge_expired`` drops them.
 
 An index file that cannot be read is set aside as ``<name>.corrupt-<time>`` and its user
 treated as revoked: every session bound to the user is ended and the generation moves past

@@ -1,4 +1,16 @@
-"""The memcached storage factory and its URL: ``memcache://host:port,host:port?prefix=...``."""
+"""The memcached storage factory and its URL: ``memcache://host:port,host:port?prefix=...``.
+
+What memcached guarantees once this is done: the settings have been checked (the servers, a
+prefix that keeps every key within memcached's 250 bytes, an item size big enough for a record) and
+records will live ``ttl``, else the cookie's lifetime, else 7 days: memcached drops them
+itself then, and nothing needs purging.
+
+What it does not: connect here. Both doors connect on first use, so an unreachable server
+shows on the first request whose session lives there, as
+:class:`~websession.errors.StoreUnavailableError`. Nor can it check that ``max_item_size``
+matches the servers' ``-I``: set larger, records the servers refuse fail when written, as
+:class:`~websession.errors.RecordTooLargeError`.
+"""
 
 from __future__ import annotations
 

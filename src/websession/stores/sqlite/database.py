@@ -3,6 +3,18 @@ error translation and turning rows back into records.
 
 Every other part of the store (:mod:`.store`, :mod:`.users`, :mod:`.maintenance`) is a
 subclass of :class:`SqliteDatabase` and reaches the database only through it.
+
+What SQLite guarantees here: each connection is in autocommit, so a statement outside
+:class:`Immediate` is a transaction of its own; :class:`Immediate` takes the write lock up
+front (``BEGIN IMMEDIATE``), so writers, in any thread or process on this machine, go one at
+a time and what one reads inside is still true when it commits; in WAL mode readers never
+wait for that writer. A database file websession creates is readable by its owner only.
+
+What it does not: wait for the lock forever. A writer that cannot have it within ``timeout``
+(5 s), like a database that cannot be opened, gets
+:class:`~websession.errors.StoreUnavailableError` (``sqlite3.OperationalError``); any other
+``sqlite3`` error is a :class:`~websession.errors.SessionStoreError`, and neither is retried.
+Nor does SQLite's locking work on a network file system: the file belongs on a local disk.
 """
 
 from __future__ import annotations

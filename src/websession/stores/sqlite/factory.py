@@ -1,4 +1,14 @@
-"""The SQLite storage factory and its URL: ``sqlite:///var/lib/app/sessions.db``."""
+"""The SQLite storage factory and its URL: ``sqlite:///var/lib/app/sessions.db``.
+
+What SQLite guarantees once this is done: the database file is open (created, for its owner
+only, if it was missing), in WAL mode, with its tables, so a path that cannot be opened fails
+here, with :class:`~websession.errors.StoreUnavailableError`, not on the first request.
+
+What it does not: check that the file is on a local disk (SQLite's locks do not work on
+network file systems), or share it between machines. ``:memory:`` is one database per
+connection, so per thread: only the thread that made the store has the tables, and is the only
+one that can use it (tests).
+"""
 
 from __future__ import annotations
 

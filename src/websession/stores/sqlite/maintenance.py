@@ -2,6 +2,15 @@
 
 Expired rows stay in the table, invisible, until :meth:`SqliteMaintenance.purge_expired`
 deletes them, a batch per statement so no write transaction holds the database for long.
+
+What SQLite guarantees here: ``write_many`` is one ``BEGIN IMMEDIATE`` transaction, so a batch
+lands whole or not at all, and with ``replace=False`` it never overwrites a live row, even one
+written while it ran. ``count`` is counted by the database, in one statement.
+
+What it does not: give a snapshot. ``scan`` reads a page of rows per statement (in id order)
+and ``purge_expired`` deletes a batch per statement, so sessions written meanwhile may or may
+not be seen, and a purge that fails halfway has deleted the batches before it. The space
+deleted rows held is reused by SQLite, not returned to the file system (``VACUUM`` does that).
 """
 
 from __future__ import annotations

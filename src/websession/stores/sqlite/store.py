@@ -2,6 +2,18 @@
 
 Each change is one statement or one BEGIN IMMEDIATE transaction (:class:`.database.Immediate`);
 the user index is :mod:`.users`, maintenance :mod:`.maintenance`.
+
+What SQLite guarantees here: an update and a take each read and write in one ``BEGIN
+IMMEDIATE`` transaction, so concurrent changes to one session are applied one after another,
+each to the record as the last one left it, and a destroyed or expired session is never
+brought back; a take hands a record to one caller only. Create, delete and a plain read are
+single statements.
+
+What it does not: delete expired rows (every query treats them as absent until
+``purge_expired``), or merge two requests' values for one key (of two change sets setting
+the same key, the one applied last wins). A rolling read moves the expiry in a second
+statement after its ``SELECT``, not in one transaction with it; that ``UPDATE`` skips a row
+that expired in between, so it never revives one.
 """
 
 from __future__ import annotations

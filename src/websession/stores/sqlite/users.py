@@ -4,9 +4,15 @@ Two tables beside the sessions table, created with it (so a database of an older
 them when the store opens it): ``<table>_users`` (``user_id``, ``key``: the session's storage
 key, ``entry``: JSON text) and ``<table>_user_generations`` (``user_id``, ``generation``).
 
-Each operation is one BEGIN IMMEDIATE transaction over the session row(s), the index rows and
-the generation row: SQLite lets one writer in at a time, so no interleaving of two operations
-exists and the order of the statements inside does not matter.
+What SQLite guarantees here: each operation that changes anything is one BEGIN IMMEDIATE
+transaction over the session row(s), the index rows and the generation row: SQLite lets one
+writer in at a time, so no interleaving of two operations exists and the order of the
+statements inside does not matter. A failure rolls the whole operation back.
+
+What it does not: expire index rows. The entries of expired or deleted sessions stay until a
+listing (``sessions_of``, which reads, then prunes in a transaction of its own) or
+``purge_expired`` deletes them. An entry that cannot be read is dropped with its session, as
+if revoked, and a generation websession never wrote reads as -1 until the next revocation.
 """
 
 from __future__ import annotations

@@ -6,6 +6,12 @@ the key's KV metadata as ``{"expires": <epoch milliseconds>}``. An expiration le
 :data:`CLAMP_WINDOW` seconds away may have been clamped, so a read then also fetches the
 metadata. Values written by Remix (no metadata) expire at KV's ``expiration``.
 
+What KV guarantees here: it drops a value at its ``expiration`` by itself. What it does not:
+drop it at the exact expiry. A clamped value outlives its exact expiry by up to 65 seconds,
+invisible to websession (a read compares the metadata with this machine's clock, so it is only
+as right as that clock) but not to a Remix Worker sharing the namespace, which reads no
+metadata.
+
 Example::
 
     >>> from datetime import timedelta

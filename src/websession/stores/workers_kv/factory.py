@@ -1,4 +1,14 @@
-"""The Workers KV storage factory and its URL: ``workers-kv://ACCOUNT_ID/NAMESPACE_ID``."""
+"""The Workers KV storage factory and its URL: ``workers-kv://ACCOUNT_ID/NAMESPACE_ID``.
+
+What Workers KV guarantees once this is done: nothing has been sent yet (the store opens its
+httpx clients on first use), and records will live ``ttl``, else the cookie's lifetime: KV
+deletes them itself then (:mod:`.expiry`). With neither, a record is kept until it is deleted.
+
+What it does not: check the account, the namespace or the token here. A wrong one shows on the
+first request as a :class:`~websession.errors.SessionStoreError` (401 or 403: the token), an
+unreachable API as a :class:`~websession.errors.StoreUnavailableError`. The store it makes
+does not change a session atomically (see :mod:`websession.stores.workers_kv`).
+"""
 
 from __future__ import annotations
 

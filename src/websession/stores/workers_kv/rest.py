@@ -8,6 +8,13 @@ write per key per second) and transport failures :class:`~websession.errors.Stor
 413 :class:`~websession.errors.RecordTooLargeError`; anything else
 :class:`~websession.errors.SessionStoreError`.
 
+What the API guarantees here: a 2xx answer to a write means KV has the whole value. What it
+does not: show that write everywhere at once (other locations may read the old value for up
+to 60 seconds), or accept more than one write per key per second. Nothing here retries: a
+refused or failed request fails the operation. ``timeout`` (10 s) bounds each phase of a
+request (connect, send, each read), not the whole, on the clients this module opens; clients
+passed in (``client=``, ``async_client=``) keep their own timeouts and are never closed.
+
 Example::
 
     >>> rest = KVClient(namespace_url("acc", "ns", None), api_token="t")
