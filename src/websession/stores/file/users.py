@@ -37,8 +37,6 @@ from .._entries import fresh_generation
 from ..base import Data
 from .files import FileDirectory
 
-#: What a session holds, as the store is handed it.
-
 #: The directory of the per-user indexes: hidden, and not four characters long, so listing the
 #: store's shards (scan, count, purge) never takes it for one.
 USERS_DIR = ".users"

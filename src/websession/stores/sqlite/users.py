@@ -27,8 +27,6 @@ from .._entries import UNREADABLE_GENERATION, entry_text, fresh_generation, list
 from ..base import Data
 from .database import LIVE, Immediate, SqliteDatabase, stored_moment
 
-#: What a session holds, as the store is handed it.
-
 
 class SqliteUserIndex(SqliteDatabase):
     """The user index half of :class:`~websession.stores.sqlite.SqliteStore`."""
