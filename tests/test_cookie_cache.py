@@ -194,3 +194,29 @@ def test_sealed_values_are_never_remembered() -> None:
     for _ in range(3):
         cookie.serialize({"a": 1})
     assert not cookie._signed_headers and not cookie._verified_texts
+
+
+def test_a_repeated_cookie_header_still_verifies_and_hands_out_a_fresh_value() -> None:
+    cookie = create_cookie("s", secrets=["k"])
+    header = "theme=dark; " + _pair(cookie.serialize({"cart": [1]})) + "; other=1"
+    for encoded in (header, header.encode("latin-1")):
+        first = cookie.parse(encoded)
+        first["cart"].append(2)  # one request's in-place change
+        assert cookie.parse(encoded) == {"cart": [1]}
+    signed = _pair(cookie.serialize({"cart": [1]})).partition("=")[2]
+    for index in range(len(signed)):
+        flipped = signed[:index] + ("A" if signed[index] != "A" else "B") + signed[index + 1 :]
+        tampered = header.replace(signed, flipped)
+        assert cookie.parse(tampered) in (None, {"cart": [1]})
+        assert cookie.parse(tampered) == cookie.parse(tampered)
+
+
+def test_the_header_cache_stays_bounded_and_skips_long_headers() -> None:
+    cookie = create_cookie("s", secrets=["k"])
+    value = _pair(cookie.serialize(ID))
+    for number in range(5000):
+        assert cookie.parse(f"n={number}; {value}") == ID
+    assert len(cookie._found) <= 1024
+    long = "pad=" + "x" * 2000 + "; " + value
+    assert cookie.parse(long) == ID
+    assert long not in cookie._found

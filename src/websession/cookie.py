@@ -64,6 +64,11 @@ _CACHED_IDS = 4096
 _CACHED_ID_LENGTH = 64
 #: Signed values up to this long (a small session's whole data) are remembered too.
 _CACHED_SIGNED_LENGTH = 512
+#: Cookie headers up to this long are remembered with the value found in them, this many at
+#: most (about 1.5 MB at worst).
+_CACHED_HEADER_LENGTH = 1024
+_CACHED_HEADERS = 1024
+_UNSEEN: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +222,9 @@ class Cookie:
         # request sees another's changes), and its Set-Cookie header for a rolling response.
         self._verified_texts: dict[tuple[str, str | None], tuple[str, bool]] = {}
         self._signed_headers: dict[str, str] = {}
+        # A browser sends the same Cookie header request after request: remember where our
+        # value was in it (finding and percent-decoding it costs more than the lookup).
+        self._found: dict[str | bytes, str | None] = {}
 
     def __repr__(self) -> str:
         if self.format != "remix":
@@ -253,8 +261,15 @@ class Cookie:
             >>> create_cookie("s", secrets=["new", "old"]).read(old)
             Verified(value=1, stale=True)
         """
-        # @remix-run/cookie never percent-decodes; Remix v2 does.
-        raw = find_cookie(header, self.name, decode=self.format == "remix")
+        found = self._found
+        if (type(header) is bytes or type(header) is str) and len(header) <= _CACHED_HEADER_LENGTH:
+            raw = found.get(header, _UNSEEN)
+            if raw is _UNSEEN:
+                # @remix-run/cookie never percent-decodes; Remix v2 does.
+                raw = find_cookie(header, self.name, decode=self.format == "remix")
+                _remember(found, header, raw, _CACHED_HEADERS)
+        else:
+            raw = find_cookie(header, self.name, decode=self.format == "remix")
         if raw is None or raw == "":
             return None
         return self.unsign(raw, binding=binding)
@@ -425,8 +440,8 @@ class Cookie:
         )
 
 
-def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
-    if len(cache) >= _CACHED_IDS:
+def _remember(cache: dict[Any, Any], key: Any, value: Any, limit: int = _CACHED_IDS) -> None:
+    if len(cache) >= limit:
         cache.clear()
     cache[key] = value
 
