@@ -9,6 +9,8 @@ import hashlib
 import hmac
 from urllib.parse import quote
 
+import pytest
+
 from websession import create_cookie, create_cookie_session_storage
 from websession.cookie import find_cookie
 
@@ -220,3 +222,45 @@ def test_the_header_cache_stays_bounded_and_skips_long_headers() -> None:
     long = "pad=" + "x" * 2000 + "; " + value
     assert cookie.parse(long) == ID
     assert long not in cookie._found
+
+
+def test_a_remembered_value_that_no_longer_decodes_reads_as_missing_not_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cookie = create_cookie("s", secrets=["k"])
+    signed = cookie.sign({"deep": [[[1]]]})
+    assert cookie.unsign(signed) is not None  # now remembered
+
+    def too_deep(text: str) -> object:
+        raise ValueError("nested too deeply for this stack")
+
+    monkeypatch.setattr("websession.cookie.codec.loads", too_deep)
+    assert cookie.unsign(signed) is None
+    assert create_cookie("s", secrets=["k"]).unsign(signed) is None  # as without the cache
+
+
+def test_huge_bindings_are_never_kept_in_a_cache() -> None:
+    cookie = create_cookie("s", secrets=["k"])
+    for number in range(3):
+        binding = str(number) * 100_000
+        for value in (ID, {"n": number}):
+            header = _pair(cookie.serialize(value, binding=binding))
+            assert cookie.read(header, binding=binding).value == value  # type: ignore[union-attr]
+    caches = (cookie._verified_ids, cookie._verified_texts, cookie._signed_ids, cookie._id_headers)
+    held = sum(len(part) for cache in caches for key in cache for part in key if isinstance(part, str))
+    assert held < 3_000
+
+
+def test_str_and_bytes_headers_are_kept_apart_so_python_b_does_not_warn() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "from websession import create_cookie\n"
+        "cookie = create_cookie('s', secrets=['k'])\n"
+        "header = cookie.serialize({'n': 1}).split(';')[0]\n"
+        "assert cookie.parse(header) == {'n': 1}\n"
+        "assert cookie.parse(header.encode('latin-1')) == {'n': 1}\n"
+    )
+    run = subprocess.run([sys.executable, "-bb", "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr

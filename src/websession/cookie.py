@@ -68,6 +68,9 @@ _CACHED_SIGNED_LENGTH = 512
 #: most (about 1.5 MB at worst).
 _CACHED_HEADER_LENGTH = 1024
 _CACHED_HEADERS = 1024
+#: Bindings (a client's user agent: client-controlled) longer than this are never part of a
+#: cache key, so a few huge ones cannot pin megabytes.
+_CACHED_BINDING_LENGTH = 512
 _UNSEEN: Any = object()
 
 
@@ -224,7 +227,9 @@ class Cookie:
         self._signed_headers: dict[str, str] = {}
         # A browser sends the same Cookie header request after request: remember where our
         # value was in it (finding and percent-decoding it costs more than the lookup).
-        self._found: dict[str | bytes, str | None] = {}
+        # (str and bytes headers apart: comparing the two warns under python -b.)
+        self._found: dict[str, str | None] = {}
+        self._found_bytes: dict[bytes, str | None] = {}
 
     def __repr__(self) -> str:
         if self.format != "remix":
@@ -261,8 +266,10 @@ class Cookie:
             >>> create_cookie("s", secrets=["new", "old"]).read(old)
             Verified(value=1, stale=True)
         """
-        found = self._found
-        if (type(header) is bytes or type(header) is str) and len(header) <= _CACHED_HEADER_LENGTH:
+        found: dict[Any, str | None] | None = (
+            self._found if type(header) is str else self._found_bytes if type(header) is bytes else None
+        )
+        if found is not None and len(header) <= _CACHED_HEADER_LENGTH:  # type: ignore[arg-type]
             raw = found.get(header, _UNSEEN)
             if raw is _UNSEEN:
                 # @remix-run/cookie never percent-decodes; Remix v2 does.
@@ -284,7 +291,10 @@ class Cookie:
         if seen is not None:
             # These very characters verified before, under the same secrets: only the text is
             # decoded again, so each request gets a value of its own to change.
-            return Verified(self._value(seen[0]), seen[1], raw)
+            try:
+                return Verified(self._value(seen[0]), seen[1], raw)
+            except ValueError:  # too deep to decode on this stack: as the uncached path does
+                return None
         payload = raw
         stale = False
         if self._keys:
@@ -303,6 +313,8 @@ class Cookie:
         except ValueError:
             return None
         verified = Verified(value, stale, raw)
+        if binding is not None and len(binding) > _CACHED_BINDING_LENGTH:
+            return verified
         if isinstance(value, str) and len(value) <= _CACHED_ID_LENGTH:
             _remember(self._verified_ids, key, verified)
         elif len(raw) <= _CACHED_SIGNED_LENGTH:
@@ -331,7 +343,8 @@ class Cookie:
             >>> create_cookie("s", format="remix-v3").sign("abc")
             'YWJj'
         """
-        cacheable = isinstance(value, str) and len(value) <= _CACHED_ID_LENGTH
+        short = binding is None or len(binding) <= _CACHED_BINDING_LENGTH
+        cacheable = short and isinstance(value, str) and len(value) <= _CACHED_ID_LENGTH
         if cacheable:
             cached = self._signed_ids.get((value, binding))
             if cached is not None:
@@ -348,7 +361,7 @@ class Cookie:
         if cacheable:
             _remember(self._signed_ids, (value, binding), signed)
             _remember(self._verified_ids, (signed, binding), Verified(value, False, signed))
-        elif len(signed) <= _CACHED_SIGNED_LENGTH:
+        elif short and len(signed) <= _CACHED_SIGNED_LENGTH:
             _remember(self._verified_texts, (signed, binding), (text, False))
         return signed
 
@@ -362,7 +375,12 @@ class Cookie:
             >>> create_cookie("s", http_only=False).serialize("abc", max_age=60)
             's=ImFiYyI%3D; Max-Age=60; Path=/; SameSite=Lax'
         """
-        if overrides or not isinstance(value, str) or len(value) > _CACHED_ID_LENGTH:
+        if (
+            overrides
+            or not isinstance(value, str)
+            or len(value) > _CACHED_ID_LENGTH
+            or (binding is not None and len(binding) > _CACHED_BINDING_LENGTH)
+        ):
             return self.serialize_raw(self.sign(value, binding=binding), **overrides)
         header = self._id_headers.get((value, binding))
         if header is None:
