@@ -128,3 +128,100 @@ def test_a_keyword_ttl_of_none_keeps_the_seven_day_default_of_the_ttl_stores(red
 def test_absolute_timeout_none_means_none() -> None:
     assert url_options({"absolute_timeout": None}) == {"absolute_timeout": None}
     assert url_options({"absolute_timeout": "none"}) == {"absolute_timeout": None}
+
+
+# -- every factory takes the same options -------------------------------------------------------
+
+FACTORIES: dict[str, tuple[str, dict[str, object]]] = {
+    "memory": ("websession.stores.memory:create_memory_session_storage", {}),
+    "file": ("websession.stores.file:create_file_session_storage", {"dir": "{tmp}/files"}),
+    "sqlite": ("websession.stores.sqlite:create_sqlite_session_storage", {"path": "{tmp}/s.db"}),
+    "postgres": (
+        "websession.stores.postgres:create_postgres_session_storage",
+        {"dsn": "postgresql://localhost/postgres"},
+    ),
+    "redis": ("websession.stores.redis:create_redis_session_storage", {"url": "redis://localhost:6379/0"}),
+    "upstash": (
+        "websession.stores.upstash:create_upstash_session_storage",
+        {"url": "http://localhost:1", "token": "t"},
+    ),
+    "memcache": ("websession.stores.memcache:create_memcache_session_storage", {"servers": ["localhost:1"]}),
+    "dynamodb": (
+        "websession.stores.dynamodb:create_dynamodb_session_storage",
+        {"table": "t", "region": "eu-west-1"},
+    ),
+    "workers_kv": (
+        "websession.stores.workers_kv:create_workers_kv_session_storage",
+        {"account_id": "a", "namespace_id": "n", "api_token": "t"},
+    ),
+    "custom": (
+        "websession.stores.custom:create_session_storage",
+        {
+            "create_data": lambda data, expires: "0" * 40,
+            "read_data": lambda id: None,
+            "update_data": lambda id, data, expires: None,
+            "delete_data": lambda id: None,
+        },
+    ),
+}
+
+
+def _factory(name: str, tmp_path: object) -> tuple[object, dict[str, object], str]:
+    import importlib
+
+    target, arguments = FACTORIES[name]
+    module, _, function = target.partition(":")
+    own = {
+        key: value.format(tmp=tmp_path) if isinstance(value, str) else value
+        for key, value in arguments.items()
+    }
+    return getattr(importlib.import_module(module), function), own, function
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_every_factory_takes_the_shared_options(name: str, tmp_path: object) -> None:
+    factory, own, _ = _factory(name, tmp_path)
+    moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    shared = StorageOptions(
+        rolling=False,
+        save_uninitialized=True,
+        absolute_timeout=600,
+        ttl=120,
+        codec="tagged",
+        clock=lambda: moment,
+    )
+    if name != "custom":  # custom storage's ids come from create_data: nothing to hash
+        shared["storage_key_secret"] = "k"
+    storage = factory(cookie=COOKIE, **own, **shared)  # type: ignore[operator]
+    try:
+        assert (storage.rolling, storage.save_uninitialized) == (False, True)
+        assert storage.absolute_timeout == timedelta(seconds=600)
+        assert type(storage.codec).__name__ == "TaggedJSON"
+        store = storage.store
+        assert (store.default_ttl, store.explicit_ttl, store.clock()) == (120.0, True, moment)
+        assert store.hashes_ids == (name != "custom")
+        legacy = factory(cookie=COOKIE, **own, default_ttl=30)  # type: ignore[operator]
+        assert (legacy.store.default_ttl, legacy.store.explicit_ttl) == (30.0, True)
+        legacy.close()
+    finally:
+        storage.close()
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_every_factory_refuses_an_unknown_option_by_name(name: str, tmp_path: object) -> None:
+    factory, own, function = _factory(name, tmp_path)
+    with pytest.raises(TypeError, match=rf"{function}\(\) .* 'roling'"):
+        factory(cookie=COOKIE, **own, roling=False)  # type: ignore[operator]
+    with pytest.raises(TypeError, match="not both"):
+        factory(cookie=COOKIE, **own, ttl=1, default_ttl=2)  # type: ignore[operator]
+
+
+def test_the_cookie_factory_takes_the_shared_options_it_can_keep() -> None:
+    from websession import create_cookie_session_storage
+
+    storage = create_cookie_session_storage(
+        cookie=COOKIE, encryption_keys=["k" * 32], rolling=False, absolute_timeout=600, ttl=120
+    )
+    assert (storage.rolling, storage.absolute_timeout) == (False, timedelta(seconds=600))
+    with pytest.raises(TypeError, match=r"create_cookie_session_storage\(\) .* 'roling'"):
+        create_cookie_session_storage(cookie=COOKIE, roling=False)  # type: ignore[call-arg]

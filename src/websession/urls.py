@@ -117,27 +117,6 @@ def cookie_from_options(options: dict[str, Any]) -> Any:
     )
 
 
-def storage_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Pop the options every storage shares (``rolling``, ``save_uninitialized``, ``codec``)
-    from URL options.
-
-    Example::
-
-        >>> storage_options({"rolling": "false", "codec": "tagged", "ttl": "60"})
-        {'rolling': False, 'codec': TaggedJSON()}
-    """
-    from .codec import as_codec
-
-    shared: dict[str, Any] = {}
-    for name in ("rolling", "save_uninitialized"):
-        if name in options:
-            value = options.pop(name)
-            shared[name] = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
-    if "codec" in options:
-        shared["codec"] = as_codec(options.pop("codec"))
-    return shared
-
-
 def reject_unknown(scheme: str, options: dict[str, Any]) -> None:
     """Raise ConfigurationError naming the options a store's URL does not understand."""
     if options:
